@@ -1,0 +1,244 @@
+"""The decision core: ordering, in-batch duplicates, self-matches, idempotency and tie-breaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from worker.decision import (
+    Decision,
+    Kind,
+    Neighbour,
+    Signals,
+    Status,
+    Thresholds,
+    decide,
+    hamming,
+)
+
+T = Thresholds(perceptual=6, semantic=None)
+
+
+def sig(id_: str, t: int, sha: str = "", phash: int = 0, emb: list[float] | None = None) -> Signals:
+    vector = None if emb is None else np.asarray(emb, dtype=np.float32)
+    return Signals(id=id_, event_time_ms=t, sha256=sha or f"sha-{id_}", phash=phash, embedding=vector)
+
+
+def by_id(decisions: list[Decision]) -> dict[str, Decision]:
+    return {d.id: d for d in decisions}
+
+
+def test_hamming_counts_differing_bits() -> None:
+    assert hamming(0b1011, 0b1011) == 0
+    assert hamming(0b1011, 0b0010) == 2
+    assert hamming(0, (1 << 64) - 1) == 64
+
+
+def test_exact_copy_of_an_earlier_indexed_original_is_a_duplicate() -> None:
+    item = sig("b/copy", 20, sha="s1", phash=0xFFFF)
+    found = {"b/copy": [Neighbour("b/orig", 10, sha256="s1")]}
+    [d] = decide([item], found, T)
+    assert d.status is Status.DUPLICATE
+    assert d.match is not None
+    assert (d.match.original, d.match.kind, d.match.score) == ("b/orig", Kind.EXACT, 1.0)
+
+
+def test_unrelated_image_is_unique() -> None:
+    item = sig("b/x", 20, phash=0)
+    found = {"b/x": [Neighbour("b/far", 10, hamming=30, cosine=0.2)]}
+    [d] = decide([item], found, T)
+    assert d == Decision("b/x", Status.UNIQUE)
+
+
+def test_perceptual_threshold_is_inclusive() -> None:
+    item = sig("b/x", 20)
+    at = decide([item], {"b/x": [Neighbour("b/o", 10, hamming=6)]}, T)[0]
+    over = decide([item], {"b/x": [Neighbour("b/o", 10, hamming=7)]}, T)[0]
+    assert at.status is Status.DUPLICATE
+    assert at.match is not None
+    assert at.match.kind is Kind.PERCEPTUAL
+    assert at.match.score == pytest.approx(1 - 6 / 64)
+    assert over.status is Status.UNIQUE
+
+
+def test_a_stage_without_threshold_takes_no_part() -> None:
+    item = sig("b/x", 20)
+    found = {"b/x": [Neighbour("b/o", 10, hamming=0, cosine=1.0)]}
+    assert decide([item], found, Thresholds(perceptual=None, semantic=None))[0].status is Status.UNIQUE
+    semantic_only = decide([item], found, Thresholds(perceptual=None, semantic=0.9))[0]
+    assert semantic_only.match is not None
+    assert semantic_only.match.kind is Kind.SEMANTIC
+
+
+def test_semantic_threshold_is_inclusive_and_reports_cosine() -> None:
+    item = sig("b/x", 20)
+    t = Thresholds(perceptual=None, semantic=0.95)
+    at = decide([item], {"b/x": [Neighbour("b/o", 10, cosine=0.95)]}, t)[0]
+    below = decide([item], {"b/x": [Neighbour("b/o", 10, cosine=0.9499)]}, t)[0]
+    assert at.match is not None
+    assert at.match.score == pytest.approx(0.95)
+    assert below.status is Status.UNIQUE
+
+
+def test_only_earlier_originals_count_and_later_ones_are_superseded() -> None:
+    item = sig("b/early", 5, sha="s1")
+    found = {"b/early": [Neighbour("b/late", 50, sha256="s1"), Neighbour("b/unrelated", 60, hamming=40)]}
+    [d] = decide([item], found, T)
+    assert d.status is Status.UNIQUE
+    assert d.supersedes == ("b/late",)
+
+
+def test_equal_event_times_are_ordered_by_id() -> None:
+    item = sig("b/b", 10, sha="s1")
+    [d] = decide([item], {"b/b": [Neighbour("b/a", 10, sha256="s1")]}, T)
+    assert d.match is not None
+    assert d.match.original == "b/a"
+    [d2] = decide([sig("b/a", 10, sha="s1")], {"b/a": [Neighbour("b/b", 10, sha256="s1")]}, T)
+    assert d2.status is Status.UNIQUE
+    assert d2.supersedes == ("b/b",)
+
+
+def test_a_redelivered_original_never_matches_itself() -> None:
+    item = sig("b/orig", 10, sha="s1", phash=7)
+    found = {"b/orig": [Neighbour("b/orig", 10, sha256="s1", hamming=0, cosine=1.0)]}
+    assert decide([item], found, T) == [Decision("b/orig", Status.UNIQUE)]
+
+
+def test_an_overwritten_key_is_decided_afresh() -> None:
+    # The index still holds the key's old content; the new bytes look like another original.
+    item = sig("b/k", 30, sha="new", phash=0)
+    found = {"b/k": [Neighbour("b/k", 10, sha256="old", hamming=0), Neighbour("b/other", 20, hamming=2)]}
+    [d] = decide([item], found, T)
+    assert d.match is not None
+    assert d.match.original == "b/other"
+
+
+def test_in_batch_duplicates_are_caught_whatever_the_batch_order() -> None:
+    original = sig("b/a", 1, sha="s", phash=0b1111)
+    resized = sig("b/b", 2, sha="other", phash=0b1110)
+    copy = sig("b/c", 3, sha="s", phash=0b1111)
+    for batch in ([original, resized, copy], [copy, resized, original]):
+        d = by_id(decide(batch, {}, T))
+        assert d["b/a"].status is Status.UNIQUE
+        assert d["b/b"].match is not None
+        assert (d["b/b"].match.original, d["b/b"].match.kind) == ("b/a", Kind.PERCEPTUAL)
+        assert d["b/c"].match is not None
+        assert (d["b/c"].match.original, d["b/c"].match.kind) == ("b/a", Kind.EXACT)
+
+
+def test_duplicates_are_never_candidates() -> None:
+    # b is within 6 bits of a, c within 6 of b but 10 from a: c must not point at the duplicate b.
+    a = sig("b/a", 1, phash=0)
+    b = sig("b/b", 2, phash=0b11111)
+    c = sig("b/c", 3, phash=0b1111111111)
+    d = by_id(decide([a, b, c], {}, T))
+    assert d["b/b"].status is Status.DUPLICATE
+    assert d["b/c"].status is Status.UNIQUE
+
+
+def test_in_batch_semantic_matching_uses_the_dot_product() -> None:
+    t = Thresholds(perceptual=None, semantic=0.9)
+    a = sig("b/a", 1, phash=0, emb=[1.0, 0.0])
+    b = sig("b/b", 2, phash=(1 << 64) - 1, emb=[0.96, 0.28])
+    c = sig("b/c", 3, phash=0, emb=[0.0, 1.0])
+    d = by_id(decide([a, b, c], {}, t))
+    assert d["b/b"].match is not None
+    assert d["b/b"].match.kind is Kind.SEMANTIC
+    assert d["b/b"].match.score == pytest.approx(0.96)
+    assert d["b/c"].status is Status.UNIQUE
+
+
+def test_exact_beats_a_closer_earlier_perceptual_match() -> None:
+    item = sig("b/x", 100, sha="s")
+    found = {"b/x": [Neighbour("b/p", 1, hamming=0), Neighbour("b/e", 50, sha256="s")]}
+    d = decide([item], found, T)[0]
+    assert d.match is not None
+    assert (d.match.original, d.match.kind) == ("b/e", Kind.EXACT)
+
+
+def test_smaller_distance_wins_then_the_earliest_original() -> None:
+    item = sig("b/x", 100)
+    closer = {"b/x": [Neighbour("b/first", 1, hamming=5), Neighbour("b/closer", 2, hamming=1)]}
+    tie = {"b/x": [Neighbour("b/second", 2, hamming=3), Neighbour("b/first", 1, hamming=3)]}
+    closer_match = decide([item], closer, T)[0].match
+    tie_match = decide([item], tie, T)[0].match
+    assert closer_match is not None
+    assert tie_match is not None
+    assert closer_match.original == "b/closer"
+    assert tie_match.original == "b/first"
+
+
+def test_a_neighbour_found_by_several_lookups_uses_its_strongest_stage() -> None:
+    item = sig("b/x", 100, sha="s")
+    found = {"b/x": [Neighbour("b/o", 1, sha256="s", hamming=0, cosine=1.0)]}
+    d = decide([item], found, Thresholds(perceptual=6, semantic=0.5))[0]
+    assert d.match is not None
+    assert d.match.kind is Kind.EXACT
+
+
+def test_the_same_key_twice_in_a_batch_gets_one_decision_and_no_self_match() -> None:
+    first = sig("b/k", 10, sha="s")
+    replay = sig("b/k", 10, sha="s")
+    assert decide([first, replay], {}, T) == [Decision("b/k", Status.UNIQUE)] * 2
+
+
+def test_an_index_row_for_a_key_in_the_batch_is_ignored() -> None:
+    # b/late is being decided again in this batch (superseded); its stale row must not influence b/early.
+    early = sig("b/early", 1, sha="s")
+    late = sig("b/late", 9, sha="s")
+    found = {"b/early": [Neighbour("b/late", 9, sha256="s")], "b/late": [Neighbour("b/late", 9, sha256="s")]}
+    d = by_id(decide([late, early], found, T))
+    assert d["b/early"] == Decision("b/early", Status.UNIQUE)
+    assert d["b/late"].match is not None
+    assert d["b/late"].match.original == "b/early"
+
+
+def test_recheck_after_a_concurrent_store_leaves_exactly_one_original() -> None:
+    # Two workers stored near-identical a (t=1) and b (t=2) at once; each re-checks with the other visible.
+    a, b = sig("b/a", 1, phash=0), sig("b/b", 2, phash=1)
+    on_a = decide([a], {"b/a": [Neighbour("b/b", 2, hamming=1)]}, T)[0]
+    on_b = decide([b], {"b/b": [Neighbour("b/a", 1, hamming=1)]}, T)[0]
+    assert on_a.status is Status.UNIQUE
+    assert on_a.supersedes == ("b/b",)
+    assert on_b.status is Status.DUPLICATE
+
+
+def test_deciding_again_gives_the_same_answer() -> None:
+    batch = [sig("b/a", 1, sha="s", phash=3), sig("b/b", 2, sha="s"), sig("b/c", 3, phash=40)]
+    found = {"b/c": [Neighbour("b/z", 0, hamming=1)]}
+    assert decide(batch, found, T) == decide(list(batch), dict(found), T)
+
+
+# Properties over random batches ------------------------------------------------------------------------------
+
+items = st.builds(
+    sig,
+    st.sampled_from([f"b/{c}" for c in "abcdefgh"]),
+    st.integers(0, 5),
+    st.sampled_from(["s1", "s2", "s3", "s4", "s5"]),
+    st.integers(0, 255),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(items, min_size=1, max_size=8, unique_by=lambda s: s.id), st.randoms())
+def test_properties_of_any_batch(batch: list[Signals], rnd: object) -> None:
+    decisions = by_id(decide(batch, {}, T))
+    shuffled = list(batch)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert by_id(decide(shuffled, {}, T)) == decisions, "outcome depends on arrival order"
+
+    signals = {s.id: s for s in batch}
+    originals = [s for s in batch if decisions[s.id].is_unique]
+    for d in decisions.values():
+        if d.match is None:
+            continue
+        assert d.match.original != d.id
+        assert decisions[d.match.original].is_unique, "points at a duplicate"
+        assert signals[d.match.original].order < signals[d.id].order, "points at a later image"
+    for i, x in enumerate(originals):
+        for y in originals[i + 1 :]:
+            assert x.sha256 != y.sha256
+            assert hamming(x.phash, y.phash) > 6, "two originals match each other"

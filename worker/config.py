@@ -1,0 +1,214 @@
+"""Configuration, read once from ``DEDUP_*`` environment variables.
+
+Worker and producer share one :class:`Settings`; each reads the fields it needs. Invalid values fail at start
+with a :class:`ConfigError` that names the variable::
+
+    >>> import os
+    >>> os.environ["DEDUP_BATCH_SIZE"] = "many"
+    >>> load_settings()
+    Traceback (most recent call last):
+    ...
+    worker.config.ConfigError: DEDUP_BATCH_SIZE: Input should be a valid integer, unable to parse string as an integer
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "DEDUP_"
+
+#: Cosine similarity above which two ImageNet ResNet-50 features count as the same picture. Used only when
+#: DEDUP_SEMANTIC_THRESHOLD is not set and the weights are real (never with random weights).
+DEFAULT_SEMANTIC_THRESHOLD = 0.90
+
+#: Values that switch an optional stage off.
+_OFF = {"", "off", "none", "disabled"}
+
+
+class Action(StrEnum):
+    """What the worker does to a duplicate."""
+
+    TAG = "tag"
+    QUARANTINE = "quarantine"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a settings field: ``batch_size`` → ``DEDUP_BATCH_SIZE``."""
+    return ENV_PREFIX + field.upper()
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. The README's configuration table lists the same fields."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # Queue
+    broker_url: str = "redis://localhost:6379/0"
+    queue: str = "dedup"
+
+    # Object storage
+    s3_endpoint: str = "localhost:9000"
+    s3_access_key: str = "minioadmin"  # dev default, like MinIO's own; set a real one in production
+    s3_secret_key: str = Field(default="minioadmin", repr=False)  # dev default
+    s3_secure: bool = False
+    s3_region: str | None = None
+    buckets: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # Index
+    milvus_uri: str = "data/milvus-lite.db"
+    milvus_token: str = Field(default="", repr=False)
+    collection: str = "image_dedup"
+    search_limit: int = Field(default=10, ge=1, le=1024)
+
+    # Action
+    action: Action = Action.TAG
+    quarantine_bucket: str = "dedup-quarantine"
+
+    # Producer
+    webhook_token: str = Field(default="", repr=False)
+    webhook_allow_unauthenticated: bool = False
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+    webhook_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    # Model and batching
+    model_weights: str = "imagenet"
+    device: str = "auto"
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    batch_wait_ms: int = Field(default=50, ge=0, le=60_000)
+
+    # Detection thresholds
+    perceptual_threshold: int | None = Field(default=10, ge=0, le=64)
+    semantic_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+
+    # Input limits
+    max_image_bytes: int = Field(default=50 << 20, ge=1)
+    max_image_pixels: int = Field(default=100_000_000, ge=1)
+
+    # Delivery
+    max_retries: int = Field(default=10, ge=0)
+    retry_backoff_max_s: int = Field(default=60, ge=1)
+    max_deliveries: int = Field(default=5, ge=1)
+    task_timeout_s: int = Field(default=300, ge=1)
+    visibility_timeout_s: int = Field(default=3600, ge=1)
+
+    # Observability
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("perceptual_threshold", "semantic_threshold", mode="before")
+    @classmethod
+    def _off_means_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in _OFF:
+            return None
+        return value
+
+    @field_validator("model_weights")
+    @classmethod
+    def _weights_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be 'imagenet', 'random' or the path of a weights file")
+        return value.strip()
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"auto", "cpu", "cuda", "mps"} and not value.startswith("cuda:"):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri(cls, value: str) -> str:
+        if value.startswith(("http://", "https://", "tcp://", "unix:")) or value.endswith(".db"):
+            return value
+        raise ValueError("must be a Milvus Lite file ending in .db, or http(s)://host:19530 for a server")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.quarantine_bucket in self.buckets:
+            raise ValueError(
+                f"{env_name('quarantine_bucket')}={self.quarantine_bucket!r} is also in {env_name('buckets')}; "
+                "the worker would process its own quarantine"
+            )
+        longest_wait = 2 * self.task_timeout_s + self.retry_backoff_max_s
+        if self.visibility_timeout_s < longest_wait:
+            raise ValueError(
+                f"{env_name('visibility_timeout_s')}={self.visibility_timeout_s} must be at least "
+                f"2 × {env_name('task_timeout_s')} + {env_name('retry_backoff_max_s')} = {longest_wait} s, "
+                "or Redis redelivers messages that are still being worked on"
+            )
+        return self
+
+    # Derived values -------------------------------------------------------------------------------------------
+
+    @property
+    def random_weights(self) -> bool:
+        return self.model_weights.lower() == "random"
+
+    @cached_property
+    def effective_semantic_threshold(self) -> float | None:
+        """The semantic stage's threshold, or None when the stage must not take part in decisions.
+
+        An explicit ``DEDUP_SEMANTIC_THRESHOLD`` always wins. Otherwise real weights get
+        :data:`DEFAULT_SEMANTIC_THRESHOLD` and random weights get None: their features are meaningless.
+        """
+        if "semantic_threshold" in self.model_fields_set:
+            return self.semantic_threshold
+        return None if self.random_weights else DEFAULT_SEMANTIC_THRESHOLD
+
+    def bucket_allowed(self, bucket: str) -> bool:
+        """Whether a bucket is on the ``DEDUP_BUCKETS`` allow-list (``*`` allows every bucket)."""
+        return "*" in self.buckets or bucket in self.buckets
+
+    def require_buckets(self) -> None:
+        """Fail unless the allow-list names at least one bucket; both services call this at start."""
+        if not self.buckets:
+            raise ConfigError(f"{env_name('buckets')}: set the buckets to watch, comma-separated, or '*' for all")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and keyword overrides), turning validation errors into a
+    :class:`ConfigError` that names the variable at fault."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = error.get("loc") or ()
+        message = str(error.get("msg", "invalid"))
+        if loc:
+            lines.append(f"{env_name(str(loc[0]))}: {message}")
+        else:  # a cross-field check: its message names the variables itself
+            lines.append(message.removeprefix("Value error, "))
+    return "; ".join(lines)
