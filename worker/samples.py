@@ -1,0 +1,132 @@
+"""Real sample photos and the copies people make of them, for the demo, the benchmark and the tests.
+
+The photos ship inside scikit-image's wheel (the ``samples`` extra): no download. :func:`upload_set` builds a
+labelled set — originals, exact copies, resized / grayscale / brightened / re-encoded copies, unrelated
+photos and one corrupt file — in upload order, each with the outcome a correct service gives it::
+
+    >>> [(s.key, s.expect) for s in upload_set()][:2]
+    [('astronaut.jpg', Expect('unique')), ('chelsea.jpg', Expect('unique'))]
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+
+from PIL import Image, ImageEnhance
+
+#: Photos whose perceptual hashes are far apart (≥ 20 of 64 bits). scikit-image's chessboard pair and its
+#: stereo motorcycle pair are left out: each pair is, honestly, one picture twice.
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "camera.png",
+    "coins.png",
+    "moon.png",
+    "ihc.png",
+    "horse.png",
+    "gravel.png",
+    "brick.png",
+    "grass.png",
+    "page.png",
+    "retina.jpg",
+    "cell.png",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    status: str  # unique | duplicate | error
+    original: str | None = None
+    kind: str | None = None
+
+    def __repr__(self) -> str:
+        extra = f", {self.original!r}, {self.kind!r}" if self.original else ""
+        return f"Expect({self.status!r}{extra})"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    key: str
+    data: bytes
+    content_type: str
+    expect: Expect
+
+
+def data_dir() -> Path:
+    spec = find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the sample photos need scikit-image: pip install 'image-dedup-worker[samples]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@cache
+def photo(name: str) -> Image.Image:
+    """A bundled photo as RGB (e.g. ``photo("chelsea.png")``)."""
+    with Image.open(data_dir() / name) as image:
+        return image.convert("RGB")
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def resized(image: Image.Image, factor: float = 0.5) -> Image.Image:
+    size = (max(1, int(image.width * factor)), max(1, int(image.height * factor)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def grayscale(image: Image.Image) -> Image.Image:
+    return image.convert("L")
+
+
+def brightened(image: Image.Image, factor: float = 1.3) -> Image.Image:
+    return ImageEnhance.Brightness(image).enhance(factor)
+
+
+def stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
+
+
+#: name → (how the copy is made from the original photo, how it is encoded)
+COPIES: dict[str, tuple[Callable[[Image.Image], Image.Image], Callable[[Image.Image], bytes]]] = {
+    "small": (resized, jpeg),
+    "gray": (grayscale, jpeg),
+    "bright": (brightened, jpeg),
+    "q50": (lambda image: image, lambda image: jpeg(image, 50)),
+    "png": (lambda image: image, png),
+}
+
+
+def upload_set(prefix: str = "", originals: int = 4, unrelated: int = 3) -> list[Sample]:
+    """Originals, then their copies, then unrelated photos and a corrupt file — in upload order."""
+    chosen = PHOTOS[:originals]
+    samples = [Sample(f"{prefix}{stem(n)}.jpg", jpeg(photo(n)), "image/jpeg", Expect("unique")) for n in chosen]
+    for i, name in enumerate(chosen):
+        source = samples[i]
+        exact = Expect("duplicate", source.key, "exact")
+        samples.append(Sample(f"{prefix}{stem(name)}-copy.jpg", source.data, "image/jpeg", exact))
+        for copy_name, (make, encode) in COPIES.items():
+            ext, mime = ("png", "image/png") if encode is png else ("jpg", "image/jpeg")
+            data = encode(make(photo(name)))
+            expect = Expect("duplicate", source.key, "perceptual")
+            samples.append(Sample(f"{prefix}{stem(name)}-{copy_name}.{ext}", data, mime, expect))
+    for name in PHOTOS[originals : originals + unrelated]:
+        samples.append(Sample(f"{prefix}{stem(name)}.jpg", jpeg(photo(name)), "image/jpeg", Expect("unique")))
+    samples.append(Sample(f"{prefix}notes.jpg", b"this is not a JPEG", "image/jpeg", Expect("error")))
+    return samples
