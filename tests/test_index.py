@@ -1,0 +1,89 @@
+"""The Milvus adapter against a real Milvus Lite: the three lookups, guarded deletes, schema checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from worker.decision import Signals
+from worker.index import Index, IndexSchemaError
+
+DIM = 8
+
+
+def unit(*values: float) -> np.ndarray:
+    v = np.asarray(values + (0.0,) * (DIM - len(values)), dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def lite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("milvus") / "test.db")
+
+
+@pytest.fixture
+def index(lite_uri: str, request: pytest.FixtureRequest) -> Iterator[Index]:
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:200]
+    idx = Index.connect(lite_uri, collection=name, dim=DIM, search_limit=5)
+    yield idx
+    idx.close()
+
+
+def sig(id_: str, t: int, sha: str, phash: int, emb: np.ndarray) -> Signals:
+    return Signals(id_, t, sha, phash, emb)
+
+
+def test_neighbours_merges_exact_perceptual_and_semantic_lookups(index: Index) -> None:
+    index.store(
+        [
+            sig("photos/a.jpg", 1, "sha-a", 0b0000, unit(1, 0)),
+            sig("photos/b.jpg", 2, "sha-b", (1 << 64) - 1, unit(0, 1)),
+        ]
+    )
+    query = sig("photos/q.jpg", 9, "sha-a", 0b0111, unit(1, 0.1))
+    found = {n.id: n for n in index.neighbours([query])["photos/q.jpg"]}
+    a, b = found["photos/a.jpg"], found["photos/b.jpg"]
+    assert (a.event_time_ms, a.sha256, a.hamming) == (1, "sha-a", 3)
+    assert a.cosine == pytest.approx(float(unit(1, 0.1) @ unit(1, 0)), abs=1e-5)
+    assert (b.sha256, b.hamming) == ("sha-b", 61)
+    assert b.cosine == pytest.approx(float(unit(1, 0.1) @ unit(0, 1)), abs=1e-5)
+
+
+def test_exact_lookup_finds_same_bytes_beyond_the_nearest_neighbours(index: Index) -> None:
+    # Six rows whose perceptual hashes are closer to the query than the exact copy's: top-k alone would miss it.
+    index.store([sig(f"photos/near{i}.jpg", i, f"sha-{i}", 1 << i, unit(1, i)) for i in range(6)])
+    index.store([sig("photos/same.jpg", 10, "sha-same", (1 << 64) - 1, unit(0, 0, 1))])
+    found = {n.id: n for n in index.neighbours([sig("photos/q.jpg", 20, "sha-same", 0, unit(1, 0))])["photos/q.jpg"]}
+    assert found["photos/same.jpg"].sha256 == "sha-same"
+
+
+def test_store_is_an_idempotent_upsert_and_count_sees_it(index: Index) -> None:
+    row = sig("photos/a.jpg", 1, "sha-a", 5, unit(1))
+    index.store([row])
+    index.store([row])
+    assert index.count() == 1
+    assert index.event_times(["photos/a.jpg", "photos/missing.jpg"]) == {"photos/a.jpg": 1}
+
+
+def test_discard_keeps_a_newer_upload_of_the_same_key(index: Index) -> None:
+    index.store([sig("photos/k.jpg", 50, "sha-new", 5, unit(1))])
+    index.discard([("photos/k.jpg", 10)])  # a stale removal event
+    assert index.count() == 1
+    index.discard([("photos/k.jpg", 50)])
+    assert index.count() == 0
+
+
+@pytest.mark.parametrize("key", ['quote"and\\backslash.jpg', "ünï çødé 📷.jpg", "a' or id != '.jpg"])
+def test_ids_with_quotes_and_unicode_are_safe_in_filters(index: Index, key: str) -> None:
+    index.store([sig(f"photos/{key}", 1, "sha", 5, unit(1)), sig("photos/other.jpg", 1, "sha2", 6, unit(2))])
+    assert index.event_times([f"photos/{key}"]) == {f"photos/{key}": 1}
+    index.discard([(f"photos/{key}", 1)])
+    assert index.count() == 1
+
+
+def test_a_collection_with_another_layout_is_refused(lite_uri: str) -> None:
+    Index.connect(lite_uri, collection="layout", dim=DIM)
+    with pytest.raises(IndexSchemaError, match=r"DEDUP_COLLECTION=layout: field 'embedding' should be a 16-d vector"):
+        Index.connect(lite_uri, collection="layout", dim=16)

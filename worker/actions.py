@@ -1,0 +1,132 @@
+"""What happens to an object once its outcome is known: tags, or quarantine for duplicates.
+
+* Every outcome is written as ``dedup-*`` tags merged with the object's own (see :mod:`worker.tags`).
+* In ``quarantine`` mode a duplicate is copied to ``DEDUP_QUARANTINE_BUCKET`` under ``<bucket>/<key>``, with
+  metadata naming its source and original; the copy is **verified** (its bytes' SHA-256 equals what was
+  decided on) and the source is deleted only then, and only if it still holds those bytes (same ETag).
+  Any failure before the delete leaves the source where it was; the task retries.
+
+A redelivered quarantine task whose source is already gone finds its verified copy
+(:meth:`Actions.already_quarantined`) and reports the same outcome instead of an error.
+
+    >>> actions = Actions(storage, Action.QUARANTINE, quarantine_bucket="dedup-quarantine")
+    >>> actions.apply(event, outcome, etag=blob.etag, sha256=digest)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from worker.config import Action
+from worker.decision import Kind, Status
+from worker.errors import TransientError
+from worker.messages import ObjectEvent
+from worker.outcome import Outcome
+from worker.storage import Storage
+from worker.tags import decode_value, encode_value, merge, outcome_tags
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_BYTES = 1024
+
+# Metadata on a quarantined copy (sent as x-amz-meta-*, values encoded like tag values).
+META_SOURCE = "dedup-source"
+META_SOURCE_ETAG = "dedup-source-etag"
+META_SHA256 = "dedup-sha256"
+META_ORIGINAL = "dedup-of"
+META_KIND = "dedup-kind"
+META_SCORE = "dedup-score"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :meth:`Actions.apply` did, for logs and metrics."""
+
+    action: str  # "tagged", "unchanged" (tags already right), "quarantined"
+    dropped_tags: tuple[str, ...] = ()
+
+
+def quarantine_key(bucket: str, key: str) -> str:
+    """Where a duplicate of ``bucket/key`` lands in the quarantine bucket: ``<bucket>/<key>``, or
+    ``<bucket>/sha256-<digest of key>`` if that would exceed S3's 1024-byte key limit."""
+    candidate = f"{bucket}/{key}"
+    if len(candidate.encode()) <= MAX_KEY_BYTES:
+        return candidate
+    return f"{bucket}/sha256-{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+class Actions:
+    def __init__(self, storage: Storage, action: Action, *, quarantine_bucket: str) -> None:
+        self.storage = storage
+        self.action = action
+        self.quarantine_bucket = quarantine_bucket
+
+    def apply(self, event: ObjectEvent, outcome: Outcome, *, etag: str, sha256: str) -> Applied:
+        """Record ``outcome`` on the object that had ``etag`` and ``sha256`` when it was decided."""
+        if self.action is Action.QUARANTINE and outcome.status is Status.DUPLICATE:
+            self.quarantine(event, outcome, etag=etag, sha256=sha256)
+            return Applied("quarantined")
+        return self.tag(event, outcome)
+
+    def tag(self, event: ObjectEvent, outcome: Outcome) -> Applied:
+        existing = self.storage.get_tags(event.bucket, event.key, event.version_id)
+        merged = merge(existing, outcome_tags(outcome))
+        if merged.dropped:
+            log.warning("%s: no room for tags %s (S3 allows 10 per object)", event.id, list(merged.dropped))
+        if merged.tags == existing:
+            return Applied("unchanged", merged.dropped)
+        self.storage.set_tags(event.bucket, event.key, merged.tags, event.version_id)
+        return Applied("tagged", merged.dropped)
+
+    def quarantine(self, event: ObjectEvent, outcome: Outcome, *, etag: str, sha256: str) -> None:
+        target = quarantine_key(event.bucket, event.key)
+        ours = outcome_tags(outcome)
+        tags = merge(self.storage.get_tags(event.bucket, event.key, event.version_id), ours).tags
+        metadata = {
+            META_SOURCE: encode_value(event.id),
+            META_SOURCE_ETAG: etag,
+            META_SHA256: sha256,
+            META_ORIGINAL: encode_value(outcome.original or ""),
+            META_KIND: outcome.kind_label,
+            META_SCORE: f"{outcome.score or 0.0:.4f}",
+        }
+        self.storage.copy(
+            source_bucket=event.bucket,
+            source_key=event.key,
+            version_id=event.version_id,
+            match_etag=etag or None,
+            bucket=self.quarantine_bucket,
+            key=target,
+            metadata=metadata,
+            tags=tags,
+        )
+        copied = self.storage.sha256(self.quarantine_bucket, target)
+        if copied != sha256:
+            raise TransientError("quarantine_verify", f"{target}: copy has sha256 {copied}, expected {sha256}")
+        source = self.storage.stat(event.bucket, event.key, event.version_id)
+        if source is None:
+            log.info("%s: already gone; its verified copy is %s/%s", event.id, self.quarantine_bucket, target)
+            return
+        if etag and source.etag != etag:
+            raise TransientError("source_changed", f"{event.id} was overwritten while being quarantined")
+        self.storage.remove(event.bucket, event.key, event.version_id)
+        log.info("%s: quarantined to %s/%s", event.id, self.quarantine_bucket, target)
+
+    def already_quarantined(self, event: ObjectEvent) -> Outcome | None:
+        """The outcome recorded on this object's quarantined copy, if that copy is of this very upload."""
+        if self.action is not Action.QUARANTINE:
+            return None
+        info = self.storage.stat(self.quarantine_bucket, quarantine_key(event.bucket, event.key))
+        if info is None or decode_value(info.metadata.get(META_SOURCE, "")) != event.id:
+            return None
+        if event.etag and info.metadata.get(META_SOURCE_ETAG) != event.etag:
+            return None  # a copy of an earlier upload under the same key
+        try:
+            kind = Kind(info.metadata.get(META_KIND, ""))
+            score = float(info.metadata.get(META_SCORE, "0"))
+        except ValueError:
+            return None
+        original = decode_value(info.metadata.get(META_ORIGINAL, "")) or ""
+        return Outcome(Status.DUPLICATE, original=original, kind=kind, score=score)

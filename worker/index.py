@@ -1,0 +1,241 @@
+"""The Milvus adapter: one collection of originals, keyed by ``bucket/key``, with all three signals.
+
+==============  ============================  ==========================================================
+field           type                          used by
+==============  ============================  ==========================================================
+id              VARCHAR primary key           ``bucket/key``
+sha256          VARCHAR(64), inverted index   exact stage: ``sha256 in [...]``
+event_time_ms   INT64                         ordering; guards deletes against stale events
+phash           FLOAT_VECTOR(64), HNSW, L2    perceptual stage (±1 vector; squared L2 = 4 × Hamming)
+embedding       FLOAT_VECTOR(2048), HNSW,     semantic stage (unit vectors; COSINE returns similarity)
+                COSINE
+==============  ============================  ==========================================================
+
+The same code serves Milvus Lite (``DEDUP_MILVUS_URI=data/milvus-lite.db``, one process per file) and a Milvus
+server or cluster (``http://host:19530``). Every read is Strong-consistent: the decision must see what the
+previous batch stored. Client errors become :class:`~worker.errors.TransientError` so tasks retry.
+
+    >>> index = Index.connect("data/milvus-lite.db", collection="image_dedup")
+    >>> found = index.neighbours(batch)           # {id: [Neighbour, ...]}
+    >>> index.store(originals); index.discard(duplicates)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pymilvus import DataType, MilvusClient
+
+from worker.config import env_name
+from worker.decision import HASH_BITS, Neighbour, Signals
+from worker.errors import TransientError
+from worker.hashing import hamming_from_l2, hash_to_vector
+
+log = logging.getLogger(__name__)
+
+ID_MAX_BYTES = 2048  # bucket (≤63) + "/" + key (≤1024 UTF-8 bytes), with room to spare
+HNSW = {"M": 16, "efConstruction": 200}
+STRONG = "Strong"
+_OUTPUT = ["id", "event_time_ms", "sha256"]
+
+R = TypeVar("R")
+
+
+class IndexSchemaError(RuntimeError):
+    """The existing collection does not have the layout this version expects."""
+
+
+def milvus_literal(value: str) -> str:
+    """A string as a Milvus expression literal (double-quoted, JSON escapes)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+class Index:
+    def __init__(self, client: MilvusClient, collection: str, *, search_limit: int = 10, dim: int = 2048) -> None:
+        self._client = client
+        self.collection = collection
+        self.search_limit = search_limit
+        self.dim = dim
+        self._lock = threading.Lock()  # one request at a time per client: Lite's local server is single-file
+
+    @classmethod
+    def connect(cls, uri: str, *, collection: str, token: str = "", search_limit: int = 10, dim: int = 2048) -> Index:
+        """Open the collection, creating it (and, for Milvus Lite, its folder) when missing."""
+        if uri.endswith(".db"):
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            client = MilvusClient(uri=uri, token=token)
+        except Exception as exc:
+            raise TransientError("milvus", f"cannot connect to {uri}: {exc}") from exc
+        index = cls(client, collection, search_limit=search_limit, dim=dim)
+        index.ensure_collection()
+        return index
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    # Schema ---------------------------------------------------------------------------------------------------
+
+    def ensure_collection(self) -> None:
+        if not self._call(self._client.has_collection, self.collection):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+            schema.add_field("sha256", DataType.VARCHAR, max_length=64)
+            schema.add_field("event_time_ms", DataType.INT64)
+            schema.add_field("phash", DataType.FLOAT_VECTOR, dim=HASH_BITS)
+            schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+            params = MilvusClient.prepare_index_params()
+            params.add_index(field_name="sha256", index_type="INVERTED")
+            params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params=HNSW)
+            params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
+            try:
+                self._call(
+                    self._client.create_collection,
+                    self.collection,
+                    schema=schema,
+                    index_params=params,
+                    consistency_level=STRONG,
+                )
+                log.info("created Milvus collection %s", self.collection)
+            except TransientError:
+                if not self._call(self._client.has_collection, self.collection):  # lost a creation race?
+                    raise
+        self._check_schema()
+        self._call(self._client.load_collection, self.collection)
+
+    def _check_schema(self) -> None:
+        described = self._call(self._client.describe_collection, self.collection)
+        dims = {f["name"]: f.get("params", {}).get("dim") for f in described["fields"]}
+        expected = {"phash": HASH_BITS, "embedding": self.dim}
+        for name, dim in expected.items():
+            if name not in dims or int(dims[name] or 0) != dim:
+                raise IndexSchemaError(
+                    f"{env_name('collection')}={self.collection}: field {name!r} should be a {dim}-d vector, "
+                    f"found {dims.get(name)}; use a new collection name or drop the old one"
+                )
+        if "sha256" not in dims or "event_time_ms" not in dims:
+            raise IndexSchemaError(f"{env_name('collection')}={self.collection}: not a collection of this service")
+
+    # Reads ----------------------------------------------------------------------------------------------------
+
+    def neighbours(self, batch: Sequence[Signals]) -> dict[str, list[Neighbour]]:
+        """The originals near each image of ``batch``: same SHA-256, nearest perceptual hashes, nearest
+        embeddings. A row found by several lookups is merged into one :class:`Neighbour`."""
+        if not batch:
+            return {}
+        merged: dict[str, dict[str, dict[str, Any]]] = {item.id: {} for item in batch}
+        limit = self.search_limit + len(batch)  # room for the batch's own rows, which the decision ignores
+
+        shas = sorted({item.sha256 for item in batch})
+        rows = self._call(
+            self._client.query,
+            self.collection,
+            filter=f"sha256 in {milvus_literal_list(shas)}",
+            output_fields=_OUTPUT,
+            consistency_level=STRONG,
+        )
+        by_sha: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_sha.setdefault(row["sha256"], []).append(row)
+        for item in batch:
+            for row in by_sha.get(item.sha256, []):
+                _merge(merged[item.id], row)
+
+        perceptual = self._search("phash", [hash_to_vector(item.phash).tolist() for item in batch], limit)
+        for item, hits in zip(batch, perceptual, strict=True):
+            for hit in hits:
+                _merge(merged[item.id], hit["entity"], hamming=hamming_from_l2(hit["distance"]))
+
+        embedded = [item for item in batch if item.embedding is not None]
+        if embedded:
+            vectors = [item.embedding.tolist() for item in embedded if item.embedding is not None]
+            for item, hits in zip(embedded, self._search("embedding", vectors, limit), strict=True):
+                for hit in hits:
+                    _merge(merged[item.id], hit["entity"], cosine=float(hit["distance"]))
+
+        return {item_id: [Neighbour(**fields) for fields in rows_.values()] for item_id, rows_ in merged.items()}
+
+    def _search(self, field: str, vectors: list[list[float]], limit: int) -> list[list[dict[str, Any]]]:
+        result = self._call(
+            self._client.search,
+            self.collection,
+            data=vectors,
+            anns_field=field,
+            limit=limit,
+            output_fields=_OUTPUT,
+            search_params={"params": {"ef": max(64, limit)}},
+            consistency_level=STRONG,
+        )
+        return [list(hits) for hits in result]
+
+    def count(self) -> int:
+        rows = self._call(
+            self._client.query, self.collection, filter="", output_fields=["count(*)"], consistency_level=STRONG
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def event_times(self, ids: Iterable[str]) -> dict[str, int]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        rows = self._call(
+            self._client.query,
+            self.collection,
+            filter=f"id in {milvus_literal_list(wanted)}",
+            output_fields=["id", "event_time_ms"],
+            consistency_level=STRONG,
+        )
+        return {row["id"]: int(row["event_time_ms"]) for row in rows}
+
+    # Writes ---------------------------------------------------------------------------------------------------
+
+    def store(self, originals: Sequence[Signals]) -> None:
+        """Upsert originals (idempotent: a redelivery rewrites the same row)."""
+        if not originals:
+            return
+        rows = []
+        for item in originals:
+            if item.embedding is None:
+                raise ValueError(f"{item.id}: an original needs its embedding")
+            rows.append(
+                {
+                    "id": item.id,
+                    "sha256": item.sha256,
+                    "event_time_ms": item.event_time_ms,
+                    "phash": hash_to_vector(item.phash).tolist(),
+                    "embedding": item.embedding.tolist(),
+                }
+            )
+        self._call(self._client.upsert, self.collection, rows)
+
+    def discard(self, rows: Iterable[tuple[str, int]]) -> None:
+        """Delete rows ``(id, event_time_ms)`` unless the index holds a newer version of that key (a stale
+        event must not remove what a later upload stored)."""
+        clauses = [f"(id == {milvus_literal(i)} and event_time_ms <= {int(t)})" for i, t in rows]
+        if clauses:
+            self._call(self._client.delete, self.collection, filter=" or ".join(clauses))
+
+    # Plumbing -------------------------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        with self._lock:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                raise TransientError("milvus", f"{getattr(fn, '__name__', fn)}: {exc}") from exc
+
+
+def milvus_literal_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(milvus_literal(v) for v in values) + "]"
+
+
+def _merge(into: dict[str, dict[str, Any]], entity: dict[str, Any], **measured: Any) -> None:
+    row = into.setdefault(entity["id"], {"id": entity["id"], "event_time_ms": int(entity["event_time_ms"])})
+    row["sha256"] = entity["sha256"]
+    row.update(measured)

@@ -1,0 +1,47 @@
+"""The terminal outcome of one object: ``unique``, ``duplicate`` (with what it duplicates) or ``error``.
+
+>>> Outcome.error("undecodable", "cannot identify image file").as_dict()
+{'status': 'error', 'reason': 'undecodable', 'detail': 'cannot identify image file'}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from worker.decision import Kind, Match, Status
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    original: str | None = None
+    kind: Kind | None = None
+    score: float | None = None
+    reason: str | None = None
+    detail: str = ""
+
+    @classmethod
+    def unique(cls) -> Outcome:
+        return cls(Status.UNIQUE)
+
+    @classmethod
+    def duplicate(cls, match: Match) -> Outcome:
+        return cls(Status.DUPLICATE, original=match.original, kind=match.kind, score=match.score)
+
+    @classmethod
+    def error(cls, reason: str, detail: str = "") -> Outcome:
+        return cls(Status.ERROR, reason=reason, detail=detail)
+
+    @property
+    def kind_label(self) -> str:
+        """The ``kind`` metric label: the match's kind, or ``none``."""
+        return self.kind.value if self.kind else "none"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status.value}
+        if self.status is Status.DUPLICATE:
+            out |= {"original": self.original, "kind": self.kind_label, "score": self.score}
+        if self.status is Status.ERROR:
+            out |= {"reason": self.reason, "detail": self.detail}
+        return out

@@ -1,0 +1,94 @@
+"""S3 object tags for an outcome, merged with the tags the object already has.
+
+Our tags all start with ``dedup-``: ``dedup-status`` (``unique`` | ``duplicate`` | ``error``), and on duplicates
+``dedup-of`` (the original's ``bucket/key``), ``dedup-kind`` and ``dedup-score``; on errors ``dedup-reason``.
+
+S3 allows 10 tags per object, keys ≤ 128 and values ≤ 256 characters, and only letters, digits, spaces and
+``+ - = . _ : / @``. A user's own tags are never dropped: when room runs short, ours go first, least important
+first (score, kind, of; status last). Values with other characters are written as ``b64:`` + URL-safe base64
+of their UTF-8 (no padding), and values too long even for that as ``sha256:`` + the hex digest::
+
+    >>> encode_value("photos/2024/cat.jpg")
+    'photos/2024/cat.jpg'
+    >>> encode_value("photos/café.jpg")
+    'b64:cGhvdG9zL2NhZsOpLmpwZw'
+    >>> decode_value('b64:cGhvdG9zL2NhZsOpLmpwZw')
+    'photos/café.jpg'
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from worker.decision import Status
+from worker.outcome import Outcome
+
+PREFIX = "dedup-"
+STATUS = "dedup-status"
+ORIGINAL = "dedup-of"
+KIND = "dedup-kind"
+SCORE = "dedup-score"
+REASON = "dedup-reason"
+
+MAX_TAGS = 10
+MAX_VALUE = 256
+
+_SAFE = re.compile(r"[A-Za-z0-9 +\-=._:/@]*")
+_B64 = "b64:"
+_SHA = "sha256:"
+
+
+def encode_value(value: str) -> str:
+    """A tag value S3 accepts that stands for ``value`` (see the module docs)."""
+    if len(value) <= MAX_VALUE and _SAFE.fullmatch(value) and not value.startswith((_B64, _SHA)):
+        return value
+    encoded = _B64 + base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    if len(encoded) <= MAX_VALUE:
+        return encoded
+    return _SHA + hashlib.sha256(value.encode()).hexdigest()
+
+
+def decode_value(value: str) -> str | None:
+    """The original value behind :func:`encode_value`'s output; None for the irreversible ``sha256:`` form."""
+    if value.startswith(_SHA):
+        return None
+    if value.startswith(_B64):
+        body = value.removeprefix(_B64)
+        try:
+            return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return value
+    return value
+
+
+def outcome_tags(outcome: Outcome) -> dict[str, str]:
+    """Our tags for an outcome, most important first."""
+    tags = {STATUS: outcome.status.value}
+    if outcome.status is Status.DUPLICATE and outcome.original is not None:
+        tags[ORIGINAL] = encode_value(outcome.original)
+        tags[KIND] = outcome.kind_label
+        if outcome.score is not None:
+            tags[SCORE] = f"{outcome.score:.4f}"
+    if outcome.status is Status.ERROR and outcome.reason:
+        tags[REASON] = encode_value(outcome.reason)
+    return tags
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    tags: dict[str, str]
+    dropped: tuple[str, ...]  # our tags that did not fit
+
+
+def merge(existing: Mapping[str, str], ours: Mapping[str, str]) -> Merged:
+    """The user's tags plus as many of ours (in priority order) as fit; stale ``dedup-*`` tags are replaced."""
+    user = {k: v for k, v in existing.items() if not k.startswith(PREFIX)}
+    room = max(0, MAX_TAGS - len(user))
+    names = list(ours)
+    kept, dropped = names[:room], names[room:]
+    return Merged({**user, **{k: ours[k] for k in kept}}, tuple(dropped))
