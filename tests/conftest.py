@@ -1,0 +1,47 @@
+"""Shared fixtures: real services on loopback (never mocks of our own boundaries).
+
+A service that cannot be started fails the test that needs it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import BUCKET
+from worker.embedding import Embedder
+from worker.localstack import LocalStack
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_dedup_environment() -> None:
+    """Tests configure everything explicitly; a developer's DEDUP_* variables must not leak in."""
+    for name in [n for n in os.environ if n.startswith("DEDUP_")]:
+        del os.environ[name]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """redis-server and an S3 server (minio if on PATH, else moto), shared by the whole session."""
+    with LocalStack(tmp_path_factory.mktemp("stack"), buckets=(BUCKET,)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """Random-weight ResNet-50 on the CPU: real plumbing, meaningless features (the loud warning is expected)."""
+    return Embedder.load("random", device="cpu")
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A key prefix unique to the test, so tests sharing a bucket never see each other's objects."""
+    return "".join(c if c.isalnum() else "-" for c in request.node.name)[:80] + "/"
+
+
+@pytest.fixture
+def lite_uri(tmp_path: Path) -> str:
+    return str(tmp_path / "milvus" / "lite.db")

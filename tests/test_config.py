@@ -1,0 +1,104 @@
+"""Configuration: defaults, parsing, and errors that name the environment variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.config import DEFAULT_SEMANTIC_THRESHOLD, Action, ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("DEDUP_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_are_usable_on_embedded_services() -> None:
+    s = load_settings()
+    assert s.milvus_uri.endswith(".db")
+    assert s.action is Action.TAG
+    assert s.model_weights == "imagenet"
+    assert s.perceptual_threshold == 10
+    assert s.effective_semantic_threshold == DEFAULT_SEMANTIC_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DEDUP_BATCH_SIZE", "many"),
+        ("DEDUP_BATCH_SIZE", "0"),
+        ("DEDUP_ACTION", "delete"),
+        ("DEDUP_S3_SECURE", "perhaps"),
+        ("DEDUP_PERCEPTUAL_THRESHOLD", "65"),
+        ("DEDUP_SEMANTIC_THRESHOLD", "1.5"),
+        ("DEDUP_MILVUS_URI", "milvus.sqlite"),
+        ("DEDUP_DEVICE", "tpu"),
+        ("DEDUP_METRICS_PORT", "70000"),
+        ("DEDUP_LOG_LEVEL", "loud"),
+        ("DEDUP_MODEL_WEIGHTS", " "),
+    ],
+)
+def test_an_invalid_value_fails_naming_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"^{variable}: "):
+        load_settings()
+
+
+def test_buckets_are_a_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEDUP_BUCKETS", " photos, uploads ,,")
+    s = load_settings()
+    assert s.buckets == ("photos", "uploads")
+    assert s.bucket_allowed("uploads")
+    assert not s.bucket_allowed("other")
+    monkeypatch.setenv("DEDUP_BUCKETS", "*")
+    assert load_settings().bucket_allowed("anything")
+
+
+def test_an_empty_allow_list_is_refused_by_the_services() -> None:
+    with pytest.raises(ConfigError, match="DEDUP_BUCKETS"):
+        load_settings().require_buckets()
+
+
+def test_the_quarantine_bucket_cannot_be_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEDUP_BUCKETS", "photos,dedup-quarantine")
+    with pytest.raises(ConfigError, match=r"DEDUP_QUARANTINE_BUCKET=.*DEDUP_BUCKETS"):
+        load_settings()
+
+
+def test_visibility_timeout_must_cover_the_longest_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEDUP_TASK_TIMEOUT_S", "300")
+    monkeypatch.setenv("DEDUP_RETRY_BACKOFF_MAX_S", "60")
+    monkeypatch.setenv("DEDUP_VISIBILITY_TIMEOUT_S", "600")
+    with pytest.raises(ConfigError, match=r"DEDUP_VISIBILITY_TIMEOUT_S=600 .* 660 s"):
+        load_settings()
+    monkeypatch.setenv("DEDUP_VISIBILITY_TIMEOUT_S", "660")
+    assert load_settings().visibility_timeout_s == 660
+
+
+def test_random_weights_keep_the_semantic_stage_out_unless_its_threshold_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEDUP_MODEL_WEIGHTS", "random")
+    assert load_settings().effective_semantic_threshold is None
+    monkeypatch.setenv("DEDUP_SEMANTIC_THRESHOLD", "0.97")
+    assert load_settings().effective_semantic_threshold == 0.97
+
+
+@pytest.mark.parametrize("off", ["off", "none", ""])
+def test_a_stage_can_be_switched_off(monkeypatch: pytest.MonkeyPatch, off: str) -> None:
+    monkeypatch.setenv("DEDUP_PERCEPTUAL_THRESHOLD", off)
+    monkeypatch.setenv("DEDUP_SEMANTIC_THRESHOLD", off)
+    s = load_settings()
+    assert s.perceptual_threshold is None
+    assert s.effective_semantic_threshold is None
+
+
+def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEDUP_S3_SECRET_KEY", "hunter2-secret")
+    monkeypatch.setenv("DEDUP_WEBHOOK_TOKEN", "token-secret")
+    text = repr(load_settings())
+    assert "hunter2-secret" not in text
+    assert "token-secret" not in text

@@ -1,0 +1,276 @@
+"""The pipeline in-process, on real components: moto/minio S3, Milvus Lite, the real (random-weight) model.
+
+These check the glue between the stages — what the worker does around the decision core — without a queue.
+The same paths run under a real Celery worker in test_service.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.helpers import BUCKET, next_time_ms
+from worker.actions import Actions, quarantine_key
+from worker.config import Action, load_settings
+from worker.decision import Kind, Status
+from worker.embedding import Embedder
+from worker.errors import TransientError
+from worker.index import Index
+from worker.localstack import LocalStack
+from worker.messages import ObjectEvent
+from worker.outcome import Outcome
+from worker.pipeline import Pipeline
+from worker.samples import brightened, jpeg, photo, resized
+from worker.storage import Storage
+
+pytestmark = pytest.mark.integration
+
+
+class Rig:
+    """A pipeline plus what it sent back for a new decision (the queue, in-process)."""
+
+    def __init__(self, pipeline: Pipeline, storage: Storage, sent_back: list[ObjectEvent]) -> None:
+        self.pipeline = pipeline
+        self.storage = storage
+        self.sent_back = sent_back
+
+    def upload(self, key: str, data: bytes, event_time_ms: int | None = None) -> ObjectEvent:
+        etag = self.storage.put(BUCKET, key, data, "image/jpeg")
+        return ObjectEvent(BUCKET, key, event_time_ms or next_time_ms(), etag=etag, size=len(data))
+
+    def tags(self, key: str) -> dict[str, str]:
+        return self.storage.get_tags(BUCKET, key)
+
+
+def build(
+    stack: LocalStack,
+    index: Index,
+    embedder: Embedder,
+    *,
+    storage: Storage | None = None,
+    **overrides: Any,
+) -> Rig:
+    defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20}
+    settings = load_settings(buckets=(BUCKET,), model_weights="random", **{**defaults, **overrides})
+    storage = storage or stack.storage()
+    storage.ensure_bucket(settings.quarantine_bucket)
+    sent_back: list[ObjectEvent] = []
+    pipeline = Pipeline(
+        settings,
+        storage=storage,
+        index=index,
+        embedder=embedder,
+        actions=Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket),
+        redecide=sent_back.append,
+    )
+    return Rig(pipeline, storage, sent_back)
+
+
+@pytest.fixture
+def index(lite_uri: str) -> Iterator[Index]:
+    idx = Index.connect(lite_uri, collection="image_dedup")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def rig(stack: LocalStack, index: Index, embedder: Embedder) -> Iterator[Rig]:
+    built = build(stack, index, embedder)
+    yield built
+    built.pipeline.close()
+
+
+def test_a_resized_copy_is_tagged_as_a_perceptual_duplicate(rig: Rig, prefix: str) -> None:
+    original = rig.upload(f"{prefix}cat.jpg", jpeg(photo("chelsea.png")))
+    copy = rig.upload(f"{prefix}cat-small.jpg", jpeg(resized(photo("chelsea.png"))))
+    assert rig.pipeline.process(original).status is Status.UNIQUE
+    outcome = rig.pipeline.process(copy)
+    assert (outcome.status, outcome.original, outcome.kind) == (Status.DUPLICATE, original.id, Kind.PERCEPTUAL)
+    assert rig.tags(copy.key)["dedup-of"] == original.id
+    assert rig.tags(original.key) == {"dedup-status": "unique"}
+    assert rig.pipeline.index.event_times([original.id, copy.id]) == {original.id: original.event_time_ms}
+
+
+def test_the_same_event_twice_gives_the_same_outcome_and_never_a_self_match(rig: Rig, prefix: str) -> None:
+    original = rig.upload(f"{prefix}a.jpg", jpeg(photo("coffee.png")))
+    copy = rig.upload(f"{prefix}b.jpg", jpeg(photo("coffee.png"), 60))
+    first = [rig.pipeline.process(original), rig.pipeline.process(copy)]
+    again = [rig.pipeline.process(original), rig.pipeline.process(copy)]
+    assert first == again
+    assert first[0] == Outcome.unique()
+    assert rig.sent_back == []
+
+
+def test_an_earlier_image_arriving_late_sends_the_later_original_back(rig: Rig, prefix: str) -> None:
+    early_time = next_time_ms()
+    later = rig.upload(f"{prefix}later.jpg", jpeg(photo("rocket.jpg")))
+    earlier = rig.upload(f"{prefix}earlier.jpg", jpeg(resized(photo("rocket.jpg"))), event_time_ms=early_time)
+    assert rig.pipeline.process(later).status is Status.UNIQUE
+    assert rig.pipeline.process(earlier).status is Status.UNIQUE
+    assert rig.sent_back == [ObjectEvent(BUCKET, later.key, later.event_time_ms)]
+    redecided = rig.pipeline.process(rig.sent_back[0])
+    assert (redecided.status, redecided.original) == (Status.DUPLICATE, earlier.id)
+    assert rig.tags(later.key)["dedup-status"] == "duplicate"
+    assert rig.pipeline.index.event_times([later.id, earlier.id]) == {earlier.id: early_time}
+
+
+def test_an_overwritten_key_is_decided_afresh(rig: Rig, prefix: str) -> None:
+    cat = rig.upload(f"{prefix}cat.jpg", jpeg(photo("chelsea.png")))
+    key = f"{prefix}k.jpg"
+    assert rig.pipeline.process(rig.upload(key, jpeg(photo("moon.png")))).status is Status.UNIQUE
+    overwritten = rig.pipeline.process(rig.upload(key, jpeg(brightened(photo("chelsea.png")))))
+    assert overwritten.status is Status.UNIQUE  # the cat uploaded under k.jpg is later than cat.jpg: but cat.jpg
+    # was never processed, so k.jpg is the first cat the index has seen.
+    cat_outcome = rig.pipeline.process(cat)
+    assert cat_outcome.status is Status.UNIQUE  # cat.jpg is earlier: it stays an original ...
+    assert [e.key for e in rig.sent_back] == [key]  # ... and the later k.jpg goes back for a new decision
+    assert rig.pipeline.process(rig.sent_back[0]).original == cat.id
+
+
+def test_semantic_stage_takes_part_only_with_an_explicit_threshold(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    # Random weights make every pair look alike (cosine ≈ 0.998): a good probe of the plumbing, not of quality.
+    default = build(stack, index, embedder, perceptual_threshold=None)
+    a = default.upload(f"{prefix}a.jpg", jpeg(photo("astronaut.png")))
+    b = default.upload(f"{prefix}b.jpg", jpeg(photo("gravel.png")))
+    assert [default.pipeline.process(e).status for e in (a, b)] == [Status.UNIQUE, Status.UNIQUE]
+    default.pipeline.close()
+
+    explicit = build(stack, index, embedder, perceptual_threshold=None, semantic_threshold=0.9)
+    c = explicit.upload(f"{prefix}c.jpg", jpeg(photo("horse.png")))
+    outcome = explicit.pipeline.process(c)
+    explicit.pipeline.close()
+    assert outcome.status is Status.DUPLICATE
+    assert outcome.kind is Kind.SEMANTIC
+    assert outcome.original in {a.id, b.id}
+    assert outcome.score is not None
+    assert outcome.score >= 0.9
+    assert explicit.tags(c.key)["dedup-kind"] == "semantic"
+
+
+def test_a_corrupt_image_is_an_error_and_spares_its_batch_mates(rig: Rig, prefix: str) -> None:
+    events = [
+        rig.upload(f"{prefix}good.jpg", jpeg(photo("coins.png"))),
+        rig.upload(f"{prefix}bad.jpg", b"\xff\xd8\xff garbage"),
+        rig.upload(f"{prefix}good-copy.jpg", jpeg(photo("coins.png"))),
+    ]
+    with ThreadPoolExecutor(3) as pool:
+        good, bad, copy = pool.map(rig.pipeline.process, events)
+    assert good.status is Status.UNIQUE
+    assert (bad.status, bad.reason) == (Status.ERROR, "undecodable")
+    assert (copy.status, copy.kind) == (Status.DUPLICATE, Kind.EXACT)
+    assert rig.tags(f"{prefix}bad.jpg") == {"dedup-status": "error", "dedup-reason": "undecodable"}
+
+
+def test_a_missing_object_is_an_error_outcome(rig: Rig, prefix: str) -> None:
+    outcome = rig.pipeline.process(ObjectEvent(BUCKET, f"{prefix}never-uploaded.jpg", next_time_ms()))
+    assert (outcome.status, outcome.reason) == (Status.ERROR, "not_found")
+
+
+def test_removal_forgets_the_original_unless_a_newer_upload_replaced_it(rig: Rig, prefix: str) -> None:
+    event = rig.upload(f"{prefix}gone.jpg", jpeg(photo("ihc.png")))
+    rig.pipeline.process(event)
+    rig.pipeline.remove(ObjectEvent(BUCKET, event.key, event.event_time_ms - 1))  # a stale removal
+    assert rig.pipeline.index.event_times([event.id]) == {event.id: event.event_time_ms}
+    rig.pipeline.remove(ObjectEvent(BUCKET, event.key, next_time_ms()))
+    assert rig.pipeline.index.event_times([event.id]) == {}
+
+
+def test_concurrent_workers_on_near_identical_images_end_with_one_original(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    """Two pipelines (two decision threads) share one index and race, round after round."""
+    first, second = build(stack, index, embedder), build(stack, index, embedder)
+    try:
+        for round_ in range(8):
+            a = first.upload(f"{prefix}{round_}-a.jpg", jpeg(photo("hubble_deep_field.jpg")))
+            b = second.upload(f"{prefix}{round_}-b.jpg", jpeg(resized(photo("hubble_deep_field.jpg"), 0.6)))
+            start = threading.Barrier(2)
+
+            def race(rig: Rig, event: ObjectEvent, start: threading.Barrier = start) -> Outcome:
+                start.wait()
+                return rig.pipeline.process(event)
+
+            with ThreadPoolExecutor(2) as pool:
+                outcomes = list(pool.map(race, (first, second), (a, b)))
+            for rig in (first, second):  # deliver what was sent back, as the queue would
+                while rig.sent_back:
+                    rig.pipeline.process(rig.sent_back.pop())
+            stored = index.event_times([a.id, b.id])
+            assert stored == {a.id: a.event_time_ms}, f"round {round_}: originals {stored}, outcomes {outcomes}"
+            assert first.tags(a.key)["dedup-status"] == "unique"
+            assert second.tags(b.key)["dedup-of"] == a.id
+            index.discard([(a.id, a.event_time_ms)])  # next round starts from an empty index
+    finally:
+        first.pipeline.close()
+        second.pipeline.close()
+
+
+# Quarantine ----------------------------------------------------------------------------------------------------
+
+
+class CorruptingCopies(Storage):
+    """Real S3, but every copy lands with other bytes (a copy that went wrong on the way)."""
+
+    def copy(self, *, bucket: str, key: str, **_: Any) -> None:
+        self.put(bucket, key, b"not the bytes that were decided on")
+
+
+def test_quarantine_moves_a_verified_copy_and_its_redelivery_finds_it(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    rig = build(stack, index, embedder, action=Action.QUARANTINE)
+    try:
+        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("camera.png")))
+        dup = rig.upload(f"{prefix}dup.jpg", jpeg(photo("camera.png"), 70))
+        rig.pipeline.process(original)
+        outcome = rig.pipeline.process(dup)
+        assert rig.storage.stat(BUCKET, dup.key) is None
+        copy = rig.storage.stat("quarantine", quarantine_key(BUCKET, dup.key))
+        assert copy is not None
+        assert copy.metadata["dedup-source"] == dup.id
+        assert copy.metadata["dedup-of"] == original.id
+        assert rig.storage.get_tags("quarantine", quarantine_key(BUCKET, dup.key))["dedup-status"] == "duplicate"
+        assert rig.pipeline.process(dup) == outcome  # redelivered after the delete: same outcome, no error
+        assert rig.tags(original.key) == {"dedup-status": "unique"}  # originals stay, tagged
+    finally:
+        rig.pipeline.close()
+
+
+def test_quarantine_never_deletes_a_source_whose_copy_does_not_verify(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    bad_storage = CorruptingCopies(stack.storage().client, max_bytes=1 << 30)
+    rig = build(stack, index, embedder, action=Action.QUARANTINE, storage=bad_storage)
+    try:
+        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("brick.png")))
+        dup_bytes = jpeg(photo("brick.png"), 70)
+        dup = rig.upload(f"{prefix}dup.jpg", dup_bytes)
+        rig.pipeline.process(original)
+        with pytest.raises(TransientError) as caught:
+            rig.pipeline.process(dup)
+        assert caught.value.reason == "quarantine_verify"
+        assert rig.storage.fetch(BUCKET, dup.key).data == dup_bytes
+    finally:
+        rig.pipeline.close()
+
+
+def test_quarantine_into_a_missing_bucket_fails_transiently_and_keeps_the_source(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    rig = build(stack, index, embedder, action=Action.QUARANTINE, quarantine_bucket="no-such-quarantine")
+    rig.storage.client.remove_bucket(bucket_name="no-such-quarantine")
+    try:
+        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("grass.png")))
+        dup = rig.upload(f"{prefix}dup.jpg", jpeg(photo("grass.png"), 70))
+        rig.pipeline.process(original)
+        with pytest.raises(TransientError, match="NoSuchBucket"):
+            rig.pipeline.process(dup)
+        assert rig.storage.stat(BUCKET, dup.key) is not None
+    finally:
+        rig.pipeline.close()

@@ -1,0 +1,318 @@
+"""The whole service on one machine, without Docker: for ``make demo``, ``make bench`` and the tests.
+
+Starts real processes on loopback, each with a log file, and stops them in reverse order:
+
+* ``redis-server`` (Debian package ``redis-server``) as the broker, ``noeviction``, no persistence;
+* an S3 server: a real ``minio`` binary when one is on ``PATH``, otherwise moto's S3 server (``moto[server]``
+  from PyPI), spoken to through the same ``minio`` client;
+* Milvus Lite, embedded in the worker (a ``.db`` file in the stack's folder);
+* the webhook producer (``python -m producer webhook``) and Celery workers (``celery -A worker worker``);
+* optionally ``prometheus`` (Debian package), scraping the worker and the webhook.
+
+A dependency that cannot be found raises :class:`MissingDependencyError`: a test that needs it fails.
+
+    >>> with LocalStack(Path("/tmp/stack")) as stack:
+    ...     stack.start_webhook()
+    ...     stack.start_worker(DEDUP_MODEL_WEIGHTS="random")
+    ...     stack.storage().put("photos", "cat.jpg", data)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from contextlib import closing, suppress
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from worker.storage import Storage, make_client
+
+log = logging.getLogger(__name__)
+
+ACCESS_KEY = "dedup-local"  # local, throw-away credentials for the stack's own S3 server
+SECRET_KEY = "dedup-local-secret"  # noqa: S105
+WEBHOOK_TOKEN = "local-webhook-token"  # noqa: S105
+BIN = Path(sys.executable).parent
+
+
+class MissingDependencyError(RuntimeError):
+    """A program the local stack needs is not installed; the message says how to install it."""
+
+
+class ServiceFailedError(RuntimeError):
+    """A service exited or did not become ready in time; the message ends with its log."""
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URLs we built
+            return 200 <= int(response.status) < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def require(program: str, hint: str) -> str:
+    found = shutil.which(program)
+    if found is None:
+        raise MissingDependencyError(f"{program} not found on PATH: {hint}")
+    return found
+
+
+class Service:
+    """A subprocess with a log file; :meth:`start` returns once ``ready()`` is true."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        log_dir: Path,
+        ready: Callable[[], bool],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.ready = ready
+        self.env = dict(env) if env is not None else dict(os.environ)
+        self.cwd = cwd
+        self.timeout = timeout
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True
+            )
+        deadline = time.monotonic() + self.timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise ServiceFailedError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceFailedError(f"{self.name} not ready after {self.timeout:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+        log.info("%s ready (pid %d)", self.name, self.process.pid)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive and self.process is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (a Celery warm shutdown), then SIGKILL after ``timeout``; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.alive:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.process.wait(10)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handlers run (a crash)."""
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+class LocalStack:
+    """Redis + S3 (+ Prometheus) on loopback, and helpers to start the webhook and workers against them."""
+
+    def __init__(self, root: Path, *, buckets: tuple[str, ...] = ("photos",)) -> None:
+        self.root = root
+        self.buckets = buckets
+        self.logs = root / "logs"
+        self.redis_port = free_port()
+        self.s3_port = free_port()
+        self.services: list[Service] = []
+        self.prometheus_port: int | None = None
+
+    # Lifecycle ------------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._start(self._redis())
+        self._start(self._s3())
+        storage = self.storage()
+        for bucket in self.buckets:
+            storage.ensure_bucket(bucket)
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+
+    def _start(self, service: Service) -> Service:
+        self.services.append(service)
+        return service.start()
+
+    # Dependencies ---------------------------------------------------------------------------------------------
+
+    @property
+    def broker_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"127.0.0.1:{self.s3_port}"
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.broker_url, decode_responses=True)
+
+    def storage(self, max_bytes: int = 1 << 30) -> Storage:
+        return Storage(make_client(self.s3_endpoint, ACCESS_KEY, SECRET_KEY), max_bytes=max_bytes)
+
+    def _redis(self) -> Service:
+        binary = require("redis-server", "install it with `apt-get install redis-server` (make test does)")
+        data = self.root / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", str(data), "--maxmemory-policy", "noeviction"]
+        client = redis.Redis(port=self.redis_port, socket_timeout=1)
+        return Service("redis", argv, log_dir=self.logs, ready=lambda: _pings(client))
+
+    def _s3(self) -> Service:
+        env = {**os.environ, "MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
+        minio = shutil.which("minio")
+        if minio:
+            argv = [minio, "server", str(self.root / "minio"), "--address", self.s3_endpoint, "--quiet"]
+            health = f"http://{self.s3_endpoint}/minio/health/live"
+            return Service("s3-minio", argv, log_dir=self.logs, env=env, ready=lambda: http_ok(health))
+        moto = BIN / "moto_server"
+        if not moto.exists():
+            raise MissingDependencyError("no S3 server: put a `minio` binary on PATH or `pip install 'moto[server]'`")
+        argv = [str(moto), "-H", "127.0.0.1", "-p", str(self.s3_port)]
+        return Service(
+            "s3-moto", argv, log_dir=self.logs, env=env, ready=lambda: http_ok(f"http://{self.s3_endpoint}/")
+        )
+
+    @property
+    def s3_server(self) -> str:
+        """``minio`` or ``moto``: which S3 server this stack runs."""
+        return "minio" if shutil.which("minio") else "moto"
+
+    # The service ----------------------------------------------------------------------------------------------
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """Environment for our processes: the stack's endpoints plus ``overrides`` (``DEDUP_*`` names)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEDUP_")}
+        env.update(
+            DEDUP_BROKER_URL=self.broker_url,
+            DEDUP_S3_ENDPOINT=self.s3_endpoint,
+            DEDUP_S3_ACCESS_KEY=ACCESS_KEY,
+            DEDUP_S3_SECRET_KEY=SECRET_KEY,
+            DEDUP_BUCKETS=",".join(self.buckets),
+            DEDUP_MILVUS_URI=str(self.root / "milvus" / "milvus-lite.db"),
+            DEDUP_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
+            DEDUP_METRICS_PORT="0",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(overrides)
+        return env
+
+    def start_webhook(self, *, port: int | None = None, metrics_port: int = 0, **env: str) -> tuple[Service, str]:
+        """Start ``python -m producer webhook``; returns it and its events URL."""
+        port = port or free_port()
+        argv = [sys.executable, "-m", "producer", "webhook", "--host", "127.0.0.1", "--port", str(port)]
+        service = Service(
+            f"webhook-{port}",
+            argv,
+            log_dir=self.logs,
+            env=self.env(DEDUP_METRICS_PORT=str(metrics_port), **env),
+            ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+        )
+        self._start(service)
+        return service, f"http://127.0.0.1:{port}/minio/events"
+
+    def start_worker(self, name: str = "worker", *, timeout: float = 180.0, **env: str) -> Service:
+        """Start ``celery -A worker worker``; ready once Celery logs that it consumes."""
+        argv = [str(BIN / "celery"), "-A", "worker", "worker", "--loglevel", "INFO", "-n", f"{name}@%h"]
+        argv += ["--without-mingle", "--without-gossip"]
+        service = Service(name, argv, log_dir=self.logs, env=self.env(**env), timeout=timeout, ready=lambda: False)
+        service.ready = lambda: " ready." in service.log_text()
+        return self._start(service)
+
+    def start_prometheus(self, targets: Mapping[str, str], *, interval_s: float = 1.0) -> str:
+        """Start Debian's ``prometheus`` scraping ``{job: "host:port"}``; returns its base URL."""
+        binary = require("prometheus", "install it with `apt-get install prometheus` (make test does)")
+        self.prometheus_port = free_port()
+        config = self.root / "prometheus.yml"
+        every = f"{interval_s:g}s"
+        jobs = [{"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()]
+        document = {"global": {"scrape_interval": every, "evaluation_interval": every}, "scrape_configs": jobs}
+        config.write_text(json.dumps(document, indent=2))  # JSON is YAML
+        url = f"http://127.0.0.1:{self.prometheus_port}"
+        argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={self.root / 'prometheus'}"]
+        argv += [f"--web.listen-address=127.0.0.1:{self.prometheus_port}"]
+        self._start(Service("prometheus", argv, log_dir=self.logs, ready=lambda: http_ok(f"{url}/-/ready")))
+        return url
+
+    def queue_drained(self, queue: str = "dedup") -> bool:
+        """No message waiting in the queue and none delivered but unacknowledged."""
+        client = self.redis()
+        return int(client.llen(queue)) == 0 and int(client.hlen("unacked")) == 0
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

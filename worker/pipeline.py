@@ -1,0 +1,224 @@
+"""One object's way through the worker, with the two batched stages shared by all task threads.
+
+::
+
+    task thread (one per message)            shared batcher threads
+    ─────────────────────────────            ─────────────────────────────────────────────
+    download → decode → hash → preprocess
+                          └──── submit ────▶ embed:  ResNet-50 on whatever has gathered
+                          ◀──── vector ─────┘
+                          └──── submit ────▶ decide: search Milvus → decide() → store originals
+                                                     → re-check (Strong) → let the later one yield
+                          ◀──── decision ───┘
+    act (tags / quarantine) → outcome
+
+Many task threads download and decode while a batch is on the model, so I/O overlaps compute. Every message
+waits only for its own image, so it is acknowledged on its own (per-message at-least-once).
+
+    >>> pipeline = Pipeline(settings, storage=storage, index=index, embedder=embedder, actions=actions,
+    ...                     redecide=enqueue)
+    >>> pipeline.process(ObjectEvent("photos", "cat.jpg", event_time_ms=1732350000000))
+    Outcome(status=<Status.UNIQUE: 'unique'>, ...)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+import torch
+
+from worker import imaging, metrics
+from worker.actions import Actions
+from worker.batcher import DynamicBatcher
+from worker.config import Settings
+from worker.decision import Decision, Neighbour, Signals, Status, Thresholds, Vector, decide
+from worker.embedding import Embedder, preprocess
+from worker.errors import PermanentError, TransientError
+from worker.hashing import perceptual_hash, sha256_hex
+from worker.index import Index
+from worker.messages import ObjectEvent
+from worker.outcome import Outcome
+from worker.storage import ObjectMissingError, Storage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Decode JPEGs at reduced size as long as both sides stay at least this large (the model's resize target).
+DECODE_MIN_SIDE = 256
+INDEX_SIZE_EVERY_S = 5.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: Storage,
+        index: Index,
+        embedder: Embedder,
+        actions: Actions,
+        redecide: Callable[[ObjectEvent], None],
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.index = index
+        self.embedder = embedder
+        self.actions = actions
+        self.redecide = redecide
+        self.thresholds = Thresholds(
+            perceptual=settings.perceptual_threshold, semantic=settings.effective_semantic_threshold
+        )
+        wait_s = settings.batch_wait_ms / 1000
+        self.embed_stage: DynamicBatcher[torch.Tensor, Vector] = DynamicBatcher(
+            self._embed_batch,
+            max_size=settings.batch_size,
+            max_wait_s=wait_s,
+            name="embed",
+            on_batch=metrics.BATCH_SIZE.labels(stage="embed").observe,
+        )
+        self.decide_stage: DynamicBatcher[Signals, Decision] = DynamicBatcher(
+            self._decide_batch,
+            max_size=settings.batch_size,
+            max_wait_s=wait_s,
+            name="decide",
+            on_batch=metrics.BATCH_SIZE.labels(stage="decide").observe,
+        )
+        self._index_size_at = 0.0
+        imaging.configure(settings.max_image_pixels)
+
+    def close(self) -> None:
+        self.embed_stage.close()
+        self.decide_stage.close()
+
+    # Per object (task threads) --------------------------------------------------------------------------------
+
+    def process(self, event: ObjectEvent) -> Outcome:
+        """Decide ``event``'s object and act on it. Permanent failures come back as an ``error`` outcome (tagged
+        when the object still exists); :class:`TransientError` propagates so the task can retry."""
+        if not self.settings.bucket_allowed(event.bucket):
+            return Outcome.error("bucket_not_allowed", f"{event.bucket} is not in DEDUP_BUCKETS")
+        try:
+            return self._process(event)
+        except PermanentError as exc:
+            outcome = Outcome.error(exc.reason, exc.detail)
+            if not isinstance(exc, ObjectMissingError):
+                self.record_error(event, outcome)
+            return outcome
+
+    def _process(self, event: ObjectEvent) -> Outcome:
+        try:
+            with metrics.timed("download"):
+                blob = self.storage.fetch(event.bucket, event.key, event.version_id)
+        except ObjectMissingError:
+            done = self.actions.already_quarantined(event)
+            if done is not None:
+                log.info("%s: already quarantined by an earlier delivery", event.id)
+                return done
+            raise
+        with metrics.timed("decode"):
+            image = imaging.decode(blob.data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
+            pixels = preprocess(image)
+        with metrics.timed("hash"):
+            sha256 = sha256_hex(blob.data)
+            phash = perceptual_hash(image)
+        del image
+        embedding = self._wait(self.embed_stage.submit(pixels), "embed")
+        signals = Signals(event.id, event.event_time_ms, sha256, phash, embedding)
+        decision = self._wait(self.decide_stage.submit(signals), "decide")
+        outcome = Outcome.duplicate(decision.match) if decision.match else Outcome.unique()
+        with metrics.timed("act"):
+            applied = self.actions.apply(event, outcome, etag=blob.etag, sha256=sha256)
+        metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
+        return outcome
+
+    def record_error(self, event: ObjectEvent, outcome: Outcome) -> None:
+        """Tag an object with its error outcome; best-effort (the outcome stands even if tagging fails)."""
+        try:
+            self.actions.tag(event, outcome)
+        except (PermanentError, TransientError) as exc:
+            log.warning("%s: could not tag error outcome %s: %s", event.id, outcome.reason, exc)
+
+    def _wait(self, future: Future[T], stage: str) -> T:
+        try:
+            return future.result(timeout=self.settings.task_timeout_s)
+        except FutureTimeout as exc:
+            future.cancel()
+            raise TransientError("timeout", f"{stage} took over {self.settings.task_timeout_s} s") from exc
+
+    # Per batch (batcher threads) ------------------------------------------------------------------------------
+
+    def _embed_batch(self, images: list[torch.Tensor]) -> Sequence[Vector | BaseException]:
+        with metrics.timed("embed"):
+            try:
+                return list(self.embedder.embed(images))
+            except Exception as exc:
+                log.warning("embedding a batch of %d failed (%s); retrying one by one", len(images), exc)
+        results: list[Vector | BaseException] = []
+        for image in images:
+            try:
+                results.append(self.embedder.embed([image])[0])
+            except Exception as exc:
+                results.append(TransientError("embed", f"{type(exc).__name__}: {exc}"))
+        return results
+
+    def _decide_batch(self, batch: list[Signals]) -> list[Decision]:
+        """Search, decide, store the originals, then re-check them against what other workers stored."""
+        with metrics.timed("search"):
+            found = self.index.neighbours(batch)
+        verdict = {d.id: d for d in decide(batch, found, self.thresholds)}
+        latest = {s.id: s for s in sorted(batch, key=lambda s: s.order)}  # one item per key: the latest
+        originals = [s for s in latest.values() if verdict[s.id].is_unique]
+        self.index.store(originals)
+        self.index.discard((s.id, s.event_time_ms) for s in latest.values() if not verdict[s.id].is_unique)
+        times = _event_times(found)
+
+        if originals:
+            with metrics.timed("search"):
+                again = self.index.neighbours(originals)
+            times |= _event_times(again)
+            for d in decide(originals, again, self.thresholds):
+                if d.is_unique:
+                    verdict[d.id] = Decision(d.id, Status.UNIQUE, supersedes=_union(verdict[d.id], d))
+                else:
+                    log.info("%s yields to %s, stored concurrently", d.id, d.match.original if d.match else "")
+                    self.index.discard([(d.id, latest[d.id].event_time_ms)])
+                    verdict[d.id] = d
+
+        for decision in verdict.values():
+            for later in decision.supersedes:
+                log.info("%s supersedes %s: sending it back for a new decision", decision.id, later)
+                metrics.SUPERSEDED.inc()
+                self.redecide(ObjectEvent.from_id(later, times[later]))
+        self._refresh_index_size()
+        return [verdict[s.id] for s in batch]
+
+    def _refresh_index_size(self) -> None:
+        now = time.monotonic()
+        if now - self._index_size_at < INDEX_SIZE_EVERY_S:
+            return
+        self._index_size_at = now
+        try:
+            metrics.INDEX_SIZE.set(self.index.count())
+        except TransientError as exc:
+            log.debug("index size unavailable: %s", exc)
+
+    # Removals -------------------------------------------------------------------------------------------------
+
+    def remove(self, event: ObjectEvent) -> None:
+        """Forget a removed object (unless the index holds a newer upload under that key)."""
+        self.index.discard([(event.id, event.event_time_ms)])
+        metrics.REMOVED.inc()
+
+
+def _event_times(found: dict[str, list[Neighbour]]) -> dict[str, int]:
+    return {n.id: n.event_time_ms for rows in found.values() for n in rows}
+
+
+def _union(first: Decision, second: Decision) -> tuple[str, ...]:
+    return tuple(sorted({*first.supersedes, *second.supersedes}))

@@ -1,0 +1,175 @@
+"""What one worker process holds, and the delivery policy around each message.
+
+:meth:`Runtime.build` connects everything at start, so a bad setting, missing weights or an incompatible
+collection stop the worker before it takes a message. :meth:`Runtime.run_process` wraps the pipeline with the
+per-message policy:
+
+* a message delivered more than ``DEDUP_MAX_DELIVERIES`` times without finishing is *poison*: ``error`` outcome,
+  dead-lettered, acknowledged;
+* a transient failure (or an unexpected bug) is retried with exponential backoff and full jitter, up to
+  ``DEDUP_MAX_RETRIES``; after that the object gets an ``error`` outcome ``retries_exhausted`` and the message is
+  dead-lettered — never silently dropped;
+* every terminal outcome is counted once in ``dedup_images_total`` and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import redis
+from celery import Celery
+from celery.utils.time import get_exponential_backoff_interval
+
+from worker import metrics
+from worker.actions import Actions
+from worker.config import Action, Settings
+from worker.decision import Status
+from worker.delivery import Deliveries
+from worker.embedding import Embedder
+from worker.errors import TransientError
+from worker.index import Index
+from worker.messages import PROCESS_TASK, REMOVE_TASK, ObjectEvent
+from worker.outcome import Outcome
+from worker.pipeline import Pipeline
+from worker.storage import Storage, make_client
+
+log = logging.getLogger(__name__)
+
+#: ``retry(exc, countdown)`` re-publishes the message and raises (Celery's ``Task.retry``).
+Retry = Callable[[Exception, float], NoReturn]
+
+
+class Runtime:
+    def __init__(self, settings: Settings, pipeline: Pipeline, deliveries: Deliveries) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.deliveries = deliveries
+
+    @classmethod
+    def build(cls, settings: Settings, app: Celery, *, threads: int) -> Runtime:
+        settings.require_buckets()
+        storage = Storage(
+            make_client(
+                settings.s3_endpoint,
+                settings.s3_access_key,
+                settings.s3_secret_key,
+                secure=settings.s3_secure,
+                region=settings.s3_region,
+                pool_size=threads + 4,
+            ),
+            max_bytes=settings.max_image_bytes,
+        )
+        if settings.action is Action.QUARANTINE:
+            try:
+                storage.ensure_bucket(settings.quarantine_bucket)
+            except TransientError as exc:
+                log.warning("could not check quarantine bucket %s yet: %s", settings.quarantine_bucket, exc)
+        index = Index.connect(
+            settings.milvus_uri,
+            collection=settings.collection,
+            token=settings.milvus_token,
+            search_limit=settings.search_limit,
+        )
+        embedder = Embedder.load(settings.model_weights, settings.device)
+
+        def redecide(event: ObjectEvent) -> None:
+            app.send_task(PROCESS_TASK, kwargs=event.to_kwargs(), queue=settings.queue)
+
+        pipeline = Pipeline(
+            settings,
+            storage=storage,
+            index=index,
+            embedder=embedder,
+            actions=Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket),
+            redecide=redecide,
+        )
+        deliveries = Deliveries(
+            redis.Redis.from_url(settings.broker_url),
+            max_deliveries=settings.max_deliveries,
+            ttl_s=settings.visibility_timeout_s * (settings.max_deliveries + 1),
+        )
+        metrics.initialise()
+        weights = settings.model_weights if settings.model_weights in {"imagenet", "random"} else "file"
+        metrics.WORKER_INFO.labels(device=str(embedder.device), weights=weights).set(1)
+        metrics.INDEX_SIZE.set(index.count())
+        log.info(
+            "worker ready: action=%s, buckets=%s, thresholds perceptual=%s semantic=%s",
+            settings.action.value,
+            ",".join(settings.buckets),
+            settings.perceptual_threshold,
+            settings.effective_semantic_threshold,
+        )
+        return cls(settings, pipeline, deliveries)
+
+    def close(self) -> None:
+        self.pipeline.close()
+        self.pipeline.index.close()
+
+    # Messages -------------------------------------------------------------------------------------------------
+
+    def run_process(self, event: ObjectEvent, *, task_id: str, retries: int, retry: Retry) -> dict[str, Any]:
+        deliveries = self.deliveries.start(task_id, retries)
+        if self.deliveries.is_poison(deliveries):
+            outcome = Outcome.error("poison", f"delivered {deliveries} times without finishing")
+            self.pipeline.record_error(event, outcome)
+            self._dead_letter(PROCESS_TASK, event, outcome)
+            return self._finish(event, outcome, task_id, retries)
+        try:
+            outcome = self.pipeline.process(event)
+        except Exception as exc:
+            failure = exc
+        else:
+            return self._finish(event, outcome, task_id, retries)
+        self._retry_or_give_up(PROCESS_TASK, event, failure, task_id, retries, retry)
+        outcome = Outcome.error("retries_exhausted", _describe(failure))
+        self.pipeline.record_error(event, outcome)
+        return self._finish(event, outcome, task_id, retries)
+
+    def run_remove(self, event: ObjectEvent, *, task_id: str, retries: int, retry: Retry) -> dict[str, Any]:
+        try:
+            self.pipeline.remove(event)
+        except Exception as exc:
+            self._retry_or_give_up(REMOVE_TASK, event, exc, task_id, retries, retry)
+            return {"id": event.id, "removed": False}
+        log.info("%s: removed from the index", event.id)
+        return {"id": event.id, "removed": True}
+
+    def _retry_or_give_up(
+        self, task: str, event: ObjectEvent, exc: Exception, task_id: str, retries: int, retry: Retry
+    ) -> None:
+        """Retry (raises) while retries remain; otherwise dead-letter the message and return."""
+        reason = exc.reason if isinstance(exc, TransientError) else "internal"
+        if not isinstance(exc, TransientError):
+            log.exception("%s: unexpected failure", event.id, exc_info=exc)
+        self.deliveries.finish(task_id, retries)
+        if retries < self.settings.max_retries:
+            countdown = get_exponential_backoff_interval(
+                factor=1, retries=retries, maximum=self.settings.retry_backoff_max_s, full_jitter=True
+            )
+            metrics.RETRIES.labels(reason=reason).inc()
+            log.warning("%s: %s; retry %d in %.1f s", event.id, exc, retries + 1, countdown)
+            retry(exc, countdown)
+        log.error("%s: giving up after %d retries: %s", event.id, retries, exc)
+        self._dead_letter(task, event, Outcome.error("retries_exhausted", _describe(exc)))
+
+    def _dead_letter(self, task: str, event: ObjectEvent, outcome: Outcome) -> None:
+        self.deliveries.dead_letter(task, event.to_kwargs(), outcome.reason or "", outcome.detail)
+        metrics.DEAD_LETTERS.labels(reason=outcome.reason or "").inc()
+
+    def _finish(self, event: ObjectEvent, outcome: Outcome, task_id: str, retries: int) -> dict[str, Any]:
+        self.deliveries.finish(task_id, retries)
+        metrics.IMAGES.labels(outcome=outcome.status.value, kind=outcome.kind_label).inc()
+        if outcome.status is Status.ERROR:
+            metrics.ERRORS.labels(reason=outcome.reason or "unknown").inc()
+            log.warning("%s: error %s (%s)", event.id, outcome.reason, outcome.detail)
+        elif outcome.status is Status.DUPLICATE:
+            log.info("%s: duplicate of %s (%s, %.4f)", event.id, outcome.original, outcome.kind, outcome.score or 0)
+        else:
+            log.info("%s: unique", event.id)
+        return {"id": event.id, **outcome.as_dict()}
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
