@@ -1,0 +1,158 @@
+"""Command line: ``python -m producer webhook | backfill | dead-letters`` (also installed as ``dedup-producer``).
+
+python -m producer webhook                          # serve MinIO notifications
+python -m producer backfill --bucket photos --prefix 2024/ --checkpoint photos.ckpt
+python -m producer dead-letters [--requeue]         # inspect / re-send given-up messages
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from worker.config import ConfigError, Settings, env_name, load_settings
+
+if TYPE_CHECKING:
+    from producer.enqueue import Enqueuer
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Feed image-dedup-worker's queue.")
+log = logging.getLogger("producer")
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+        settings.require_buckets()
+    except ConfigError as exc:
+        typer.echo(f"dedup-producer: invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _enqueuer(settings: Settings, source: str) -> Enqueuer:
+    from producer.enqueue import Enqueuer
+    from worker.celery_app import create_app
+
+    return Enqueuer(create_app(settings, include_tasks=False), queue=settings.queue, source=source)
+
+
+@cli.command()
+def webhook(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: DEDUP_WEBHOOK_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: DEDUP_WEBHOOK_PORT]")] = None,
+) -> None:
+    """Serve MinIO bucket notifications at POST /minio/events and enqueue them."""
+    import uvicorn
+
+    from producer.webhook import EVENTS_PATH, create_webhook
+    from worker.metrics import serve
+
+    settings = _settings()
+    if not settings.webhook_token:
+        if not settings.webhook_allow_unauthenticated:
+            typer.echo(
+                f"dedup-producer: invalid configuration: {env_name('webhook_token')}: required (set "
+                f"{env_name('webhook_allow_unauthenticated')}=true to run without one, for local development)",
+                err=True,
+            )
+            raise typer.Exit(2)
+        log.warning("the webhook accepts UNAUTHENTICATED requests (%s=true)", env_name("webhook_allow_unauthenticated"))
+    enqueuer = _enqueuer(settings, "webhook")
+    serve(settings.metrics_port, settings.metrics_host)
+    bind_host, bind_port = host or settings.webhook_host, port or settings.webhook_port
+    log.info("webhook on http://%s:%d%s, buckets %s", bind_host, bind_port, EVENTS_PATH, ",".join(settings.buckets))
+    uvicorn.run(
+        create_webhook(settings, enqueuer),
+        host=bind_host,
+        port=bind_port,
+        log_level=settings.log_level.lower(),
+        access_log=settings.log_level == "DEBUG",
+    )
+
+
+@cli.command()
+def backfill(
+    bucket: Annotated[str, typer.Option(help="Bucket to list (must be in DEDUP_BUCKETS)")],
+    prefix: Annotated[str, typer.Option(help="Only keys under this prefix")] = "",
+    start_after: Annotated[str | None, typer.Option(help="Resume after this key")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="File that records progress, for resuming")] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Objects enqueued per broker round")] = 500,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Enqueue every existing object under a bucket/prefix."""
+    from producer.backfill import BackfillInterruptedError
+    from producer.backfill import backfill as run_backfill
+    from producer.enqueue import EnqueueError
+    from worker.storage import make_client
+
+    settings = _settings()
+    if not settings.bucket_allowed(bucket):
+        typer.echo(f"dedup-producer: {bucket!r} is not in {env_name('buckets')}; the worker would refuse it", err=True)
+        raise typer.Exit(2)
+    client = make_client(
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    enqueuer = _enqueuer(settings, "backfill")
+    try:
+        sent = run_backfill(
+            client,
+            enqueuer,
+            bucket,
+            prefix=prefix,
+            start_after=start_after,
+            checkpoint=checkpoint,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    except (BackfillInterruptedError, EnqueueError) as exc:
+        typer.echo(f"dedup-producer: backfill stopped: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"enqueued {sent} objects from {bucket}/{prefix}")
+
+
+@cli.command("dead-letters")
+def dead_letters(
+    requeue: Annotated[bool, typer.Option(help="Send them back to the queue (oldest first) and remove them")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many")] = 100,
+) -> None:
+    """Show (or re-send) messages the worker gave up on."""
+    import redis
+
+    from worker.delivery import DEAD_LETTERS_KEY
+    from worker.messages import ObjectEvent
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.broker_url, decode_responses=True)
+    if not requeue:
+        for shown in client.lrange(DEAD_LETTERS_KEY, 0, limit - 1):
+            typer.echo(shown)
+        return
+    enqueuer = _enqueuer(settings, "dead-letters")
+    sent = 0
+    while sent < limit and (popped := client.rpop(DEAD_LETTERS_KEY)) is not None:
+        entry = str(popped)
+        letter = json.loads(entry)
+        try:
+            enqueuer.send([(letter["task"], ObjectEvent.from_kwargs(letter["kwargs"]))])
+        except Exception:
+            client.rpush(DEAD_LETTERS_KEY, entry)  # put it back where it was
+            raise
+        sent += 1
+    typer.echo(f"re-sent {sent} messages")
+
+
+def main() -> None:
+    cli(prog_name="dedup-producer")
+
+
+if __name__ == "__main__":
+    main()

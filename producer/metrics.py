@@ -1,0 +1,32 @@
+"""The producer's Prometheus metrics (webhook and backfill).
+
+==================================================  ======================================================
+metric                                              meaning
+==================================================  ======================================================
+``dedup_events_received_total{source}``             records received (webhook) or objects listed (backfill)
+``dedup_events_enqueued_total{source,task}``        tasks placed on the broker (task: process, remove)
+``dedup_events_ignored_total{reason}``              not enqueued: event_type, bucket_not_allowed
+``dedup_enqueue_failures_total{source}``            requests/chunks that could not reach the broker
+``dedup_webhook_requests_total{code}``              webhook answers by HTTP status
+==================================================  ======================================================
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+RECEIVED = Counter("dedup_events_received_total", "Events received by the producer", ["source"])
+ENQUEUED = Counter("dedup_events_enqueued_total", "Tasks placed on the broker", ["source", "task"])
+IGNORED = Counter("dedup_events_ignored_total", "Events not enqueued, by reason", ["reason"])
+ENQUEUE_FAILURES = Counter("dedup_enqueue_failures_total", "Failed attempts to reach the broker", ["source"])
+WEBHOOK_REQUESTS = Counter("dedup_webhook_requests_total", "Webhook answers by HTTP status", ["code"])
+
+
+def initialise(source: str) -> None:
+    """Create the label combinations at zero so that rates see the series from the start."""
+    RECEIVED.labels(source=source)
+    ENQUEUE_FAILURES.labels(source=source)
+    for task in ("process", "remove"):
+        ENQUEUED.labels(source=source, task=task)
+    for reason in ("event_type", "bucket_not_allowed"):
+        IGNORED.labels(reason=reason)
