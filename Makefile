@@ -1,0 +1,62 @@
+# image-dedup-worker: the two commands a user needs are `make demo` and `make test`.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench constraints clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# Debian packages: redis-server (broker for the demo and tests), prometheus (metrics tests), python3-venv.
+system-deps:  ## install the Debian packages the demo and tests start (needs root or sudo)
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv with the service and its dev tools (pinned by constraints.txt)
+
+lint: venv  ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv  ## mypy --strict
+	$(BIN)/mypy worker producer tests
+
+test: system-deps venv lint typecheck  ## install everything, then lint, type-check and run the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv  ## only the tests that start no service
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+demo: system-deps venv  ## run the whole service locally on sample photos and print each outcome
+	$(BIN)/python -m worker.demo
+
+demo-quarantine: system-deps venv  ## the demo, moving duplicates to a quarantine bucket instead of tagging
+	$(BIN)/python -m worker.demo --action quarantine
+
+bench: system-deps venv  ## end-to-end images/s through the worker vs model-only images/s, as a ratio
+	$(BIN)/python -m worker.bench
+
+constraints: venv  ## re-pin constraints.txt from the current .venv
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^image-dedup-worker'; } > constraints.new
+	mv constraints.new constraints.txt
+
+clean:  ## remove the virtualenv and local data
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

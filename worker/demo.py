@@ -1,0 +1,183 @@
+"""``make demo``: the whole service on this machine, on embedded defaults, end to end.
+
+Starts Redis, an S3 server (a real ``minio`` binary if one is on PATH, else moto's S3 server), the webhook
+producer and ``celery -A worker worker`` (with Milvus Lite embedded); uploads sample photos with exact and
+near-duplicate copies; delivers MinIO-format notifications for them to the webhook; waits until the queue has
+drained and every object has its outcome; prints the table; stops everything it started.
+
+    python -m worker.demo [--weights auto|imagenet|random|FILE] [--action tag|quarantine]
+
+``--weights auto`` (the default) uses torchvision's ImageNet weights when they can be downloaded or are cached,
+and otherwise falls back — loudly — to random weights, with which the semantic stage takes no part in
+decisions (exact and perceptual detection are unaffected).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from producer.events import notification
+from worker.actions import quarantine_key
+from worker.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
+from worker.samples import Sample, upload_set
+from worker.storage import Storage
+from worker.tags import KIND, ORIGINAL, REASON, SCORE, STATUS, decode_value
+
+BUCKET = "photos"
+QUARANTINE = "dedup-quarantine"
+
+cli = typer.Typer(add_completion=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """An object's outcome as a user would read it from S3."""
+
+    status: str
+    original: str = ""
+    kind: str = ""
+    score: str = ""
+    where: str = ""
+    reason: str = ""
+
+
+def choose_weights(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    from worker.embedding import IMAGENET_WEIGHTS
+
+    try:
+        IMAGENET_WEIGHTS.get_state_dict(progress=True, check_hash=True)  # cached in $TORCH_HOME for the worker
+    except Exception as exc:
+        banner = "!" * 100
+        typer.secho(
+            f"{banner}\n!! ImageNet weights are not available ({type(exc).__name__}); the demo uses RANDOM weights.\n"
+            "!! Exact and perceptual detection work as usual; the semantic stage takes no part in decisions.\n"
+            f"!! Put the weights file at hand and pass --weights FILE to use it.\n{banner}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        return "random"
+    return "imagenet"
+
+
+def deliver(url: str, sample: Sample, event_time_ms: int, etag: str) -> None:
+    body = notification(
+        "s3:ObjectCreated:Put", BUCKET, sample.key, event_time_ms=event_time_ms, etag=etag, size=len(sample.data)
+    )
+    request = urllib.request.Request(  # noqa: S310 - our own loopback webhook
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        if response.status != 200:
+            raise RuntimeError(f"webhook answered {response.status}")
+
+
+def read_outcome(storage: Storage, key: str) -> Seen | None:
+    """What S3 says about ``key`` now: its dedup tags, or its quarantined copy; None while undecided."""
+    info = storage.stat(BUCKET, key)
+    if info is None:
+        copy = storage.stat(QUARANTINE, quarantine_key(BUCKET, key))
+        if copy is None:
+            return None
+        meta = copy.metadata
+        original = decode_value(meta.get("dedup-of", "")) or ""
+        return Seen("duplicate", original, meta.get("dedup-kind", ""), meta.get("dedup-score", ""), "quarantined")
+    tags = storage.get_tags(BUCKET, key)
+    if STATUS not in tags:
+        return None
+    original = decode_value(tags.get(ORIGINAL, "")) or ""
+    return Seen(tags[STATUS], original, tags.get(KIND, ""), tags.get(SCORE, ""), "tagged", tags.get(REASON, ""))
+
+
+def run(root: Path, weights: str, action: str, timeout: float) -> bool:
+    """Run the demo in ``root``; returns whether every object got the expected outcome."""
+    samples = upload_set()
+    with LocalStack(root, buckets=(BUCKET,)) as stack:
+        typer.echo(f"S3 server: {stack.s3_server}; Redis: {stack.broker_url}; logs in {stack.logs}")
+        _, url = stack.start_webhook()
+        typer.echo("starting celery -A worker worker (loads ResNet-50) ...")
+        stack.start_worker(
+            DEDUP_MODEL_WEIGHTS=weights,
+            DEDUP_ACTION=action,
+            DEDUP_QUARANTINE_BUCKET=QUARANTINE,
+            DEDUP_BATCH_SIZE="16",
+        )
+        storage = stack.storage()
+        started = time.monotonic()
+        base_ms = int(time.time() * 1000)
+        for i, sample in enumerate(samples):
+            etag = storage.put(BUCKET, sample.key, sample.data, sample.content_type)
+            deliver(url, sample, base_ms + i, etag)
+        typer.echo(f"uploaded {len(samples)} objects and delivered their notifications; waiting for outcomes ...")
+        seen: dict[str, Seen] = {}
+
+        def all_decided() -> bool:
+            for sample in samples:
+                if sample.key not in seen and (outcome := read_outcome(storage, sample.key)) is not None:
+                    seen[sample.key] = outcome
+            return len(seen) == len(samples) and stack.queue_drained()
+
+        wait_until(all_decided, timeout, "every object's outcome", interval=0.5)
+        elapsed = time.monotonic() - started
+    return print_table(samples, seen, elapsed)
+
+
+def print_table(samples: list[Sample], seen: dict[str, Seen], elapsed: float) -> bool:
+    header = ("object", "outcome", "kind", "score", "duplicate of", "as expected")
+    rows = []
+    correct = 0
+    for sample in samples:
+        got = seen[sample.key]
+        expect = sample.expect
+        ok = got.status == expect.status and (expect.original is None or got.original == f"{BUCKET}/{expect.original}")
+        ok = ok and (expect.kind is None or got.kind == expect.kind)
+        correct += ok
+        status = got.status + (" (quarantined)" if got.where == "quarantined" else "")
+        status += f" ({got.reason})" if got.reason else ""
+        rows.append((f"{BUCKET}/{sample.key}", status, got.kind, got.score, got.original, "yes" if ok else "NO"))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
+    duplicates = sum(s.status == "duplicate" for s in seen.values())
+    typer.echo(
+        f"\n{len(samples)} objects in {elapsed:.1f} s: {duplicates} duplicates, "
+        f"{sum(s.status == 'unique' for s in seen.values())} unique, {sum(s.status == 'error' for s in seen.values())} "
+        f"error; {correct}/{len(samples)} as expected."
+    )
+    return correct == len(samples)
+
+
+@cli.command()
+def main(
+    weights: Annotated[str, typer.Option(help="auto, imagenet, random or a weights file")] = "auto",
+    action: Annotated[str, typer.Option(help="tag or quarantine")] = "tag",
+    workdir: Annotated[Path | None, typer.Option(help="Keep data and logs here (default: a temporary folder)")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every outcome")] = 600.0,
+) -> None:
+    """Run the service end to end on sample photos and print each object's outcome."""
+    logging.basicConfig(level=logging.WARNING)
+    chosen = choose_weights(weights)
+    if workdir is not None:
+        ok = run(workdir, chosen, action, timeout)
+    else:
+        with tempfile.TemporaryDirectory(prefix="dedup-demo-") as tmp:
+            ok = run(Path(tmp), chosen, action, timeout)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    cli()
