@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import BUCKET, next_time_ms
-from worker.actions import Actions, quarantine_key
-from worker.config import Action, load_settings
+from tests.rig import Rig, build
+from worker.actions import quarantine_key
+from worker.config import Action
 from worker.decision import Kind, Status
 from worker.embedding import Embedder
 from worker.errors import TransientError
@@ -23,51 +24,10 @@ from worker.index import Index
 from worker.localstack import LocalStack
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.pipeline import Pipeline
 from worker.samples import brightened, jpeg, photo, resized
 from worker.storage import Storage
 
 pytestmark = pytest.mark.integration
-
-
-class Rig:
-    """A pipeline plus what it sent back for a new decision (the queue, in-process)."""
-
-    def __init__(self, pipeline: Pipeline, storage: Storage, sent_back: list[ObjectEvent]) -> None:
-        self.pipeline = pipeline
-        self.storage = storage
-        self.sent_back = sent_back
-
-    def upload(self, key: str, data: bytes, event_time_ms: int | None = None) -> ObjectEvent:
-        etag = self.storage.put(BUCKET, key, data, "image/jpeg")
-        return ObjectEvent(BUCKET, key, event_time_ms or next_time_ms(), etag=etag, size=len(data))
-
-    def tags(self, key: str) -> dict[str, str]:
-        return self.storage.get_tags(BUCKET, key)
-
-
-def build(
-    stack: LocalStack,
-    index: Index,
-    embedder: Embedder,
-    *,
-    storage: Storage | None = None,
-    **overrides: Any,
-) -> Rig:
-    defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20}
-    settings = load_settings(buckets=(BUCKET,), model_weights="random", **{**defaults, **overrides})
-    storage = storage or stack.storage()
-    storage.ensure_bucket(settings.quarantine_bucket)
-    sent_back: list[ObjectEvent] = []
-    pipeline = Pipeline(
-        settings,
-        storage=storage,
-        index=index,
-        embedder=embedder,
-        actions=Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket),
-        redecide=sent_back.append,
-    )
-    return Rig(pipeline, storage, sent_back)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from worker.decision import Kind, Match
 from worker.outcome import Outcome
-from worker.tags import MAX_TAGS, decode_value, encode_value, merge, outcome_tags
+from worker.tags import MAX_TAGS, decode_value, encode_value, merge, outcome_from_tags, outcome_tags
 
 S3_VALUE = re.compile(r"[A-Za-z0-9 +\-=._:/@]{0,256}")
 
@@ -50,6 +50,17 @@ def test_outcome_tags() -> None:
     }
     assert outcome_tags(Outcome.unique()) == {"dedup-status": "unique"}
     assert outcome_tags(Outcome.error("undecodable")) == {"dedup-status": "error", "dedup-reason": "undecodable"}
+
+
+def test_tags_read_back_as_the_outcome_they_record() -> None:
+    for outcome in (
+        Outcome.unique(),
+        Outcome.error("too_large"),
+        Outcome.duplicate(Match("photos/café.jpg", 1, Kind.SEMANTIC, 0.9531)),
+    ):
+        assert outcome_from_tags({"owner": "ana", **outcome_tags(outcome)}) == outcome
+    assert outcome_from_tags({"owner": "ana"}) is None
+    assert outcome_from_tags({"dedup-status": "maybe"}) is None
 
 
 def test_merge_keeps_user_tags_and_replaces_stale_dedup_tags() -> None:

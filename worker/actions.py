@@ -24,8 +24,8 @@ from worker.decision import Kind, Status
 from worker.errors import TransientError
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.storage import Storage
-from worker.tags import decode_value, encode_value, merge, outcome_tags
+from worker.storage import ObjectMissingError, Storage
+from worker.tags import decode_value, encode_value, merge, outcome_from_tags, outcome_tags
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,20 @@ class Actions:
         self.storage.remove(event.bucket, event.key, event.version_id)
         log.info("%s: quarantined to %s/%s", event.id, self.quarantine_bucket, target)
 
+    def recorded(self, event: ObjectEvent) -> Outcome | None:
+        """The outcome recorded for an object: its tags, or its quarantined copy; None while undecided."""
+        try:
+            tags = self.storage.get_tags(event.bucket, event.key, event.version_id)
+        except ObjectMissingError:
+            return self.quarantined_copy(event)
+        return outcome_from_tags(tags)
+
     def already_quarantined(self, event: ObjectEvent) -> Outcome | None:
-        """The outcome recorded on this object's quarantined copy, if that copy is of this very upload."""
-        if self.action is not Action.QUARANTINE:
-            return None
+        """In quarantine mode, the outcome recorded on this object's copy if it is of this very upload."""
+        return self.quarantined_copy(event) if self.action is Action.QUARANTINE else None
+
+    def quarantined_copy(self, event: ObjectEvent) -> Outcome | None:
+        """The outcome on this object's quarantined copy (checked against ``event.etag`` when known)."""
         info = self.storage.stat(self.quarantine_bucket, quarantine_key(event.bucket, event.key))
         if info is None or decode_value(info.metadata.get(META_SOURCE, "")) != event.id:
             return None

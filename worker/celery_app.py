@@ -10,6 +10,8 @@ Why these settings:
 * ``visibility_timeout`` from ``DEDUP_VISIBILITY_TIMEOUT_S``, validated at start to exceed the longest time a
   message can legitimately stay unacknowledged (two task timeouts plus the longest retry countdown, which a
   worker holds as a reserved, unacknowledged message).
+* ``unacked_restore_throttle=1`` — a dead worker's messages are restored within 10 s of their visibility
+  timeout expiring, not 100 s.
 * ``worker_cancel_long_running_tasks_on_connection_loss`` — after a broker reconnect, unacknowledged messages
   are redelivered anyway; cancelling avoids running them twice at once.
 
@@ -47,7 +49,12 @@ def create_app(settings: Settings, *, include_tasks: bool = True) -> DedupCelery
         worker_pool="threads",
         worker_concurrency=2 * settings.batch_size,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for expired unacknowledged messages every 10 s (kombu's default scans every 100 s).
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_send_task_events=False,
     )

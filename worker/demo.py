@@ -20,35 +20,25 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from producer.events import notification
-from worker.actions import quarantine_key
+from worker.actions import Actions
+from worker.config import Action
+from worker.decision import Status
 from worker.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
-from worker.samples import Sample, upload_set
-from worker.storage import Storage
-from worker.tags import KIND, ORIGINAL, REASON, SCORE, STATUS, decode_value
+from worker.messages import ObjectEvent
+from worker.outcome import Outcome
+from worker.samples import Expect, Sample, upload_set
 
 BUCKET = "photos"
 QUARANTINE = "dedup-quarantine"
 
 cli = typer.Typer(add_completion=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """An object's outcome as a user would read it from S3."""
-
-    status: str
-    original: str = ""
-    kind: str = ""
-    score: str = ""
-    where: str = ""
-    reason: str = ""
 
 
 def choose_weights(requested: str) -> str:
@@ -86,23 +76,6 @@ def deliver(url: str, sample: Sample, event_time_ms: int, etag: str) -> None:
             raise RuntimeError(f"webhook answered {response.status}")
 
 
-def read_outcome(storage: Storage, key: str) -> Seen | None:
-    """What S3 says about ``key`` now: its dedup tags, or its quarantined copy; None while undecided."""
-    info = storage.stat(BUCKET, key)
-    if info is None:
-        copy = storage.stat(QUARANTINE, quarantine_key(BUCKET, key))
-        if copy is None:
-            return None
-        meta = copy.metadata
-        original = decode_value(meta.get("dedup-of", "")) or ""
-        return Seen("duplicate", original, meta.get("dedup-kind", ""), meta.get("dedup-score", ""), "quarantined")
-    tags = storage.get_tags(BUCKET, key)
-    if STATUS not in tags:
-        return None
-    original = decode_value(tags.get(ORIGINAL, "")) or ""
-    return Seen(tags[STATUS], original, tags.get(KIND, ""), tags.get(SCORE, ""), "tagged", tags.get(REASON, ""))
-
-
 def run(root: Path, weights: str, action: str, timeout: float) -> bool:
     """Run the demo in ``root``; returns whether every object got the expected outcome."""
     samples = upload_set()
@@ -111,53 +84,64 @@ def run(root: Path, weights: str, action: str, timeout: float) -> bool:
         _, url = stack.start_webhook()
         typer.echo("starting celery -A worker worker (loads ResNet-50) ...")
         stack.start_worker(
-            DEDUP_MODEL_WEIGHTS=weights,
-            DEDUP_ACTION=action,
-            DEDUP_QUARANTINE_BUCKET=QUARANTINE,
-            DEDUP_BATCH_SIZE="16",
+            env={
+                "DEDUP_MODEL_WEIGHTS": weights,
+                "DEDUP_ACTION": action,
+                "DEDUP_QUARANTINE_BUCKET": QUARANTINE,
+                "DEDUP_BATCH_SIZE": "16",
+            }
         )
         storage = stack.storage()
+        actions = Actions(storage, Action(action), quarantine_bucket=QUARANTINE)
         started = time.monotonic()
         base_ms = int(time.time() * 1000)
         for i, sample in enumerate(samples):
             etag = storage.put(BUCKET, sample.key, sample.data, sample.content_type)
             deliver(url, sample, base_ms + i, etag)
         typer.echo(f"uploaded {len(samples)} objects and delivered their notifications; waiting for outcomes ...")
-        seen: dict[str, Seen] = {}
+        seen: dict[str, Outcome] = {}
 
         def all_decided() -> bool:
             for sample in samples:
-                if sample.key not in seen and (outcome := read_outcome(storage, sample.key)) is not None:
+                if sample.key not in seen and (outcome := actions.recorded(ObjectEvent(BUCKET, sample.key, 0))):
                     seen[sample.key] = outcome
             return len(seen) == len(samples) and stack.queue_drained()
 
         wait_until(all_decided, timeout, "every object's outcome", interval=0.5)
         elapsed = time.monotonic() - started
-    return print_table(samples, seen, elapsed)
+    return print_table(samples, seen, elapsed, quarantined=action == Action.QUARANTINE)
 
 
-def print_table(samples: list[Sample], seen: dict[str, Seen], elapsed: float) -> bool:
+def matches(got: Outcome, expect: Expect) -> bool:
+    return (
+        got.status == expect.status
+        and (expect.original is None or got.original == f"{BUCKET}/{expect.original}")
+        and (expect.kind is None or got.kind == expect.kind)
+    )
+
+
+def print_table(samples: list[Sample], seen: dict[str, Outcome], elapsed: float, *, quarantined: bool) -> bool:
     header = ("object", "outcome", "kind", "score", "duplicate of", "as expected")
     rows = []
     correct = 0
     for sample in samples:
         got = seen[sample.key]
-        expect = sample.expect
-        ok = got.status == expect.status and (expect.original is None or got.original == f"{BUCKET}/{expect.original}")
-        ok = ok and (expect.kind is None or got.kind == expect.kind)
+        ok = matches(got, sample.expect)
         correct += ok
-        status = got.status + (" (quarantined)" if got.where == "quarantined" else "")
-        status += f" ({got.reason})" if got.reason else ""
-        rows.append((f"{BUCKET}/{sample.key}", status, got.kind, got.score, got.original, "yes" if ok else "NO"))
+        status = got.status.value
+        if got.status is Status.DUPLICATE and quarantined:
+            status += " (quarantined)"
+        if got.reason:
+            status += f" ({got.reason})"
+        score = f"{got.score:.4f}" if got.score is not None else ""
+        kind = got.kind.value if got.kind else ""
+        rows.append((f"{BUCKET}/{sample.key}", status, kind, score, got.original or "", "yes" if ok else "NO"))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
-    duplicates = sum(s.status == "duplicate" for s in seen.values())
-    typer.echo(
-        f"\n{len(samples)} objects in {elapsed:.1f} s: {duplicates} duplicates, "
-        f"{sum(s.status == 'unique' for s in seen.values())} unique, {sum(s.status == 'error' for s in seen.values())} "
-        f"error; {correct}/{len(samples)} as expected."
-    )
+    counts = Counter(outcome.status.value for outcome in seen.values())
+    summary = ", ".join(f"{counts[s.value]} {s.value}" for s in Status)
+    typer.echo(f"\n{len(samples)} objects in {elapsed:.1f} s: {summary}; {correct}/{len(samples)} as expected.")
     return correct == len(samples)
 
 

@@ -13,7 +13,7 @@ A dependency that cannot be found raises :class:`MissingDependencyError`: a test
 
     >>> with LocalStack(Path("/tmp/stack")) as stack:
     ...     stack.start_webhook()
-    ...     stack.start_worker(DEDUP_MODEL_WEIGHTS="random")
+    ...     stack.start_worker(env={"DEDUP_MODEL_WEIGHTS": "random"})
     ...     stack.storage().put("photos", "cat.jpg", data)
 """
 
@@ -172,7 +172,6 @@ class LocalStack:
         self.redis_port = free_port()
         self.s3_port = free_port()
         self.services: list[Service] = []
-        self.prometheus_port: int | None = None
 
     # Lifecycle ------------------------------------------------------------------------------------------------
 
@@ -204,18 +203,28 @@ class LocalStack:
         self.services.append(service)
         return service.start()
 
+    def stop_service(self, service: Service) -> int | None:
+        """Stop one service started by this stack (SIGTERM, then SIGKILL); returns its exit code."""
+        if service in self.services:
+            self.services.remove(service)
+        return service.stop()
+
     # Dependencies ---------------------------------------------------------------------------------------------
+
+    def broker(self, db: int = 0) -> str:
+        """The broker URL for a Redis database; services under test each take their own."""
+        return f"redis://127.0.0.1:{self.redis_port}/{db}"
 
     @property
     def broker_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.broker(0)
 
     @property
     def s3_endpoint(self) -> str:
         return f"127.0.0.1:{self.s3_port}"
 
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.broker_url, decode_responses=True)
+    def redis(self, db: int = 0) -> redis.Redis:
+        return redis.Redis.from_url(self.broker(db), decode_responses=True)
 
     def storage(self, max_bytes: int = 1 << 30) -> Storage:
         return Storage(make_client(self.s3_endpoint, ACCESS_KEY, SECRET_KEY), max_bytes=max_bytes)
@@ -251,7 +260,7 @@ class LocalStack:
 
     # The service ----------------------------------------------------------------------------------------------
 
-    def env(self, **overrides: str) -> dict[str, str]:
+    def env(self, overrides: Mapping[str, str] | None = None, **more: str) -> dict[str, str]:
         """Environment for our processes: the stack's endpoints plus ``overrides`` (``DEDUP_*`` names)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEDUP_")}
         env.update(
@@ -265,10 +274,13 @@ class LocalStack:
             DEDUP_METRICS_PORT="0",
             PYTHONUNBUFFERED="1",
         )
-        env.update(overrides)
+        env.update(overrides or {})
+        env.update(more)
         return env
 
-    def start_webhook(self, *, port: int | None = None, metrics_port: int = 0, **env: str) -> tuple[Service, str]:
+    def start_webhook(
+        self, env: Mapping[str, str] | None = None, *, port: int | None = None, metrics_port: int = 0
+    ) -> tuple[Service, str]:
         """Start ``python -m producer webhook``; returns it and its events URL."""
         port = port or free_port()
         argv = [sys.executable, "-m", "producer", "webhook", "--host", "127.0.0.1", "--port", str(port)]
@@ -276,38 +288,40 @@ class LocalStack:
             f"webhook-{port}",
             argv,
             log_dir=self.logs,
-            env=self.env(DEDUP_METRICS_PORT=str(metrics_port), **env),
+            env=self.env({"DEDUP_METRICS_PORT": str(metrics_port), **(env or {})}),
             ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
         )
         self._start(service)
         return service, f"http://127.0.0.1:{port}/minio/events"
 
-    def start_worker(self, name: str = "worker", *, timeout: float = 180.0, **env: str) -> Service:
+    def start_worker(
+        self, name: str = "worker", env: Mapping[str, str] | None = None, *, timeout: float = 180.0
+    ) -> Service:
         """Start ``celery -A worker worker``; ready once Celery logs that it consumes."""
         argv = [str(BIN / "celery"), "-A", "worker", "worker", "--loglevel", "INFO", "-n", f"{name}@%h"]
         argv += ["--without-mingle", "--without-gossip"]
-        service = Service(name, argv, log_dir=self.logs, env=self.env(**env), timeout=timeout, ready=lambda: False)
+        service = Service(name, argv, log_dir=self.logs, env=self.env(env), timeout=timeout, ready=lambda: False)
         service.ready = lambda: " ready." in service.log_text()
         return self._start(service)
 
-    def start_prometheus(self, targets: Mapping[str, str], *, interval_s: float = 1.0) -> str:
-        """Start Debian's ``prometheus`` scraping ``{job: "host:port"}``; returns its base URL."""
+    def start_prometheus(self, targets: Mapping[str, str], *, interval_s: float = 1.0) -> tuple[Service, str]:
+        """Start Debian's ``prometheus`` scraping ``{job: "host:port"}``; returns it and its base URL."""
         binary = require("prometheus", "install it with `apt-get install prometheus` (make test does)")
-        self.prometheus_port = free_port()
-        config = self.root / "prometheus.yml"
+        port = free_port()
+        config = self.root / f"prometheus-{port}.yml"
         every = f"{interval_s:g}s"
         jobs = [{"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()]
         document = {"global": {"scrape_interval": every, "evaluation_interval": every}, "scrape_configs": jobs}
         config.write_text(json.dumps(document, indent=2))  # JSON is YAML
-        url = f"http://127.0.0.1:{self.prometheus_port}"
-        argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={self.root / 'prometheus'}"]
-        argv += [f"--web.listen-address=127.0.0.1:{self.prometheus_port}"]
-        self._start(Service("prometheus", argv, log_dir=self.logs, ready=lambda: http_ok(f"{url}/-/ready")))
-        return url
+        url = f"http://127.0.0.1:{port}"
+        argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={self.root / f'prometheus-{port}'}"]
+        argv += [f"--web.listen-address=127.0.0.1:{port}"]
+        service = Service(f"prometheus-{port}", argv, log_dir=self.logs, ready=lambda: http_ok(f"{url}/-/ready"))
+        return self._start(service), url
 
-    def queue_drained(self, queue: str = "dedup") -> bool:
+    def queue_drained(self, queue: str = "dedup", db: int = 0) -> bool:
         """No message waiting in the queue and none delivered but unacknowledged."""
-        client = self.redis()
+        client = self.redis(db)
         return int(client.llen(queue)) == 0 and int(client.hlen("unacked")) == 0
 
 

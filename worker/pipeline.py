@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 #: Decode JPEGs at reduced size as long as both sides stay at least this large (the model's resize target).
 DECODE_MIN_SIDE = 256
-INDEX_SIZE_EVERY_S = 5.0
+INDEX_SIZE_EVERY_S = 2.0
 
 
 class Pipeline:
@@ -89,7 +89,8 @@ class Pipeline:
             name="decide",
             on_batch=metrics.BATCH_SIZE.labels(stage="decide").observe,
         )
-        self._index_size_at = 0.0
+        self._index_size_at = float("-inf")
+        self._index_size = 0
         imaging.configure(settings.max_image_pixels)
 
     def close(self) -> None:
@@ -195,18 +196,19 @@ class Pipeline:
                 log.info("%s supersedes %s: sending it back for a new decision", decision.id, later)
                 metrics.SUPERSEDED.inc()
                 self.redecide(ObjectEvent.from_id(later, times[later]))
-        self._refresh_index_size()
         return [verdict[s.id] for s in batch]
 
-    def _refresh_index_size(self) -> None:
+    def index_size(self) -> float:
+        """Originals in the index, for the ``dedup_index_size`` gauge at scrape time: asked of Milvus at most
+        every few seconds, and the last known value while Milvus is unreachable."""
         now = time.monotonic()
-        if now - self._index_size_at < INDEX_SIZE_EVERY_S:
-            return
-        self._index_size_at = now
-        try:
-            metrics.INDEX_SIZE.set(self.index.count())
-        except TransientError as exc:
-            log.debug("index size unavailable: %s", exc)
+        if now - self._index_size_at >= INDEX_SIZE_EVERY_S:
+            try:
+                self._index_size = self.index.count()
+                self._index_size_at = now
+            except TransientError as exc:
+                log.debug("index size unavailable: %s", exc)
+        return float(self._index_size)
 
     # Removals -------------------------------------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ class Runtime:
         metrics.initialise()
         weights = settings.model_weights if settings.model_weights in {"imagenet", "random"} else "file"
         metrics.WORKER_INFO.labels(device=str(embedder.device), weights=weights).set(1)
-        metrics.INDEX_SIZE.set(index.count())
+        metrics.INDEX_SIZE.set_function(pipeline.index_size)
         log.info(
             "worker ready: action=%s, buckets=%s, thresholds perceptual=%s semantic=%s",
             settings.action.value,

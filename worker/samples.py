@@ -11,7 +11,7 @@ photos and one corrupt file — in upload order, each with the outcome a correct
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.util import find_spec
@@ -113,9 +113,11 @@ COPIES: dict[str, tuple[Callable[[Image.Image], Image.Image], Callable[[Image.Im
 }
 
 
-def upload_set(prefix: str = "", originals: int = 4, unrelated: int = 3) -> list[Sample]:
+def upload_set(
+    prefix: str = "", originals: Sequence[str] = PHOTOS[:4], unrelated: Sequence[str] = PHOTOS[4:7]
+) -> list[Sample]:
     """Originals, then their copies, then unrelated photos and a corrupt file — in upload order."""
-    chosen = PHOTOS[:originals]
+    chosen = list(originals)
     samples = [Sample(f"{prefix}{stem(n)}.jpg", jpeg(photo(n)), "image/jpeg", Expect("unique")) for n in chosen]
     for i, name in enumerate(chosen):
         source = samples[i]
@@ -126,7 +128,7 @@ def upload_set(prefix: str = "", originals: int = 4, unrelated: int = 3) -> list
             data = encode(make(photo(name)))
             expect = Expect("duplicate", source.key, "perceptual")
             samples.append(Sample(f"{prefix}{stem(name)}-{copy_name}.{ext}", data, mime, expect))
-    for name in PHOTOS[originals : originals + unrelated]:
+    for name in unrelated:
         samples.append(Sample(f"{prefix}{stem(name)}.jpg", jpeg(photo(name)), "image/jpeg", Expect("unique")))
     samples.append(Sample(f"{prefix}notes.jpg", b"this is not a JPEG", "image/jpeg", Expect("error")))
     return samples

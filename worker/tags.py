@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from worker.decision import Status
+from worker.decision import Kind, Status
 from worker.outcome import Outcome
 
 PREFIX = "dedup-"
@@ -77,6 +77,23 @@ def outcome_tags(outcome: Outcome) -> dict[str, str]:
     if outcome.status is Status.ERROR and outcome.reason:
         tags[REASON] = encode_value(outcome.reason)
     return tags
+
+
+def outcome_from_tags(tags: Mapping[str, str]) -> Outcome | None:
+    """The outcome recorded in an object's tags (the inverse of :func:`outcome_tags`); None if undecided."""
+    status = tags.get(STATUS)
+    if status not in {s.value for s in Status}:
+        return None
+    if status == Status.DUPLICATE:
+        try:
+            kind = Kind(tags.get(KIND, ""))
+            score = float(tags[SCORE]) if SCORE in tags else None
+        except ValueError:
+            kind, score = None, None
+        return Outcome(Status.DUPLICATE, original=decode_value(tags.get(ORIGINAL, "")), kind=kind, score=score)
+    if status == Status.ERROR:
+        return Outcome.error(decode_value(tags.get(REASON, "")) or "unknown")
+    return Outcome.unique()
 
 
 @dataclass(frozen=True, slots=True)

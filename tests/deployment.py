@@ -1,0 +1,155 @@
+"""A running service for end-to-end tests: webhook + ``celery -A worker worker`` + Prometheus, on the session's
+redis-server and S3 server. Each deployment has its own Redis database, Milvus Lite file and quarantine
+bucket, so deployments never take each other's messages."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from producer.events import notification
+from tests.helpers import BUCKET, next_time_ms
+from worker.actions import Actions
+from worker.config import Action
+from worker.localstack import WEBHOOK_TOKEN, LocalStack, Service, free_port, wait_until
+from worker.messages import ObjectEvent
+from worker.outcome import Outcome
+from worker.samples import Sample
+from worker.storage import Storage
+
+AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+
+
+@dataclass
+class Deployment:
+    stack: LocalStack
+    db: int
+    action: Action
+    quarantine_bucket: str
+    events_url: str
+    webhook: Service
+    worker: Service
+    worker_env: dict[str, str]
+    prometheus_url: str
+    metrics: dict[str, str] = field(default_factory=dict)  # job → host:port
+
+    @property
+    def storage(self) -> Storage:
+        return self.stack.storage()
+
+    @property
+    def actions(self) -> Actions:
+        return Actions(self.storage, self.action, quarantine_bucket=self.quarantine_bucket)
+
+    # Driving it -----------------------------------------------------------------------------------------------
+
+    def post(self, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.post(self.events_url, content=content, headers=AUTH if headers is None else headers, timeout=30)
+
+    def upload(self, samples: Sequence[Sample]) -> list[ObjectEvent]:
+        events = []
+        for sample in samples:
+            etag = self.storage.put(BUCKET, sample.key, sample.data, sample.content_type)
+            events.append(ObjectEvent(BUCKET, sample.key, next_time_ms(), etag=etag, size=len(sample.data)))
+        return events
+
+    def deliver(self, events: Sequence[ObjectEvent], name: str = "s3:ObjectCreated:Put") -> None:
+        """One notification per object, as MinIO sends them; each must be accepted."""
+        for e in events:
+            body = notification(name, e.bucket, e.key, event_time_ms=e.event_time_ms, etag=e.etag, size=e.size)
+            response = self.post(body)
+            assert response.status_code == 200, response.text
+
+    def outcomes(self, events: Sequence[ObjectEvent], timeout: float = 180) -> dict[str, Outcome]:
+        """Wait until every object has its recorded outcome and the queue has drained."""
+        seen: dict[str, Outcome] = {}
+
+        def done() -> bool:
+            for event in events:
+                if event.key not in seen and (outcome := self.actions.recorded(event)) is not None:
+                    seen[event.key] = outcome
+            return len(seen) == len(events) and self.drained()
+
+        try:
+            wait_until(done, timeout, f"{len(events)} outcomes", interval=0.3)
+        except TimeoutError as exc:
+            log = self.worker.log_tail(80)
+            raise AssertionError(f"{exc}; have {sorted(seen)}\n--- worker log ---\n{log}") from None
+        return seen
+
+    def drained(self) -> bool:
+        return self.stack.queue_drained(db=self.db)
+
+    # Observing it ---------------------------------------------------------------------------------------------
+
+    def query(self, expr: str) -> float:
+        """An instant PromQL query summed to one number (0 when it returns nothing)."""
+        response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
+        response.raise_for_status()
+        payload = response.json()
+        assert payload["status"] == "success", payload
+        return sum(float(sample["value"][1]) for sample in payload["data"]["result"])
+
+    def wait_for_metric(self, expr: str, expected: float, timeout: float = 30, *, at_least: bool = False) -> None:
+        """Wait until ``expr`` equals ``expected`` (or reaches it, with ``at_least``)."""
+
+        def reached() -> bool:
+            value = self.query(expr)
+            return value >= expected if at_least else value == expected
+
+        try:
+            wait_until(reached, timeout, f"{expr} == {expected}", interval=0.5)
+        except TimeoutError:
+            raise AssertionError(f"{expr}: {self.query(expr)}, expected {expected}") from None
+
+    def scraped(self) -> None:
+        """Wait for Prometheus to have scraped both jobs at least once since now."""
+        since = time.time()
+        wait_until(
+            lambda: all(self._last_scrape(job) > since for job in self.metrics), 30, "a fresh scrape", interval=0.3
+        )
+
+    def _last_scrape(self, job: str) -> float:
+        response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": f'up{{job="{job}"}}'}, timeout=10)
+        result = response.json()["data"]["result"]
+        return float(result[0]["value"][0]) if result and result[0]["value"][1] == "1" else 0.0
+
+
+@contextmanager
+def deploy(
+    stack: LocalStack, root: Path, *, db: int, action: Action = Action.TAG, env: Mapping[str, str] | None = None
+) -> Iterator[Deployment]:
+    quarantine = f"quarantine-{db}"
+    worker_port, webhook_port = free_port(), free_port()
+    common = {"DEDUP_BROKER_URL": stack.broker(db), "DEDUP_QUARANTINE_BUCKET": quarantine}
+    worker_env = {
+        **common,
+        "DEDUP_ACTION": action.value,
+        "DEDUP_MODEL_WEIGHTS": "random",
+        "DEDUP_MILVUS_URI": str(root / "milvus.db"),
+        "DEDUP_BATCH_SIZE": "8",
+        "DEDUP_BATCH_WAIT_MS": "50",
+        "DEDUP_METRICS_PORT": str(worker_port),
+        **(env or {}),
+    }
+    webhook, events_url = stack.start_webhook(common, metrics_port=webhook_port)
+    worker = stack.start_worker(f"worker-{db}", worker_env)
+    targets = {"worker": f"127.0.0.1:{worker_port}", "webhook": f"127.0.0.1:{webhook_port}"}
+    prometheus, prometheus_url = stack.start_prometheus(targets)
+    deployment = Deployment(
+        stack, db, action, quarantine, events_url, webhook, worker, worker_env, prometheus_url, targets
+    )
+    try:
+        deployment.scraped()
+        yield deployment
+    finally:
+        for service in (prometheus, worker, webhook):
+            stack.stop_service(service)
