@@ -69,21 +69,25 @@ class Deployment:
             assert response.status_code == 200, response.text
 
     def outcomes(self, events: Sequence[ObjectEvent], timeout: float = 180) -> dict[str, Outcome]:
-        """Wait until every object has its recorded outcome and the queue has drained."""
+        """Every object's final outcome: once the queue has drained (work sent back for a new decision is
+        enqueued before the message that caused it is acknowledged) and every object has one."""
         seen: dict[str, Outcome] = {}
 
-        def done() -> bool:
+        def settled() -> bool:
+            if not self.drained():
+                return False
+            seen.clear()
             for event in events:
-                if event.key not in seen and (outcome := self.actions.recorded(event)) is not None:
+                if (outcome := self.actions.recorded(event)) is not None:
                     seen[event.key] = outcome
             return len(seen) == len(events) and self.drained()
 
         try:
-            wait_until(done, timeout, f"{len(events)} outcomes", interval=0.3)
+            wait_until(settled, timeout, f"{len(events)} outcomes", interval=0.3)
         except TimeoutError as exc:
             log = self.worker.log_tail(80)
             raise AssertionError(f"{exc}; have {sorted(seen)}\n--- worker log ---\n{log}") from None
-        return seen
+        return dict(seen)
 
     def drained(self) -> bool:
         return self.stack.queue_drained(db=self.db)

@@ -35,10 +35,11 @@ def test_a_lone_item_waits_no_longer_than_max_wait() -> None:
 
 
 def test_items_gather_while_the_handler_is_busy() -> None:
-    release = threading.Event()
+    busy, release = threading.Event(), threading.Event()
     sizes: list[int] = []
 
     def handler(xs: list[int]) -> list[int]:
+        busy.set()
         release.wait(5)
         return xs
 
@@ -46,7 +47,7 @@ def test_items_gather_while_the_handler_is_busy() -> None:
         handler, max_size=16, max_wait_s=0.0, name="t", on_batch=sizes.append
     )
     first = batcher.submit(0)
-    time.sleep(0.05)  # the handler now holds item 0
+    assert busy.wait(5)  # the handler now holds item 0
     rest = [batcher.submit(i) for i in range(1, 6)]
     release.set()
     assert [f.result(5) for f in [first, *rest]] == list(range(6))

@@ -87,3 +87,14 @@ def test_a_collection_with_another_layout_is_refused(lite_uri: str) -> None:
     Index.connect(lite_uri, collection="layout", dim=DIM)
     with pytest.raises(IndexSchemaError, match=r"DEDUP_COLLECTION=layout: field 'embedding' should be a 16-d vector"):
         Index.connect(lite_uri, collection="layout", dim=16)
+
+
+def test_links_record_each_duplicates_current_original(index: Index) -> None:
+    index.link([("photos/d1.jpg", "photos/o.jpg", 5), ("photos/d2.jpg", "photos/o.jpg", 6)])
+    index.link([("photos/d2.jpg", "photos/other.jpg", 6)])  # d2 was decided again: one link per duplicate
+    assert index.dependents(["photos/o.jpg"]) == {"photos/d1.jpg": 5}
+    assert index.dependents(["photos/o.jpg", "photos/other.jpg"]) == {"photos/d1.jpg": 5, "photos/d2.jpg": 6}
+    index.unlink([("photos/d1.jpg", 4)])  # a stale event: the link is newer
+    assert index.dependents(["photos/o.jpg"]) == {"photos/d1.jpg": 5}
+    index.unlink([("photos/d1.jpg", 5)])
+    assert index.dependents(["photos/o.jpg"]) == {}

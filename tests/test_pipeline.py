@@ -78,6 +78,44 @@ def test_an_earlier_image_arriving_late_sends_the_later_original_back(rig: Rig, 
     assert rig.pipeline.index.event_times([later.id, earlier.id]) == {earlier.id: early_time}
 
 
+def settle(rig: Rig) -> None:
+    """Process what was sent back, as the queue would, until nothing is."""
+    while rig.sent_back:
+        rig.pipeline.process(rig.sent_back.pop(0))
+
+
+def test_duplicates_of_a_superseded_original_follow_it_to_the_earlier_one(rig: Rig, prefix: str) -> None:
+    early_time = next_time_ms()
+    later = rig.upload(f"{prefix}later.jpg", jpeg(photo("page.png")))
+    copy = rig.upload(f"{prefix}copy.jpg", jpeg(photo("page.png"), 70))
+    earlier = rig.upload(f"{prefix}earlier.jpg", jpeg(resized(photo("page.png"))), event_time_ms=early_time)
+    rig.pipeline.process(later)
+    assert rig.pipeline.process(copy).original == later.id  # decided before the earlier image was seen
+    rig.pipeline.process(earlier)
+    settle(rig)
+    for event in (later, copy):
+        again = rig.pipeline.process(event)  # settled: deciding once more changes nothing
+        assert (again.status, again.original) == (Status.DUPLICATE, earlier.id)
+        assert rig.tags(event.key)["dedup-of"] == earlier.id
+    assert rig.sent_back == []
+    assert rig.pipeline.index.dependents([earlier.id]) == {later.id: later.event_time_ms, copy.id: copy.event_time_ms}
+    assert rig.pipeline.index.dependents([later.id]) == {}
+
+
+def test_removing_an_original_makes_the_earliest_duplicate_the_new_one(rig: Rig, prefix: str) -> None:
+    original = rig.upload(f"{prefix}o.jpg", jpeg(photo("text.png")))
+    first = rig.upload(f"{prefix}first.jpg", jpeg(photo("text.png"), 60))
+    second = rig.upload(f"{prefix}second.jpg", jpeg(resized(photo("text.png"))))
+    for event in (original, first, second):
+        rig.pipeline.process(event)
+    rig.storage.remove(BUCKET, original.key)
+    rig.pipeline.remove(ObjectEvent(BUCKET, original.key, next_time_ms()))
+    assert sorted(e.key for e in rig.sent_back) == sorted([first.key, second.key])
+    settle(rig)
+    assert rig.tags(first.key) == {"dedup-status": "unique"}
+    assert rig.tags(second.key)["dedup-of"] == first.id
+
+
 def test_an_overwritten_key_is_decided_afresh(rig: Rig, prefix: str) -> None:
     cat = rig.upload(f"{prefix}cat.jpg", jpeg(photo("chelsea.png")))
     key = f"{prefix}k.jpg"

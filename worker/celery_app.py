@@ -12,8 +12,9 @@ Why these settings:
   worker holds as a reserved, unacknowledged message).
 * ``unacked_restore_throttle=1`` — a dead worker's messages are restored within 10 s of their visibility
   timeout expiring, not 100 s.
-* ``worker_cancel_long_running_tasks_on_connection_loss`` — after a broker reconnect, unacknowledged messages
-  are redelivered anyway; cancelling avoids running them twice at once.
+* ``worker_cancel_long_running_tasks_on_connection_loss=False``, deliberately: the threads pool cannot kill a
+  running job, so after a broker reconnect tasks run to completion; should Redis redeliver one meanwhile, its
+  decision and action are idempotent.
 
     >>> app = create_app(load_settings())
     >>> app.send_task(PROCESS_TASK, kwargs=event.to_kwargs())
@@ -22,10 +23,14 @@ Why these settings:
 from __future__ import annotations
 
 import sys
+import warnings
 
 from celery import Celery
 
 from worker.config import ConfigError, Settings, load_settings
+
+# Celery warns on every reconnect that this default changes in 6.0; our explicit False is a decision (above).
+warnings.filterwarnings("ignore", message=r"(?s).*worker_cancel_long_running_tasks_on_connection_loss")
 
 
 class DedupCelery(Celery):  # type: ignore[misc]
@@ -48,7 +53,7 @@ def create_app(settings: Settings, *, include_tasks: bool = True) -> DedupCelery
         worker_prefetch_multiplier=1,
         worker_pool="threads",
         worker_concurrency=2 * settings.batch_size,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             # Sweep for expired unacknowledged messages every 10 s (kombu's default scans every 100 s).

@@ -101,9 +101,12 @@ def run(root: Path, weights: str, action: str, timeout: float) -> bool:
         typer.echo(f"uploaded {len(samples)} objects and delivered their notifications; waiting for outcomes ...")
         seen: dict[str, Outcome] = {}
 
-        def all_decided() -> bool:
+        def all_decided() -> bool:  # final outcomes: read once nothing is queued or in flight
+            if not stack.queue_drained():
+                return False
+            seen.clear()
             for sample in samples:
-                if sample.key not in seen and (outcome := actions.recorded(ObjectEvent(BUCKET, sample.key, 0))):
+                if outcome := actions.recorded(ObjectEvent(BUCKET, sample.key, 0)):
                     seen[sample.key] = outcome
             return len(seen) == len(samples) and stack.queue_drained()
 

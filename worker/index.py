@@ -18,6 +18,9 @@ previous batch stored. Client errors become :class:`~worker.errors.TransientErro
     >>> index = Index.connect("data/milvus-lite.db", collection="image_dedup")
     >>> found = index.neighbours(batch)           # {id: [Neighbour, ...]}
     >>> index.store(originals); index.discard(duplicates)
+
+Beside it, ``<collection>_links`` records which original each duplicate points at, so that when an original
+stops being one (an earlier copy arrived, it was overwritten or removed) its duplicates are decided again.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ ID_MAX_BYTES = 2048  # bucket (≤63) + "/" + key (≤1024 UTF-8 bytes), with ro
 HNSW = {"M": 16, "efConstruction": 200}
 STRONG = "Strong"
 _OUTPUT = ["id", "event_time_ms", "sha256"]
+_LINK_DIM = 2
 
 R = TypeVar("R")
 
@@ -82,32 +86,47 @@ class Index:
 
     # Schema ---------------------------------------------------------------------------------------------------
 
+    @property
+    def links_collection(self) -> str:
+        """The companion collection of duplicate → original links (``<collection>_links``)."""
+        return f"{self.collection}_links"
+
     def ensure_collection(self) -> None:
-        if not self._call(self._client.has_collection, self.collection):
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
-            schema.add_field("sha256", DataType.VARCHAR, max_length=64)
-            schema.add_field("event_time_ms", DataType.INT64)
-            schema.add_field("phash", DataType.FLOAT_VECTOR, dim=HASH_BITS)
-            schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
-            params = MilvusClient.prepare_index_params()
-            params.add_index(field_name="sha256", index_type="INVERTED")
-            params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params=HNSW)
-            params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+        schema.add_field("sha256", DataType.VARCHAR, max_length=64)
+        schema.add_field("event_time_ms", DataType.INT64)
+        schema.add_field("phash", DataType.FLOAT_VECTOR, dim=HASH_BITS)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        params = MilvusClient.prepare_index_params()
+        params.add_index(field_name="sha256", index_type="INVERTED")
+        params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params=HNSW)
+        params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
+        self._create_if_missing(self.collection, schema, params)
+        self._check_schema()
+
+        # Links are scalar data; Milvus wants one vector field per collection, so they carry a constant 2-d one.
+        links = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        links.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+        links.add_field("original", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+        links.add_field("event_time_ms", DataType.INT64)
+        links.add_field("unused", DataType.FLOAT_VECTOR, dim=_LINK_DIM)
+        link_params = MilvusClient.prepare_index_params()
+        link_params.add_index(field_name="original", index_type="INVERTED")
+        link_params.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
+        self._create_if_missing(self.links_collection, links, link_params)
+
+    def _create_if_missing(self, name: str, schema: Any, params: Any) -> None:
+        if not self._call(self._client.has_collection, name):
             try:
                 self._call(
-                    self._client.create_collection,
-                    self.collection,
-                    schema=schema,
-                    index_params=params,
-                    consistency_level=STRONG,
+                    self._client.create_collection, name, schema=schema, index_params=params, consistency_level=STRONG
                 )
-                log.info("created Milvus collection %s", self.collection)
+                log.info("created Milvus collection %s", name)
             except TransientError:
-                if not self._call(self._client.has_collection, self.collection):  # lost a creation race?
+                if not self._call(self._client.has_collection, name):  # lost a creation race?
                     raise
-        self._check_schema()
-        self._call(self._client.load_collection, self.collection)
+        self._call(self._client.load_collection, name)
 
     def _check_schema(self) -> None:
         described = self._call(self._client.describe_collection, self.collection)
@@ -180,7 +199,8 @@ class Index:
         )
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def event_times(self, ids: Iterable[str]) -> dict[str, int]:
+    def stored(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """The index's rows for these ids: ``{id: (sha256, event_time_ms)}``."""
         wanted = sorted(set(ids))
         if not wanted:
             return {}
@@ -188,6 +208,23 @@ class Index:
             self._client.query,
             self.collection,
             filter=f"id in {milvus_literal_list(wanted)}",
+            output_fields=_OUTPUT,
+            consistency_level=STRONG,
+        )
+        return {row["id"]: (row["sha256"], int(row["event_time_ms"])) for row in rows}
+
+    def event_times(self, ids: Iterable[str]) -> dict[str, int]:
+        return {key: when for key, (_, when) in self.stored(ids).items()}
+
+    def dependents(self, originals: Iterable[str]) -> dict[str, int]:
+        """The duplicates linked to these originals: ``{duplicate id: event_time_ms}``."""
+        wanted = sorted(set(originals))
+        if not wanted:
+            return {}
+        rows = self._call(
+            self._client.query,
+            self.links_collection,
+            filter=f"original in {milvus_literal_list(wanted)}",
             output_fields=["id", "event_time_ms"],
             consistency_level=STRONG,
         )
@@ -214,12 +251,26 @@ class Index:
             )
         self._call(self._client.upsert, self.collection, rows)
 
+    def link(self, links: Iterable[tuple[str, str, int]]) -> None:
+        """Record ``(duplicate id, original id, duplicate's event_time_ms)`` so that a duplicate can follow its
+        original when that changes; a duplicate has one link (upsert)."""
+        rows = [{"id": d, "original": o, "event_time_ms": int(t), "unused": [0.0] * _LINK_DIM} for d, o, t in links]
+        if rows:
+            self._call(self._client.upsert, self.links_collection, rows)
+
+    def unlink(self, rows: Iterable[tuple[str, int]]) -> None:
+        """Forget the links of ``(id, event_time_ms)`` (originals now, or gone), unless a newer upload made them."""
+        self._delete_guarded(self.links_collection, rows)
+
     def discard(self, rows: Iterable[tuple[str, int]]) -> None:
         """Delete rows ``(id, event_time_ms)`` unless the index holds a newer version of that key (a stale
         event must not remove what a later upload stored)."""
+        self._delete_guarded(self.collection, rows)
+
+    def _delete_guarded(self, collection: str, rows: Iterable[tuple[str, int]]) -> None:
         clauses = [f"(id == {milvus_literal(i)} and event_time_ms <= {int(t)})" for i, t in rows]
         if clauses:
-            self._call(self._client.delete, self.collection, filter=" or ".join(clauses))
+            self._call(self._client.delete, collection, filter=" or ".join(clauses))
 
     # Plumbing -------------------------------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ metric                                          meaning
 ``dedup_errors_total{reason}``                  error outcomes by reason (undecodable, not_found, poison…)
 ``dedup_retries_total{reason}``                 transient failures that were retried (s3, milvus, timeout…)
 ``dedup_dead_letters_total{reason}``            messages given up on and parked in Redis
-``dedup_superseded_total``                      originals demoted because an earlier image arrived later
+``dedup_redecisions_total{reason}``             objects sent back to be decided again: superseded (an
+                                                earlier copy arrived later), original_changed (their
+                                                original was demoted or overwritten), original_removed
 ``dedup_removed_total``                         index rows dropped for s3:ObjectRemoved events
 ``dedup_tags_dropped_total``                    our tags that did not fit under S3's 10-tag limit
 ``dedup_index_size``                            originals in the Milvus collection
@@ -39,7 +41,7 @@ BATCH_SIZE = Histogram("dedup_batch_size", "Images per batch", ["stage"], bucket
 ERRORS = Counter("dedup_errors_total", "Images that ended in an error outcome, by reason", ["reason"])
 RETRIES = Counter("dedup_retries_total", "Transient failures retried with backoff, by reason", ["reason"])
 DEAD_LETTERS = Counter("dedup_dead_letters_total", "Messages given up on and dead-lettered", ["reason"])
-SUPERSEDED = Counter("dedup_superseded_total", "Originals sent back for a new decision")
+REDECISIONS = Counter("dedup_redecisions_total", "Objects sent back to be decided again", ["reason"])
 REMOVED = Counter("dedup_removed_total", "Index rows removed for s3:ObjectRemoved events")
 TAGS_DROPPED = Counter("dedup_tags_dropped_total", "dedup-* tags left out because of S3's 10-tag limit")
 INDEX_SIZE = Gauge("dedup_index_size", "Originals stored in the Milvus collection")
@@ -60,6 +62,8 @@ def initialise() -> None:
         STAGE_SECONDS.labels(stage=stage)
     for stage in ("embed", "decide"):
         BATCH_SIZE.labels(stage=stage)
+    for reason in ("superseded", "original_changed", "original_removed"):
+        REDECISIONS.labels(reason=reason)
 
 
 def serve(port: int, host: str) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
@@ -169,11 +169,13 @@ class Pipeline:
         return results
 
     def _decide_batch(self, batch: list[Signals]) -> list[Decision]:
-        """Search, decide, store the originals, then re-check them against what other workers stored."""
+        """Search, decide, store the originals, re-check them against what other workers stored, record which
+        original each duplicate points at, and send back whatever must be decided again."""
         with metrics.timed("search"):
             found = self.index.neighbours(batch)
         verdict = {d.id: d for d in decide(batch, found, self.thresholds)}
         latest = {s.id: s for s in sorted(batch, key=lambda s: s.order)}  # one item per key: the latest
+        before = self.index.stored(latest)  # what the index held for these keys until now
         originals = [s for s in latest.values() if verdict[s.id].is_unique]
         self.index.store(originals)
         self.index.discard((s.id, s.event_time_ms) for s in latest.values() if not verdict[s.id].is_unique)
@@ -191,12 +193,27 @@ class Pipeline:
                     self.index.discard([(d.id, latest[d.id].event_time_ms)])
                     verdict[d.id] = d
 
-        for decision in verdict.values():
-            for later in decision.supersedes:
-                log.info("%s supersedes %s: sending it back for a new decision", decision.id, later)
-                metrics.SUPERSEDED.inc()
-                self.redecide(ObjectEvent.from_id(later, times[later]))
+        final = [verdict[key] for key in latest]
+        self.index.link((d.id, d.match.original, latest[d.id].event_time_ms) for d in final if d.match)
+        self.index.unlink((d.id, latest[d.id].event_time_ms) for d in final if d.is_unique)
+        # Keys that were originals and are no longer (demoted), or now hold other bytes: their duplicates follow.
+        changed = [
+            key for key, (sha256, _) in before.items() if not verdict[key].is_unique or sha256 != latest[key].sha256
+        ]
+        self._send_back(self.index.dependents(changed), "original_changed", exclude=latest)
+        for decision in final:
+            later = {key: times[key] for key in decision.supersedes}
+            self._send_back(later, "superseded", exclude=latest, by=decision.id)
         return [verdict[s.id] for s in batch]
+
+    def _send_back(self, keys: Mapping[str, int], reason: str, *, exclude: Container[str] = (), by: str = "") -> None:
+        """Enqueue a new decision for each ``{id: event_time_ms}`` (ids being decided right now excepted)."""
+        for key, event_time_ms in sorted(keys.items()):
+            if key in exclude:
+                continue
+            log.info("%s: deciding again (%s%s)", key, reason, f" by {by}" if by else "")
+            metrics.REDECISIONS.labels(reason=reason).inc()
+            self.redecide(ObjectEvent.from_id(key, event_time_ms))
 
     def index_size(self) -> float:
         """Originals in the index, for the ``dedup_index_size`` gauge at scrape time: asked of Milvus at most
@@ -213,8 +230,12 @@ class Pipeline:
     # Removals -------------------------------------------------------------------------------------------------
 
     def remove(self, event: ObjectEvent) -> None:
-        """Forget a removed object (unless the index holds a newer upload under that key)."""
+        """Forget a removed object (unless the index holds a newer upload under that key); its duplicates, if it
+        was an original, are decided again."""
         self.index.discard([(event.id, event.event_time_ms)])
+        self.index.unlink([(event.id, event.event_time_ms)])
+        if event.id not in self.index.event_times([event.id]):  # not replaced by a newer upload
+            self._send_back(self.index.dependents([event.id]), "original_removed")
         metrics.REMOVED.inc()
 
 
