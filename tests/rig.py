@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from tests.helpers import BUCKET, next_time_ms
-from worker.actions import Actions
 from worker.config import load_settings
 from worker.embedding import Embedder
 from worker.index import Index
@@ -50,7 +49,6 @@ def build(
         storage=storage,
         index=index,
         embedder=embedder,
-        actions=Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket),
         redecide=sent_back.append,
     )
     return Rig(pipeline, storage, sent_back)

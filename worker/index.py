@@ -151,16 +151,8 @@ class Index:
         merged: dict[str, dict[str, dict[str, Any]]] = {item.id: {} for item in batch}
         limit = self.search_limit + len(batch)  # room for the batch's own rows, which the decision ignores
 
-        shas = sorted({item.sha256 for item in batch})
-        rows = self._call(
-            self._client.query,
-            self.collection,
-            filter=f"sha256 in {milvus_literal_list(shas)}",
-            output_fields=_OUTPUT,
-            consistency_level=STRONG,
-        )
         by_sha: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
+        for row in self._query_in(self.collection, "sha256", (item.sha256 for item in batch), _OUTPUT):
             by_sha.setdefault(row["sha256"], []).append(row)
         for item in batch:
             for row in by_sha.get(item.sha256, []):
@@ -201,16 +193,7 @@ class Index:
 
     def stored(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
         """The index's rows for these ids: ``{id: (sha256, event_time_ms)}``."""
-        wanted = sorted(set(ids))
-        if not wanted:
-            return {}
-        rows = self._call(
-            self._client.query,
-            self.collection,
-            filter=f"id in {milvus_literal_list(wanted)}",
-            output_fields=_OUTPUT,
-            consistency_level=STRONG,
-        )
+        rows = self._query_in(self.collection, "id", ids, _OUTPUT)
         return {row["id"]: (row["sha256"], int(row["event_time_ms"])) for row in rows}
 
     def event_times(self, ids: Iterable[str]) -> dict[str, int]:
@@ -218,17 +201,22 @@ class Index:
 
     def dependents(self, originals: Iterable[str]) -> dict[str, int]:
         """The duplicates linked to these originals: ``{duplicate id: event_time_ms}``."""
-        wanted = sorted(set(originals))
+        rows = self._query_in(self.links_collection, "original", originals, ["id", "event_time_ms"])
+        return {row["id"]: int(row["event_time_ms"]) for row in rows}
+
+    def _query_in(self, collection: str, field: str, values: Iterable[str], output: list[str]) -> list[dict[str, Any]]:
+        """Rows whose ``field`` is one of ``values`` (Strong)."""
+        wanted = sorted(set(values))
         if not wanted:
-            return {}
-        rows = self._call(
+            return []
+        rows: list[dict[str, Any]] = self._call(
             self._client.query,
-            self.links_collection,
-            filter=f"original in {milvus_literal_list(wanted)}",
-            output_fields=["id", "event_time_ms"],
+            collection,
+            filter=f"{field} in {milvus_literal_list(wanted)}",
+            output_fields=output,
             consistency_level=STRONG,
         )
-        return {row["id"]: int(row["event_time_ms"]) for row in rows}
+        return rows
 
     # Writes ---------------------------------------------------------------------------------------------------
 

@@ -15,8 +15,7 @@
 Many task threads download and decode while a batch is on the model, so I/O overlaps compute. Every message
 waits only for its own image, so it is acknowledged on its own (per-message at-least-once).
 
-    >>> pipeline = Pipeline(settings, storage=storage, index=index, embedder=embedder, actions=actions,
-    ...                     redecide=enqueue)
+    >>> pipeline = Pipeline(settings, storage=storage, index=index, embedder=embedder, redecide=enqueue)
     >>> pipeline.process(ObjectEvent("photos", "cat.jpg", event_time_ms=1732350000000))
     Outcome(status=<Status.UNIQUE: 'unique'>, ...)
 """
@@ -62,14 +61,13 @@ class Pipeline:
         storage: Storage,
         index: Index,
         embedder: Embedder,
-        actions: Actions,
         redecide: Callable[[ObjectEvent], None],
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.index = index
         self.embedder = embedder
-        self.actions = actions
+        self.actions = Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket)
         self.redecide = redecide
         self.thresholds = Thresholds(
             perceptual=settings.perceptual_threshold, semantic=settings.effective_semantic_threshold

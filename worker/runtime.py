@@ -23,7 +23,6 @@ from celery import Celery
 from celery.utils.time import get_exponential_backoff_interval
 
 from worker import metrics
-from worker.actions import Actions
 from worker.config import Action, Settings
 from worker.decision import Status
 from worker.delivery import Deliveries
@@ -82,7 +81,6 @@ class Runtime:
             storage=storage,
             index=index,
             embedder=embedder,
-            actions=Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket),
             redecide=redecide,
         )
         deliveries = Deliveries(
