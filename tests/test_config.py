@@ -55,6 +55,7 @@ def test_buckets_are_a_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatc
     assert not s.bucket_allowed("other")
     monkeypatch.setenv("DEDUP_BUCKETS", "*")
     assert load_settings().bucket_allowed("anything")
+    assert not load_settings().bucket_allowed("dedup-quarantine"), "never the quarantine bucket"
 
 
 def test_an_empty_allow_list_is_refused_by_the_services() -> None:

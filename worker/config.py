@@ -184,7 +184,10 @@ class Settings(BaseSettings):
         return None if self.random_weights else DEFAULT_SEMANTIC_THRESHOLD
 
     def bucket_allowed(self, bucket: str) -> bool:
-        """Whether a bucket is on the ``DEDUP_BUCKETS`` allow-list (``*`` allows every bucket)."""
+        """Whether a bucket is on the ``DEDUP_BUCKETS`` allow-list (``*`` allows every bucket). The quarantine
+        bucket never is: its copies would be quarantined again, and again."""
+        if bucket == self.quarantine_bucket:
+            return False
         return "*" in self.buckets or bucket in self.buckets
 
     def require_buckets(self) -> None:
