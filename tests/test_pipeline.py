@@ -7,7 +7,7 @@ The same paths run under a real Celery worker in test_service.py.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,11 +21,11 @@ from worker.decision import Kind, Status
 from worker.embedding import Embedder
 from worker.errors import TransientError
 from worker.index import Index
-from worker.localstack import LocalStack
+from worker.localstack import LocalStack, free_port
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.samples import brightened, jpeg, photo, resized
-from worker.storage import Storage
+from worker.storage import Storage, make_client
 
 pytestmark = pytest.mark.integration
 
@@ -270,5 +270,28 @@ def test_quarantine_into_a_missing_bucket_fails_transiently_and_keeps_the_source
         with pytest.raises(TransientError, match="NoSuchBucket"):
             rig.pipeline.process(dup)
         assert rig.storage.stat(BUCKET, dup.key) is not None
+    finally:
+        rig.pipeline.close()
+
+
+class TagWritesFail(Storage):
+    """Real S3 for everything but tag writes, which go to a port where nothing listens."""
+
+    def __init__(self, working: Storage) -> None:
+        super().__init__(working.client, max_bytes=working.max_bytes)
+        self.dead = Storage(make_client(f"127.0.0.1:{free_port()}", "a", "b", timeout_s=2), max_bytes=1)
+
+    def set_tags(self, bucket: str, key: str, tags: Mapping[str, str], version_id: str | None = None) -> None:
+        self.dead.set_tags(bucket, key, tags, version_id)
+
+
+def test_an_error_outcome_that_cannot_be_tagged_is_retried_not_acknowledged(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    rig = build(stack, index, embedder, storage=TagWritesFail(stack.storage()))
+    try:
+        broken = rig.upload(f"{prefix}broken.jpg", b"not an image")
+        with pytest.raises(TransientError, match="s3"):
+            rig.pipeline.process(broken)
     finally:
         rig.pipeline.close()

@@ -107,7 +107,10 @@ class Pipeline:
         except PermanentError as exc:
             outcome = Outcome.error(exc.reason, exc.detail)
             if not isinstance(exc, ObjectMissingError):
-                self.record_error(event, outcome)
+                try:  # the outcome must be recorded before the message is acknowledged: a TransientError retries
+                    self.actions.tag(event, outcome)
+                except ObjectMissingError:
+                    log.info("%s: gone before its error outcome could be tagged", event.id)
             return outcome
 
     def _process(self, event: ObjectEvent) -> Outcome:
@@ -136,8 +139,8 @@ class Pipeline:
         metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
         return outcome
 
-    def record_error(self, event: ObjectEvent, outcome: Outcome) -> None:
-        """Tag an object with its error outcome; best-effort (the outcome stands even if tagging fails)."""
+    def try_tag_error(self, event: ObjectEvent, outcome: Outcome) -> None:
+        """Tag an object with an error outcome when giving up on it: best-effort, the dead letter keeps the rest."""
         try:
             self.actions.tag(event, outcome)
         except (PermanentError, TransientError) as exc:

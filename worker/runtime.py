@@ -111,7 +111,7 @@ class Runtime:
         deliveries = self.deliveries.start(task_id, retries)
         if self.deliveries.is_poison(deliveries):
             outcome = Outcome.error("poison", f"delivered {deliveries} times without finishing")
-            self.pipeline.record_error(event, outcome)
+            self.pipeline.try_tag_error(event, outcome)
             self._dead_letter(PROCESS_TASK, event, outcome)
             return self._finish(event, outcome, task_id, retries)
         try:
@@ -122,7 +122,7 @@ class Runtime:
             return self._finish(event, outcome, task_id, retries)
         self._retry_or_give_up(PROCESS_TASK, event, failure, task_id, retries, retry)
         outcome = Outcome.error("retries_exhausted", _describe(failure))
-        self.pipeline.record_error(event, outcome)
+        self.pipeline.try_tag_error(event, outcome)
         return self._finish(event, outcome, task_id, retries)
 
     def run_remove(self, event: ObjectEvent, *, task_id: str, retries: int, retry: Retry) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import logging
 from typing import Any, NoReturn
 
 from celery import Task, shared_task, signals
+from celery.exceptions import Reject
 
 from worker import metrics
 from worker.messages import PROCESS_TASK, REMOVE_TASK, ObjectEvent
@@ -29,7 +30,12 @@ def runtime() -> Runtime:
 
 
 def _retry(task: Task, exc: Exception, countdown: float) -> NoReturn:
-    raise task.retry(exc=exc, countdown=countdown, max_retries=None)
+    try:
+        raise task.retry(exc=exc, countdown=countdown, max_retries=None)
+    except Reject as rejected:
+        # Celery could not publish the retry and would drop the message (Reject without requeue): keep it.
+        log.error("could not schedule a retry (%s); returning the message to the queue", rejected.reason)
+        raise Reject(rejected.reason, requeue=True) from exc
 
 
 @shared_task(bind=True, name=PROCESS_TASK, acks_late=True)  # type: ignore[untyped-decorator]
