@@ -8,9 +8,9 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
-from worker.errors import PermanentError
+from worker.errors import PermanentError, TransientError
 from worker.hashing import perceptual_hash
 from worker.imaging import decode
 from worker.samples import jpeg, photo
@@ -104,6 +104,18 @@ def test_bytes_that_are_not_an_image_get_a_reason(data: bytes, reason: str) -> N
     with pytest.raises(PermanentError) as caught:
         decode(data, max_pixels=LIMIT)
     assert caught.value.reason == reason
+
+
+def test_running_out_of_memory_is_transient_not_a_verdict_on_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = jpeg(photo("coffee.png"))
+
+    def exhausted(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", exhausted)
+    with pytest.raises(TransientError) as caught:
+        decode(data, max_pixels=LIMIT)
+    assert caught.value.reason == "memory"
 
 
 def test_a_truncated_jpeg_is_undecodable() -> None:

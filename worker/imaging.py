@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from worker.errors import PermanentError
+from worker.errors import PermanentError, TransientError
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "JPEG2000", "QOI")
 
@@ -39,7 +39,7 @@ def configure(max_pixels: int) -> None:
 
 def decode(data: bytes, *, max_pixels: int, min_side: int = 0) -> Image.Image:
     """Decode ``data`` into an RGB image. Raises :class:`PermanentError` with reason ``empty``,
-    ``undecodable`` or ``too_many_pixels``."""
+    ``undecodable`` or ``too_many_pixels``, or :class:`TransientError` when memory runs out."""
     if not data:
         raise PermanentError("empty", "the object has no bytes")
     try:
@@ -53,8 +53,10 @@ def decode(data: bytes, *, max_pixels: int, min_side: int = 0) -> Image.Image:
         return to_rgb(ImageOps.exif_transpose(image))
     except PermanentError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PermanentError("too_many_pixels", str(exc)) from exc
+    except MemoryError as exc:  # the process is short of memory now; the image may well fit later
+        raise TransientError("memory", "out of memory while decoding") from exc
     except UnidentifiedImageError as exc:
         raise PermanentError("undecodable", "not an image in a supported format") from exc
     except Exception as exc:
