@@ -41,7 +41,7 @@ def build(
 ) -> Rig:
     defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20}
     settings = load_settings(buckets=(BUCKET,), model_weights="random", **{**defaults, **overrides})
-    stack.storage().ensure_bucket(settings.quarantine_bucket)
+    stack.storage().ensure_bucket(settings.quarantine_bucket, versioned=True)
     storage = storage or stack.storage()
     sent_back: list[ObjectEvent] = []
     pipeline = Pipeline(

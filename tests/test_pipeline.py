@@ -240,6 +240,34 @@ def test_quarantine_moves_a_verified_copy_and_its_redelivery_finds_it(
         rig.pipeline.close()
 
 
+def test_a_second_duplicate_under_the_same_key_never_overwrites_the_first_quarantined_copy(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    rig = build(stack, index, embedder, action=Action.QUARANTINE)
+    try:
+        rig.pipeline.process(rig.upload(f"{prefix}o.jpg", jpeg(photo("moon.png"))))
+        first_bytes, second_bytes = jpeg(photo("moon.png"), 70), jpeg(resized(photo("moon.png")), 80)
+        first = rig.upload(f"{prefix}k.jpg", first_bytes)
+        rig.pipeline.process(first)
+        second = rig.upload(f"{prefix}k.jpg", second_bytes)  # re-uploaded after the first was quarantined
+        rig.pipeline.process(second)
+        target = quarantine_key(BUCKET, first.key)
+        kept = [
+            rig.storage.client.get_object(bucket_name="quarantine", object_name=target, version_id=v)
+            for v in rig.storage.versions("quarantine", target)
+        ]
+        try:
+            assert sorted(r.data for r in kept) == sorted([first_bytes, second_bytes])
+        finally:
+            for response in kept:
+                response.close()
+                response.release_conn()
+        redelivered = rig.pipeline.process(first)  # its source is gone: it finds its own copy among the versions
+        assert (redelivered.status, redelivered.original) == (Status.DUPLICATE, f"{BUCKET}/{prefix}o.jpg")
+    finally:
+        rig.pipeline.close()
+
+
 def test_quarantine_never_deletes_a_source_whose_copy_does_not_verify(
     stack: LocalStack, index: Index, embedder: Embedder, prefix: str
 ) -> None:

@@ -4,13 +4,15 @@
 * In ``quarantine`` mode a duplicate is copied to ``DEDUP_QUARANTINE_BUCKET`` under ``<bucket>/<key>``, with
   metadata naming its source and original; the copy is **verified** (its bytes' SHA-256 equals what was
   decided on) and the source is deleted only then, and only if it still holds those bytes (same ETag).
-  Any failure before the delete leaves the source where it was; the task retries.
+  Any failure before the delete leaves the source where it was; the task retries. The quarantine bucket is
+  versioned, so a later duplicate under the same key never overwrites an earlier quarantined copy; copy,
+  verification and delete name exact versions (in a versioned source bucket, the very version decided on).
 
 A redelivered quarantine task whose source is already gone finds its verified copy
 (:meth:`Actions.already_quarantined`) and reports the same outcome instead of an error.
 
     >>> actions = Actions(storage, Action.QUARANTINE, quarantine_bucket="dedup-quarantine")
-    >>> actions.apply(event, outcome, etag=blob.etag, sha256=digest)
+    >>> actions.apply(event, outcome, etag=blob.etag, sha256=digest, version_id=blob.version_id)
 """
 
 from __future__ import annotations
@@ -63,27 +65,31 @@ class Actions:
         self.action = action
         self.quarantine_bucket = quarantine_bucket
 
-    def apply(self, event: ObjectEvent, outcome: Outcome, *, etag: str, sha256: str) -> Applied:
-        """Record ``outcome`` on the object that had ``etag`` and ``sha256`` when it was decided."""
+    def apply(
+        self, event: ObjectEvent, outcome: Outcome, *, etag: str, sha256: str, version_id: str | None = None
+    ) -> Applied:
+        """Record ``outcome`` on the object version that had ``etag`` and ``sha256`` when it was decided."""
         if self.action is Action.QUARANTINE and outcome.status is Status.DUPLICATE:
-            self.quarantine(event, outcome, etag=etag, sha256=sha256)
+            self.quarantine(event, outcome, etag=etag, sha256=sha256, version_id=version_id)
             return Applied("quarantined")
-        return self.tag(event, outcome)
+        return self.tag(event, outcome, version_id=version_id or event.version_id)
 
-    def tag(self, event: ObjectEvent, outcome: Outcome) -> Applied:
-        existing = self.storage.get_tags(event.bucket, event.key, event.version_id)
+    def tag(self, event: ObjectEvent, outcome: Outcome, *, version_id: str | None = None) -> Applied:
+        existing = self.storage.get_tags(event.bucket, event.key, version_id)
         merged = merge(existing, outcome_tags(outcome))
         if merged.dropped:
             log.warning("%s: no room for tags %s (S3 allows 10 per object)", event.id, list(merged.dropped))
         if merged.tags == existing:
             return Applied("unchanged", merged.dropped)
-        self.storage.set_tags(event.bucket, event.key, merged.tags, event.version_id)
+        self.storage.set_tags(event.bucket, event.key, merged.tags, version_id)
         return Applied("tagged", merged.dropped)
 
-    def quarantine(self, event: ObjectEvent, outcome: Outcome, *, etag: str, sha256: str) -> None:
+    def quarantine(
+        self, event: ObjectEvent, outcome: Outcome, *, etag: str, sha256: str, version_id: str | None = None
+    ) -> None:
         target = quarantine_key(event.bucket, event.key)
         ours = outcome_tags(outcome)
-        tags = merge(self.storage.get_tags(event.bucket, event.key, event.version_id), ours).tags
+        tags = merge(self.storage.get_tags(event.bucket, event.key, version_id), ours).tags
         metadata = {
             META_SOURCE: encode_value(event.id),
             META_SOURCE_ETAG: etag,
@@ -92,26 +98,28 @@ class Actions:
             META_KIND: outcome.kind_label,
             META_SCORE: f"{outcome.score or 0.0:.4f}",
         }
-        self.storage.copy(
+        copy_version = self.storage.copy(
             source_bucket=event.bucket,
             source_key=event.key,
-            version_id=event.version_id,
+            version_id=version_id,
             match_etag=etag or None,
             bucket=self.quarantine_bucket,
             key=target,
             metadata=metadata,
             tags=tags,
         )
-        copied = self.storage.sha256(self.quarantine_bucket, target)
+        copied = self.storage.sha256(self.quarantine_bucket, target, copy_version)
         if copied != sha256:
             raise TransientError("quarantine_verify", f"{target}: copy has sha256 {copied}, expected {sha256}")
-        source = self.storage.stat(event.bucket, event.key, event.version_id)
+        source = self.storage.stat(event.bucket, event.key, version_id)
         if source is None:
             log.info("%s: already gone; its verified copy is %s/%s", event.id, self.quarantine_bucket, target)
             return
         if etag and source.etag != etag:
             raise TransientError("source_changed", f"{event.id} was overwritten while being quarantined")
-        self.storage.remove(event.bucket, event.key, event.version_id)
+        # Unversioned source buckets leave a window between this check and the delete in which a new upload
+        # under the same key would be deleted; a versioned bucket closes it (the delete names the version).
+        self.storage.remove(event.bucket, event.key, version_id)
         log.info("%s: quarantined to %s/%s", event.id, self.quarantine_bucket, target)
 
     def recorded(self, event: ObjectEvent) -> Outcome | None:
@@ -127,16 +135,25 @@ class Actions:
         return self.quarantined_copy(event) if self.action is Action.QUARANTINE else None
 
     def quarantined_copy(self, event: ObjectEvent) -> Outcome | None:
-        """The outcome on this object's quarantined copy (checked against ``event.etag`` when known)."""
-        info = self.storage.stat(self.quarantine_bucket, quarantine_key(event.bucket, event.key))
-        if info is None or decode_value(info.metadata.get(META_SOURCE, "")) != event.id:
-            return None
-        if event.etag and info.metadata.get(META_SOURCE_ETAG) != event.etag:
-            return None  # a copy of an earlier upload under the same key
-        try:
-            kind = Kind(info.metadata.get(META_KIND, ""))
-            score = float(info.metadata.get(META_SCORE, "0"))
-        except ValueError:
-            return None
-        original = decode_value(info.metadata.get(META_ORIGINAL, "")) or ""
-        return Outcome(Status.DUPLICATE, original=original, kind=kind, score=score)
+        """The outcome on this object's quarantined copy (of this very upload when ``event.etag`` is known),
+        searching the quarantine bucket's versions newest first."""
+        target = quarantine_key(event.bucket, event.key)
+        versions: list[str | None] = [*self.storage.versions(self.quarantine_bucket, target)] or [None]
+        for version in versions:
+            info = self.storage.stat(self.quarantine_bucket, target, version)
+            if info is None or decode_value(info.metadata.get(META_SOURCE, "")) != event.id:
+                continue
+            if event.etag and info.metadata.get(META_SOURCE_ETAG) != event.etag:
+                continue  # a copy of another upload under the same key
+            return _outcome_from_metadata(info.metadata)
+        return None
+
+
+def _outcome_from_metadata(metadata: dict[str, str]) -> Outcome | None:
+    try:
+        kind = Kind(metadata.get(META_KIND, ""))
+        score = float(metadata.get(META_SCORE, "0"))
+    except ValueError:
+        return None
+    original = decode_value(metadata.get(META_ORIGINAL, "")) or ""
+    return Outcome(Status.DUPLICATE, original=original, kind=kind, score=score)

@@ -139,7 +139,7 @@ class Pipeline:
         decision = self._wait(self.decide_stage.submit(signals), "decide")
         outcome = Outcome.duplicate(decision.match) if decision.match else Outcome.unique()
         with metrics.timed("act"):
-            applied = self.actions.apply(event, outcome, etag=blob.etag, sha256=sha256)
+            applied = self.actions.apply(event, outcome, etag=blob.etag, sha256=sha256, version_id=blob.version_id)
         metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
         return outcome
 

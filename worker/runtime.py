@@ -60,11 +60,8 @@ class Runtime:
             ),
             max_bytes=settings.max_image_bytes,
         )
-        if settings.action is Action.QUARANTINE:
-            try:
-                storage.ensure_bucket(settings.quarantine_bucket)
-            except TransientError as exc:
-                log.warning("could not check quarantine bucket %s yet: %s", settings.quarantine_bucket, exc)
+        if settings.action is Action.QUARANTINE:  # versioned: no quarantined copy is ever overwritten
+            storage.ensure_bucket(settings.quarantine_bucket, versioned=True)
         index = Index.connect(
             settings.milvus_uri,
             collection=settings.collection,

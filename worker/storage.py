@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 from minio import Minio
-from minio.commonconfig import REPLACE, CopySource, Tags
+from minio.commonconfig import ENABLED, REPLACE, CopySource, Tags
 from minio.error import S3Error
+from minio.versioningconfig import VersioningConfig
 
 from worker.errors import PermanentError, TransientError
 
@@ -163,13 +164,14 @@ class Storage:
         tags: Mapping[str, str],
         version_id: str | None = None,
         match_etag: str | None = None,
-    ) -> None:
-        """Server-side copy with new metadata and tags; only if the source still has ``match_etag``."""
+    ) -> str | None:
+        """Server-side copy with new metadata and tags, only if the source still has ``match_etag``; returns the
+        copy's version id (None in an unversioned bucket)."""
         source = CopySource(
             bucket_name=source_bucket, object_name=source_key, version_id=version_id, match_etag=match_etag
         )
         with _translated(f"{source_bucket}/{source_key} -> {bucket}/{key}", missing=COPY_MISSING_CODES):
-            self.client.copy_object(
+            result = self.client.copy_object(
                 bucket_name=bucket,
                 object_name=key,
                 source=source,
@@ -178,6 +180,18 @@ class Storage:
                 tags=_to_tags(tags) if tags else None,
                 tagging_directive=REPLACE if tags else None,
             )
+        return result.version_id or None
+
+    def versions(self, bucket: str, key: str, limit: int = 20) -> list[str]:
+        """Version ids of exactly ``key``, newest first (at most ``limit``)."""
+        found: list[str] = []
+        with _translated(f"{bucket}/{key}"):
+            for obj in self.client.list_objects(bucket_name=bucket, prefix=key, include_version=True):
+                if obj.object_name == key and obj.version_id and not obj.is_delete_marker:
+                    found.append(obj.version_id)
+                    if len(found) >= limit:
+                        break
+        return found
 
     def remove(self, bucket: str, key: str, version_id: str | None = None) -> None:
         with _translated(f"{bucket}/{key}"):
@@ -195,7 +209,9 @@ class Storage:
             )
         return str(result.etag).strip('"')
 
-    def ensure_bucket(self, bucket: str) -> None:
+    def ensure_bucket(self, bucket: str, *, versioned: bool = False) -> None:
+        """Create the bucket if missing; with ``versioned``, turn versioning on (an overwrite then keeps the old
+        object as a non-current version)."""
         with _translated(bucket):
             if not self.client.bucket_exists(bucket_name=bucket):
                 try:
@@ -203,6 +219,8 @@ class Storage:
                 except S3Error as exc:
                     if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                         raise
+            if versioned and self.client.get_bucket_versioning(bucket_name=bucket).status != ENABLED:
+                self.client.set_bucket_versioning(bucket_name=bucket, config=VersioningConfig(ENABLED))
 
 
 def _to_tags(values: Mapping[str, str]) -> Tags:
