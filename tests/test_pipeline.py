@@ -7,6 +7,7 @@ The same paths run under a real Celery worker in test_service.py.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -170,13 +171,57 @@ def test_a_missing_object_is_an_error_outcome(rig: Rig, prefix: str) -> None:
     assert (outcome.status, outcome.reason) == (Status.ERROR, "not_found")
 
 
-def test_removal_forgets_the_original_unless_a_newer_upload_replaced_it(rig: Rig, prefix: str) -> None:
+def test_removal_forgets_the_original_only_once_it_is_really_gone(rig: Rig, prefix: str) -> None:
     event = rig.upload(f"{prefix}gone.jpg", jpeg(photo("ihc.png")))
     rig.pipeline.process(event)
-    rig.pipeline.remove(ObjectEvent(BUCKET, event.key, event.event_time_ms - 1))  # a stale removal
+    rig.pipeline.remove(ObjectEvent(BUCKET, event.key, next_time_ms()))  # stale, or an old version: it exists
+    assert rig.pipeline.index.event_times([event.id]) == {event.id: event.event_time_ms}
+    rig.storage.remove(BUCKET, event.key)
+    rig.pipeline.remove(ObjectEvent(BUCKET, event.key, event.event_time_ms - 1))  # older than the upload
     assert rig.pipeline.index.event_times([event.id]) == {event.id: event.event_time_ms}
     rig.pipeline.remove(ObjectEvent(BUCKET, event.key, next_time_ms()))
     assert rig.pipeline.index.event_times([event.id]) == {}
+
+
+def test_a_replayed_or_repeated_upload_keeps_the_originals_place(rig: Rig, prefix: str) -> None:
+    data = jpeg(photo("gravel.png"))
+    first = rig.upload(f"{prefix}g.jpg", data)
+    rig.pipeline.process(first)
+    stale = ObjectEvent(BUCKET, first.key, first.event_time_ms - 1000, etag=first.etag)  # an older event
+    again = rig.upload(first.key, data)  # the same bytes uploaded again, later
+    for event in (stale, again):
+        assert rig.pipeline.process(event) == Outcome.unique()
+        assert rig.pipeline.index.event_times([first.id]) == {first.id: first.event_time_ms}
+
+
+def test_an_event_older_than_the_bytes_it_finds_orders_them_by_their_upload(rig: Rig, prefix: str) -> None:
+    uploaded_at_ms = time.time() * 1000
+    uploaded = rig.upload(f"{prefix}k.jpg", jpeg(photo("brick.png")))
+    stale = ObjectEvent(BUCKET, uploaded.key, 1_000, etag="etag-of-an-earlier-upload")
+    rig.pipeline.process(stale)
+    [stored] = rig.pipeline.index.event_times([uploaded.id]).values()
+    assert abs(stored - uploaded_at_ms) < 5_000  # S3's Last-Modified (to the second), not the stale 1_000
+
+
+class DeletedBeforeTagging(Storage):
+    """Real S3, and a user who deletes the object just as the worker is about to tag it."""
+
+    def get_tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        self.remove(bucket, key)
+        return super().get_tags(bucket, key, version_id)
+
+
+def test_an_object_deleted_after_its_decision_leaves_no_original_behind(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    rig = build(stack, index, embedder, storage=DeletedBeforeTagging(stack.storage().client, max_bytes=1 << 30))
+    try:
+        event = rig.upload(f"{prefix}brief.jpg", jpeg(photo("cell.png")))
+        outcome = rig.pipeline.process(event)
+        assert (outcome.status, outcome.reason) == (Status.ERROR, "not_found")
+        assert index.event_times([event.id]) == {}
+    finally:
+        rig.pipeline.close()
 
 
 def test_concurrent_workers_on_near_identical_images_end_with_one_original(

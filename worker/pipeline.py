@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from typing import TypeVar
 
 import torch
@@ -44,7 +45,7 @@ from worker.hashing import perceptual_hash, sha256_hex
 from worker.index import Index
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.storage import ObjectMissingError, Storage
+from worker.storage import Blob, ObjectMissingError, Storage
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,15 @@ class Pipeline:
             phash = perceptual_hash(image)
         del image
         embedding = self._wait(self.embed_stage.submit(pixels), "embed")
-        signals = Signals(event.id, event.event_time_ms, sha256, phash, embedding)
+        signals = Signals(event.id, _event_time(event, blob), sha256, phash, embedding)
         decision = self._wait(self.decide_stage.submit(signals), "decide")
         outcome = Outcome.duplicate(decision.match) if decision.match else Outcome.unique()
         with metrics.timed("act"):
-            applied = self.actions.apply(event, outcome, etag=blob.etag, sha256=sha256, version_id=blob.version_id)
+            try:
+                applied = self.actions.apply(event, outcome, etag=blob.etag, sha256=sha256, version_id=blob.version_id)
+            except ObjectMissingError:  # removed after its decision: forget it, as its removal event will
+                self._forget(event.id, signals.event_time_ms)
+                raise
         metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
         return outcome
 
@@ -173,14 +178,21 @@ class Pipeline:
                 results.append(TransientError("embed", f"{type(exc).__name__}: {exc}"))
         return results
 
-    def _decide_batch(self, batch: list[Signals]) -> list[Decision]:
+    def _decide_batch(self, items: list[Signals]) -> list[Decision]:
         """Search, decide, store the originals, re-check them against what other workers stored, record which
         original each duplicate points at, and send back whatever must be decided again."""
+        before = self.index.stored(s.id for s in items)  # what the index held for these keys until now
+        batch = [_as_stored(s, before) for s in items]
         with metrics.timed("search"):
             found = self.index.neighbours(batch)
         verdict = {d.id: d for d in decide(batch, found, self.thresholds)}
         latest = {s.id: s for s in sorted(batch, key=lambda s: s.order)}  # one item per key: the latest
-        before = self.index.stored(latest)  # what the index held for these keys until now
+
+        # Keys that were originals and are no longer, or now hold other bytes: their duplicates follow. Sent
+        # before the index changes, since afterwards nothing would tell (a second sending is harmless).
+        changed = [k for k, (sha256, _) in before.items() if not verdict[k].is_unique or sha256 != latest[k].sha256]
+        self._send_back(self.index.dependents(changed), "original_changed", exclude=latest)
+
         originals = [s for s in latest.values() if verdict[s.id].is_unique]
         self.index.store(originals)
         self.index.discard((s.id, s.event_time_ms) for s in latest.values() if not verdict[s.id].is_unique)
@@ -197,15 +209,12 @@ class Pipeline:
                     log.info("%s yields to %s, stored concurrently", d.id, d.match.original if d.match else "")
                     self.index.discard([(d.id, latest[d.id].event_time_ms)])
                     verdict[d.id] = d
+                    if d.id in before:  # it was an original before this batch: its duplicates follow
+                        self._send_back(self.index.dependents([d.id]), "original_changed", exclude=latest)
 
         final = [verdict[key] for key in latest]
         self.index.link((d.id, d.match.original, latest[d.id].event_time_ms) for d in final if d.match)
         self.index.unlink((d.id, latest[d.id].event_time_ms) for d in final if d.is_unique)
-        # Keys that were originals and are no longer (demoted), or now hold other bytes: their duplicates follow.
-        changed = [
-            key for key, (sha256, _) in before.items() if not verdict[key].is_unique or sha256 != latest[key].sha256
-        ]
-        self._send_back(self.index.dependents(changed), "original_changed", exclude=latest)
         for decision in final:
             later = {key: times[key] for key in decision.supersedes}
             self._send_back(later, "superseded", exclude=latest, by=decision.id)
@@ -235,13 +244,37 @@ class Pipeline:
     # Removals -------------------------------------------------------------------------------------------------
 
     def remove(self, event: ObjectEvent) -> None:
-        """Forget a removed object (unless the index holds a newer upload under that key); its duplicates, if it
-        was an original, are decided again."""
-        self.index.discard([(event.id, event.event_time_ms)])
-        self.index.unlink([(event.id, event.event_time_ms)])
-        if event.id not in self.index.event_times([event.id]):  # not replaced by a newer upload
-            self._send_back(self.index.dependents([event.id]), "original_removed")
+        """Forget a removed object, if it is really gone: a removal event may be stale (the key was uploaded
+        again) or be about a non-current version in a versioned bucket. Its duplicates are decided again."""
+        if self.storage.stat(event.bucket, event.key) is not None:
+            log.info("%s: still exists; removal event ignored (a re-upload or an old version)", event.id)
+            return
+        self._forget(event.id, event.event_time_ms)
         metrics.REMOVED.inc()
+
+    def _forget(self, object_id: str, event_time_ms: int) -> None:
+        """Drop a gone object's row and link (unless a newer upload wrote them) and send its duplicates back."""
+        self.index.discard([(object_id, event_time_ms)])
+        self.index.unlink([(object_id, event_time_ms)])
+        if object_id not in self.index.event_times([object_id]):  # not replaced by a newer upload
+            self._send_back(self.index.dependents([object_id]), "original_removed")
+
+
+def _event_time(event: ObjectEvent, blob: Blob) -> int:
+    """The event's time, unless the object changed since the event (its ETag differs): then the bytes belong to
+    a later upload, whose time S3's Last-Modified gives (to the second)."""
+    if event.etag and blob.etag and event.etag != blob.etag and blob.last_modified_ms:
+        return max(event.event_time_ms, blob.last_modified_ms)
+    return event.event_time_ms
+
+
+def _as_stored(item: Signals, before: Mapping[str, tuple[str, int]]) -> Signals:
+    """An item with the same bytes as its key's stored original keeps that original's time: a replayed or
+    stale event, or identical bytes uploaded again, neither moves an original in the order nor rewrites it."""
+    stored = before.get(item.id)
+    if stored is not None and stored[0] == item.sha256 and stored[1] != item.event_time_ms:
+        return replace(item, event_time_ms=stored[1])
+    return item
 
 
 def _event_times(found: dict[str, list[Neighbour]]) -> dict[str, int]:

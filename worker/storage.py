@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import certifi
@@ -47,6 +48,7 @@ class Blob:
     data: bytes
     etag: str
     version_id: str | None
+    last_modified_ms: int | None = None  # from Last-Modified: whole seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ class Storage:
                 if len(data) > self.max_bytes:
                     raise PermanentError("too_large", f"over the limit of {self.max_bytes} bytes")
                 etag = (response.headers.get("ETag") or "").strip('"')
-                return Blob(data, etag, response.headers.get("x-amz-version-id") or version_id)
+                version = response.headers.get("x-amz-version-id") or version_id
+                return Blob(data, etag, version, _http_time_ms(response.headers.get("Last-Modified")))
             finally:
                 response.close()
                 response.release_conn()
@@ -221,6 +224,15 @@ class Storage:
                         raise
             if versioned and self.client.get_bucket_versioning(bucket_name=bucket).status != ENABLED:
                 self.client.set_bucket_versioning(bucket_name=bucket, config=VersioningConfig(ENABLED))
+
+
+def _http_time_ms(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(parsedate_to_datetime(value).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None
 
 
 def _to_tags(values: Mapping[str, str]) -> Tags:
