@@ -138,14 +138,13 @@ def dead_letters(
         return
     enqueuer = _enqueuer(settings, "dead-letters")
     sent = 0
-    while sent < limit and (popped := client.rpop(DEAD_LETTERS_KEY)) is not None:
-        entry = str(popped)
+    # Oldest first: peek, send, then remove that entry; a crash in between re-sends it later (harmless), never
+    # loses it.
+    while sent < limit and (oldest := client.lindex(DEAD_LETTERS_KEY, -1)) is not None:
+        entry = str(oldest)
         letter = json.loads(entry)
-        try:
-            enqueuer.send([(letter["task"], ObjectEvent.from_kwargs(letter["kwargs"]))])
-        except Exception:
-            client.rpush(DEAD_LETTERS_KEY, entry)  # put it back where it was
-            raise
+        enqueuer.send([(letter["task"], ObjectEvent.from_kwargs(letter["kwargs"]))])
+        client.lrem(DEAD_LETTERS_KEY, -1, entry)
         sent += 1
     typer.echo(f"re-sent {sent} messages")
 
