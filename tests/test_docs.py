@@ -21,3 +21,11 @@ def test_the_readme_shows_the_two_commands() -> None:
     text = README.read_text()
     assert "make demo" in text
     assert "make test" in text
+
+
+def test_every_test_the_readme_cites_exists() -> None:
+    cited = set(re.findall(r"`(tests/test_\w+\.py)(?:::(\w+))?`", README.read_text()))
+    assert cited
+    for path, name in cited:
+        source = (README.parent / path).read_text()
+        assert not name or f"def {name}(" in source, f"{path}::{name}"
