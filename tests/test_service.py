@@ -9,14 +9,15 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from minio.commonconfig import Tags
 
-from tests.deployment import Deployment, deploy
+from tests.deployment import AUTH, Deployment, deploy
 from tests.helpers import BUCKET, next_time_ms
 from worker.config import Action
 from worker.decision import Kind, Status
-from worker.localstack import LocalStack
+from worker.localstack import LocalStack, free_port
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.samples import Expect, Sample, jpeg, photo, resized, upload_set
@@ -209,3 +210,16 @@ def test_quarantine_moves_duplicates_and_tags_everything_else(quarantining: Depl
             assert storage.get_tags(BUCKET, sample.key)["dedup-status"] in {"unique", "error"}
     kinds = Counter(o.kind for o in outcomes.values() if o.status is Status.DUPLICATE)
     assert kinds == {Kind.EXACT: 2, Kind.PERCEPTUAL: 10}
+
+
+def test_the_webhook_answers_503_while_the_broker_is_unreachable(stack: LocalStack) -> None:
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"
+    webhook, url = stack.start_webhook({"DEDUP_BROKER_URL": dead_broker})
+    try:
+        body = notification_for(BUCKET, "x.jpg")
+        response = httpx.post(url, json=body, headers=AUTH, timeout=60)
+        assert response.status_code == 503  # not 2xx: MinIO keeps the event and retries
+        ready = httpx.get(url.replace("/minio/events", "/readyz"), timeout=30)
+        assert ready.status_code == 503
+    finally:
+        stack.stop_service(webhook)
