@@ -49,8 +49,8 @@ def webhook(
     """Serve MinIO bucket notifications at POST /minio/events and enqueue them."""
     import uvicorn
 
+    from producer.metrics import serve
     from producer.webhook import EVENTS_PATH, create_webhook
-    from worker.metrics import serve
 
     settings = _settings()
     if not settings.webhook_token:

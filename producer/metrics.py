@@ -13,13 +13,19 @@ metric                                              meaning
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, start_http_server
 
 RECEIVED = Counter("dedup_events_received_total", "Events received by the producer", ["source"])
 ENQUEUED = Counter("dedup_events_enqueued_total", "Tasks placed on the broker", ["source", "task"])
 IGNORED = Counter("dedup_events_ignored_total", "Events not enqueued, by reason", ["reason"])
 ENQUEUE_FAILURES = Counter("dedup_enqueue_failures_total", "Failed attempts to reach the broker", ["source"])
 WEBHOOK_REQUESTS = Counter("dedup_webhook_requests_total", "Webhook answers by HTTP status", ["code"])
+
+
+def serve(port: int, host: str) -> None:
+    """Expose ``/metrics`` (port 0: don't). Only the producer's metrics: the worker's live in another process."""
+    if port:
+        start_http_server(port, addr=host)
 
 
 def initialise(source: str) -> None:

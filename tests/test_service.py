@@ -73,6 +73,7 @@ def test_uploads_and_their_copies_end_tagged_and_counted(tagging: Deployment, pr
         tagging.wait_for_metric(series, before[label] + expected[label])
     tagging.wait_for_metric('dedup_events_enqueued_total{job="webhook",task="process"}', enqueued_before + len(samples))
     tagging.wait_for_metric('dedup_index_size{job="worker"}', 4, at_least=True)
+    assert tagging.query('count({job="webhook",__name__=~"dedup_(index_size|removed_total|images_total)"})') == 0
     assert tagging.query('dedup_stage_seconds_count{job="worker",stage="embed"}') > 0
     assert tagging.query('dedup_batch_size_count{job="worker",stage="embed"}') > 0
 
