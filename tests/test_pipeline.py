@@ -72,7 +72,7 @@ def test_an_earlier_image_arriving_late_sends_the_later_original_back(rig: Rig, 
     earlier = rig.upload(f"{prefix}earlier.jpg", jpeg(resized(photo("rocket.jpg"))), event_time_ms=early_time)
     assert rig.pipeline.process(later).status is Status.UNIQUE
     assert rig.pipeline.process(earlier).status is Status.UNIQUE
-    assert rig.sent_back == [ObjectEvent(BUCKET, later.key, later.event_time_ms)]
+    assert rig.sent_back == [ObjectEvent(BUCKET, later.key, later.event_time_ms, redecision="superseded")]
     redecided = rig.pipeline.process(rig.sent_back[0])
     assert (redecided.status, redecided.original) == (Status.DUPLICATE, earlier.id)
     assert rig.tags(later.key)["dedup-status"] == "duplicate"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import NoReturn
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET
 from tests.rig import Rig, build
@@ -65,6 +67,20 @@ def test_a_finished_message_leaves_no_delivery_count(
     result = runtime.run_process(event, task_id=task_id, retries=0, retry=retry)
     assert result == {"id": event.id, "status": "unique"}
     assert stack.redis(DB).keys("dedup:deliveries:*") == []
+
+
+def test_accepted_events_and_re_decisions_are_counted_apart(healthy: tuple[Runtime, Rig], prefix: str) -> None:
+    runtime, rig = healthy
+
+    def counted(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"outcome": "unique", "kind": "none"}) or 0.0
+
+    event = rig.upload(f"{prefix}a.jpg", jpeg(photo("camera.png")))
+    images, redecided = counted("dedup_images_total"), counted("dedup_redecided_total")
+    runtime.run_process(event, task_id=str(uuid.uuid4()), retries=0, retry=retry)
+    sent_back = replace(event, redecision="superseded")
+    runtime.run_process(sent_back, task_id=str(uuid.uuid4()), retries=0, retry=retry)
+    assert (counted("dedup_images_total"), counted("dedup_redecided_total")) == (images + 1, redecided + 1)
 
 
 def test_a_message_that_keeps_coming_back_is_poison(

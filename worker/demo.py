@@ -33,7 +33,7 @@ from worker.decision import Status
 from worker.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Expect, Sample, upload_set
+from worker.samples import Sample, upload_set
 
 BUCKET = "photos"
 QUARANTINE = "dedup-quarantine"
@@ -115,21 +115,13 @@ def run(root: Path, weights: str, action: str, timeout: float) -> bool:
     return print_table(samples, seen, elapsed, quarantined=action == Action.QUARANTINE)
 
 
-def matches(got: Outcome, expect: Expect) -> bool:
-    return (
-        got.status == expect.status
-        and (expect.original is None or got.original == f"{BUCKET}/{expect.original}")
-        and (expect.kind is None or got.kind == expect.kind)
-    )
-
-
 def print_table(samples: list[Sample], seen: dict[str, Outcome], elapsed: float, *, quarantined: bool) -> bool:
     header = ("object", "outcome", "kind", "score", "duplicate of", "as expected")
     rows = []
     correct = 0
     for sample in samples:
         got = seen[sample.key]
-        ok = matches(got, sample.expect)
+        ok = sample.expect.matches(got, BUCKET)
         correct += ok
         status = got.status.value
         if got.status is Status.DUPLICATE and quarantined:

@@ -29,6 +29,7 @@ class ObjectEvent:
     etag: str | None = None
     version_id: str | None = None
     size: int | None = None
+    redecision: str | None = None  # set when the worker sends an object back to be decided again: the reason
 
     @property
     def id(self) -> str:
@@ -44,9 +45,9 @@ class ObjectEvent:
         return cls(**{k: v for k, v in kwargs.items() if k in known})
 
     @classmethod
-    def from_id(cls, object_id: str, event_time_ms: int) -> ObjectEvent:
+    def from_id(cls, object_id: str, event_time_ms: int, redecision: str | None = None) -> ObjectEvent:
         bucket, key = split_id(object_id)
-        return cls(bucket, key, event_time_ms)
+        return cls(bucket, key, event_time_ms, redecision=redecision)
 
 
 def split_id(object_id: str) -> tuple[str, str]:

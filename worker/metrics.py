@@ -4,11 +4,14 @@ multiprocess directory needed).
 ==============================================  ===========================================================
 metric                                          meaning
 ==============================================  ===========================================================
-``dedup_images_total{outcome,kind}``            terminal outcomes; kind is exact/perceptual/semantic/none
+``dedup_images_total{outcome,kind}``            outcomes of accepted events (one each); kind is exact/
+                                                perceptual/semantic/none
+``dedup_redecided_total{outcome,kind}``         outcomes of decisions the worker asked for itself (below)
 ``dedup_stage_seconds{stage}``                  latency of download, decode, hash (per image), embed,
                                                 search (per batch), act (per image)
 ``dedup_batch_size{stage}``                     images per model batch (embed) and per decision (decide)
-``dedup_errors_total{reason}``                  error outcomes by reason (undecodable, not_found, poison…)
+``dedup_errors_total{reason}``                  error outcomes by reason (undecodable, not_found, poison…),
+                                                re-decisions included
 ``dedup_retries_total{reason}``                 transient failures that were retried (s3, milvus, timeout…)
 ``dedup_dead_letters_total{reason}``            messages given up on and parked in Redis
 ``dedup_redecisions_total{reason}``             objects sent back to be decided again: superseded (an
@@ -35,7 +38,10 @@ STAGES = ("download", "decode", "hash", "embed", "search", "act")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
-IMAGES = Counter("dedup_images_total", "Images that reached a terminal outcome", ["outcome", "kind"])
+IMAGES = Counter("dedup_images_total", "Outcomes of accepted events, one each", ["outcome", "kind"])
+REDECIDED = Counter(
+    "dedup_redecided_total", "Outcomes of objects the worker sent back to be decided again", ["outcome", "kind"]
+)
 STAGE_SECONDS = Histogram("dedup_stage_seconds", "Time spent per pipeline stage", ["stage"], buckets=_LATENCY_BUCKETS)
 BATCH_SIZE = Histogram("dedup_batch_size", "Images per batch", ["stage"], buckets=_BATCH_BUCKETS)
 ERRORS = Counter("dedup_errors_total", "Images that ended in an error outcome, by reason", ["reason"])
@@ -58,6 +64,7 @@ def initialise() -> None:
         ("error", "none"),
     ):
         IMAGES.labels(outcome=outcome, kind=kind)
+        REDECIDED.labels(outcome=outcome, kind=kind)
     for stage in STAGES:
         STAGE_SECONDS.labels(stage=stage)
     for stage in ("embed", "decide"):

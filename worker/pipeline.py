@@ -227,7 +227,7 @@ class Pipeline:
                 continue
             log.info("%s: deciding again (%s%s)", key, reason, f" by {by}" if by else "")
             metrics.REDECISIONS.labels(reason=reason).inc()
-            self.redecide(ObjectEvent.from_id(key, event_time_ms))
+            self.redecide(ObjectEvent.from_id(key, event_time_ms, redecision=reason))
 
     def index_size(self) -> float:
         """Originals in the index, for the ``dedup_index_size`` gauge at scrape time: asked of Milvus at most

@@ -9,7 +9,8 @@ per-message policy:
 * a transient failure (or an unexpected bug) is retried with exponential backoff and full jitter, up to
   ``DEDUP_MAX_RETRIES``; after that the object gets an ``error`` outcome ``retries_exhausted`` and the message is
   dead-lettered — never silently dropped;
-* every terminal outcome is counted once in ``dedup_images_total`` and logged.
+* every accepted event's outcome is counted once in ``dedup_images_total`` (objects the worker sent back to
+  be decided again are counted in ``dedup_redecided_total``) and logged.
 """
 
 from __future__ import annotations
@@ -155,7 +156,9 @@ class Runtime:
 
     def _finish(self, event: ObjectEvent, outcome: Outcome, task_id: str, retries: int) -> dict[str, Any]:
         self.deliveries.finish(task_id, retries)
-        metrics.IMAGES.labels(outcome=outcome.status.value, kind=outcome.kind_label).inc()
+        # One count per accepted event; decisions the worker asked for itself are counted apart.
+        counter = metrics.REDECIDED if event.redecision else metrics.IMAGES
+        counter.labels(outcome=outcome.status.value, kind=outcome.kind_label).inc()
         if outcome.status is Status.ERROR:
             metrics.ERRORS.labels(reason=outcome.reason or "unknown").inc()
             log.warning("%s: error %s (%s)", event.id, outcome.reason, outcome.detail)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from PIL import Image, ImageEnhance
 
+from worker.outcome import Outcome
+
 #: Photos whose perceptual hashes are far apart (≥ 20 of 64 bits). scikit-image's chessboard pair and its
 #: stereo motorcycle pair are left out: each pair is, honestly, one picture twice.
 PHOTOS = (
@@ -50,6 +52,14 @@ class Expect:
     def __repr__(self) -> str:
         extra = f", {self.original!r}, {self.kind!r}" if self.original else ""
         return f"Expect({self.status!r}{extra})"
+
+    def matches(self, outcome: Outcome, bucket: str) -> bool:
+        """Whether ``outcome`` is what was expected, for a sample uploaded to ``bucket``."""
+        return (
+            outcome.status == self.status
+            and (self.original is None or outcome.original == f"{bucket}/{self.original}")
+            and (self.kind is None or outcome.kind == self.kind)
+        )
 
 
 @dataclass(frozen=True, slots=True)
