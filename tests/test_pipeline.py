@@ -297,16 +297,8 @@ def test_a_second_duplicate_under_the_same_key_never_overwrites_the_first_quaran
         second = rig.upload(f"{prefix}k.jpg", second_bytes)  # re-uploaded after the first was quarantined
         rig.pipeline.process(second)
         target = quarantine_key(BUCKET, first.key)
-        kept = [
-            rig.storage.client.get_object(bucket_name="quarantine", object_name=target, version_id=v)
-            for v in rig.storage.versions("quarantine", target)
-        ]
-        try:
-            assert sorted(r.data for r in kept) == sorted([first_bytes, second_bytes])
-        finally:
-            for response in kept:
-                response.close()
-                response.release_conn()
+        kept = [rig.storage.fetch("quarantine", target, v).data for v in rig.storage.versions("quarantine", target)]
+        assert sorted(kept) == sorted([first_bytes, second_bytes])
         redelivered = rig.pipeline.process(first)  # its source is gone: it finds its own copy among the versions
         assert (redelivered.status, redelivered.original) == (Status.DUPLICATE, f"{BUCKET}/{prefix}o.jpg")
     finally:

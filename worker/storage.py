@@ -27,6 +27,7 @@ from minio import Minio
 from minio.commonconfig import ENABLED, REPLACE, CopySource, Tags
 from minio.error import S3Error
 from minio.versioningconfig import VersioningConfig
+from urllib3 import BaseHTTPResponse
 
 from worker.errors import PermanentError, TransientError
 
@@ -96,21 +97,16 @@ class Storage:
 
     def fetch(self, bucket: str, key: str, version_id: str | None = None) -> Blob:
         """The object's bytes. Raises ``ObjectMissingError``, ``PermanentError('too_large')`` or TransientError."""
-        with _translated(f"{bucket}/{key}"):
-            response = self.client.get_object(bucket_name=bucket, object_name=key, version_id=version_id)
-            try:
-                declared = int(response.headers.get("Content-Length") or -1)
-                if declared > self.max_bytes:
-                    raise PermanentError("too_large", f"{declared} bytes is over the limit of {self.max_bytes}")
-                data = response.read(self.max_bytes + 1)
-                if len(data) > self.max_bytes:
-                    raise PermanentError("too_large", f"over the limit of {self.max_bytes} bytes")
-                etag = (response.headers.get("ETag") or "").strip('"')
-                version = response.headers.get("x-amz-version-id") or version_id
-                return Blob(data, etag, version, _http_time_ms(response.headers.get("Last-Modified")))
-            finally:
-                response.close()
-                response.release_conn()
+        with self._open(bucket, key, version_id) as response:
+            declared = int(response.headers.get("Content-Length") or -1)
+            if declared > self.max_bytes:
+                raise PermanentError("too_large", f"{declared} bytes is over the limit of {self.max_bytes}")
+            data = response.read(self.max_bytes + 1)
+            if len(data) > self.max_bytes:
+                raise PermanentError("too_large", f"over the limit of {self.max_bytes} bytes")
+            etag = (response.headers.get("ETag") or "").strip('"')
+            version = response.headers.get("x-amz-version-id") or version_id
+            return Blob(data, etag, version, _http_time_ms(response.headers.get("Last-Modified")))
 
     def stat(self, bucket: str, key: str, version_id: str | None = None) -> Info | None:
         """The object's size, ETag and user metadata, or None if it does not exist."""
@@ -129,15 +125,21 @@ class Storage:
     def sha256(self, bucket: str, key: str, version_id: str | None = None) -> str:
         """SHA-256 of the object's bytes, streamed (used to verify a copy before deleting its source)."""
         digest = hashlib.sha256()
+        with self._open(bucket, key, version_id) as response:
+            for chunk in response.stream(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    @contextmanager
+    def _open(self, bucket: str, key: str, version_id: str | None) -> Iterator[BaseHTTPResponse]:
+        """A GET response, errors translated, always closed and its connection released back to the pool."""
         with _translated(f"{bucket}/{key}"):
             response = self.client.get_object(bucket_name=bucket, object_name=key, version_id=version_id)
             try:
-                for chunk in response.stream(_CHUNK):
-                    digest.update(chunk)
+                yield response
             finally:
                 response.close()
                 response.release_conn()
-        return digest.hexdigest()
 
     def get_tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
         with _translated(f"{bucket}/{key}"):
