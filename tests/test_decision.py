@@ -15,6 +15,7 @@ from worker.decision import (
     Status,
     Thresholds,
     decide,
+    decide_or_defer,
     hamming,
 )
 
@@ -203,6 +204,32 @@ def test_recheck_after_a_concurrent_store_leaves_exactly_one_original() -> None:
     assert on_a.status is Status.UNIQUE
     assert on_a.supersedes == ("b/b",)
     assert on_b.status is Status.DUPLICATE
+
+
+def test_an_image_without_embedding_is_decided_only_if_it_is_a_duplicate() -> None:
+    copy = sig("b/copy", 20, sha="s1")  # the model was skipped: an exact copy of b/orig is indexed
+    found = {"b/copy": [Neighbour("b/orig", 10, sha256="s1")]}
+    decisions, deferred = decide_or_defer([copy], found, T)
+    assert [d.status for d in decisions] == [Status.DUPLICATE]
+    assert deferred == frozenset()
+
+
+def test_an_image_without_embedding_that_is_no_duplicate_is_deferred_and_no_candidate() -> None:
+    # b/orig's row is ignored (it is in the batch with other bytes), so the copy made for it matches nothing...
+    orig = sig("b/orig", 10, sha="new", phash=0xFFFF, emb=[1.0, 0.0])
+    copy = sig("b/copy", 20, sha="s1", phash=0)
+    later = sig("b/later", 30, sha="s1", phash=0, emb=[0.0, 1.0])  # ...and would have matched the copy
+    found = {"b/copy": [Neighbour("b/orig", 10, sha256="s1")], "b/later": [Neighbour("b/orig", 10, sha256="s1")]}
+    decisions, deferred = decide_or_defer([orig, copy, later], found, T)
+    assert deferred == {"b/copy"}
+    assert by_id(decisions) == {
+        "b/orig": Decision("b/orig", Status.UNIQUE),
+        "b/later": Decision("b/later", Status.UNIQUE),
+    }
+    # Deferral cascades: an image without embedding that only matched a deferred one is deferred too.
+    other = sig("b/other", 25, sha="s1", phash=0)
+    decisions, deferred = decide_or_defer([orig, copy, other], found, T)
+    assert deferred == {"b/copy", "b/other"}
 
 
 def test_deciding_again_gives_the_same_answer() -> None:

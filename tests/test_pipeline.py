@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers import BUCKET, next_time_ms
 from tests.rig import Rig, build
+from worker import metrics
 from worker.actions import quarantine_key
 from worker.config import Action
 from worker.decision import Kind, Status
@@ -54,6 +55,20 @@ def test_a_resized_copy_is_tagged_as_a_perceptual_duplicate(rig: Rig, prefix: st
     assert rig.tags(copy.key)["dedup-of"] == original.id
     assert rig.tags(original.key) == {"dedup-status": "unique"}
     assert rig.pipeline.index.event_times([original.id, copy.id]) == {original.id: original.event_time_ms}
+
+
+def test_an_exact_copy_of_an_indexed_original_skips_the_model(rig: Rig, prefix: str) -> None:
+    data = jpeg(photo("rocket.jpg"))
+    original, copy = rig.upload(f"{prefix}rocket.jpg", data), rig.upload(f"{prefix}rocket-again.jpg", data)
+    skipped = metrics.EMBEDDINGS_SKIPPED._value.get()
+    assert rig.pipeline.process(original) == Outcome.unique()
+    assert metrics.EMBEDDINGS_SKIPPED._value.get() == skipped
+    outcome = rig.pipeline.process(copy)
+    assert (outcome.status, outcome.original, outcome.kind) == (Status.DUPLICATE, original.id, Kind.EXACT)
+    assert metrics.EMBEDDINGS_SKIPPED._value.get() == skipped + 1
+    # Its own redelivered original is no "earlier copy": it goes through the model and stays the original.
+    assert rig.pipeline.process(original) == Outcome.unique()
+    assert metrics.EMBEDDINGS_SKIPPED._value.get() == skipped + 1
 
 
 def test_the_same_event_twice_gives_the_same_outcome_and_never_a_self_match(rig: Rig, prefix: str) -> None:

@@ -20,6 +20,10 @@ Rules, in order:
    never matches itself; an overwritten key is decided afresh).
 6. An image that stays unique *supersedes* the later originals in the index that match it: those were decided
    before this earlier image arrived and must be decided again.
+7. (:func:`decide_or_defer`) The worker skips the model for an image whose exact bytes an earlier indexed original
+   holds. Such an image, without an embedding, can only be decided a duplicate; if it is not one after all (that
+   original changed in the same batch), it is *deferred*: left out of the batch, so that it is no candidate for
+   the others, and decided again with its embedding.
 
 Example::
 
@@ -176,6 +180,30 @@ def decide(
             decided[item.id] = Decision(item.id, Status.UNIQUE, supersedes=tuple(sorted(set(later))))
             originals.append(item)
     return [decided[item.id] for item in batch]
+
+
+def decide_or_defer(
+    batch: Sequence[Signals],
+    neighbours: Mapping[str, Iterable[Neighbour]],
+    thresholds: Thresholds,
+) -> tuple[list[Decision], frozenset[str]]:
+    """:func:`decide` for a batch in which some images have no embedding yet (rule 7). Returns the decisions of
+    the images that are decided, in the batch's order, and the ids of those deferred until they have one.
+
+        >>> a = Signals("b/a.jpg", 1, "aa", 0b1011, None)
+        >>> decisions, deferred = decide_or_defer([a], {}, Thresholds(perceptual=4, semantic=None))
+        >>> decisions, sorted(deferred)
+        ([], ['b/a.jpg'])
+    """
+    deferred: set[str] = set()
+    while True:
+        kept = [item for item in batch if item.id not in deferred]
+        decisions = decide(kept, neighbours, thresholds)
+        without_embedding = {item.id for item in kept if item.embedding is None}
+        unsettled = {d.id for d in decisions if d.is_unique and d.id in without_embedding}
+        if not unsettled:
+            return decisions, frozenset(deferred)
+        deferred |= unsettled
 
 
 def _match_neighbour(item: Signals, n: Neighbour, t: Thresholds) -> Match | None:

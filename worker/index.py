@@ -196,6 +196,11 @@ class Index:
         rows = self._query_in(self.collection, "id", ids, _OUTPUT)
         return {row["id"]: (row["sha256"], int(row["event_time_ms"])) for row in rows}
 
+    def exact(self, sha256: str) -> list[Neighbour]:
+        """The originals holding exactly the bytes with this SHA-256."""
+        rows = self._query_in(self.collection, "sha256", [sha256], _OUTPUT)
+        return [Neighbour(row["id"], int(row["event_time_ms"]), sha256=row["sha256"]) for row in rows]
+
     def event_times(self, ids: Iterable[str]) -> dict[str, int]:
         return {key: when for key, (_, when) in self.stored(ids).items()}
 

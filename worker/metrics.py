@@ -17,6 +17,8 @@ metric                                          meaning
 ``dedup_redecisions_total{reason}``             objects sent back to be decided again: superseded (an
                                                 earlier copy arrived later), original_changed (their
                                                 original was demoted or overwritten), original_removed
+``dedup_embeddings_skipped_total``              exact duplicates of indexed originals, decided without
+                                                running the model
 ``dedup_removed_total``                         index rows dropped for s3:ObjectRemoved events
 ``dedup_tags_dropped_total``                    our tags that did not fit under S3's 10-tag limit
 ``dedup_index_size``                            originals in the Milvus collection
@@ -48,6 +50,9 @@ ERRORS = Counter("dedup_errors_total", "Images that ended in an error outcome, b
 RETRIES = Counter("dedup_retries_total", "Transient failures retried with backoff, by reason", ["reason"])
 DEAD_LETTERS = Counter("dedup_dead_letters_total", "Messages given up on and dead-lettered", ["reason"])
 REDECISIONS = Counter("dedup_redecisions_total", "Objects sent back to be decided again", ["reason"])
+EMBEDDINGS_SKIPPED = Counter(
+    "dedup_embeddings_skipped_total", "Exact duplicates of indexed originals decided without running the model"
+)
 REMOVED = Counter("dedup_removed_total", "Index rows removed for s3:ObjectRemoved events")
 TAGS_DROPPED = Counter("dedup_tags_dropped_total", "dedup-* tags left out because of S3's 10-tag limit")
 INDEX_SIZE = Gauge("dedup_index_size", "Originals stored in the Milvus collection")

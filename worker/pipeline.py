@@ -5,6 +5,7 @@
     task thread (one per message)            shared batcher threads
     ─────────────────────────────            ─────────────────────────────────────────────
     download → decode → hash → preprocess
+                          │                  (an exact copy of an earlier indexed original skips the model)
                           └──── submit ────▶ embed:  ResNet-50 on whatever has gathered
                           ◀──── vector ─────┘
                           └──── submit ────▶ decide: search Milvus → decide() → store originals
@@ -38,7 +39,7 @@ from worker import imaging, metrics
 from worker.actions import Actions
 from worker.batcher import DynamicBatcher
 from worker.config import Settings
-from worker.decision import Decision, Neighbour, Signals, Status, Thresholds, Vector, decide
+from worker.decision import Decision, Neighbour, Signals, Status, Thresholds, Vector, decide, decide_or_defer
 from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
 from worker.hashing import perceptual_hash, sha256_hex
@@ -83,7 +84,7 @@ class Pipeline:
             name="embed",
             on_batch=metrics.BATCH_SIZE.labels(stage="embed").observe,
         )
-        self.decide_stage: DynamicBatcher[Signals, Decision] = DynamicBatcher(
+        self.decide_stage: DynamicBatcher[Signals, Decision | None] = DynamicBatcher(
             self._decide_batch,
             max_size=settings.batch_size,
             max_wait_s=wait_s,
@@ -135,9 +136,17 @@ class Pipeline:
             sha256 = sha256_hex(blob.data)
             phash = perceptual_hash(image)
         del image
-        embedding = self._wait(self.embed_stage.submit(pixels), "embed")
-        signals = Signals(event.id, _event_time(event, blob), sha256, phash, embedding)
-        decision = self._wait(self.decide_stage.submit(signals), "decide")
+        signals = Signals(event.id, _event_time(event, blob), sha256, phash)
+        decision = None
+        if self._earlier_copy_indexed(signals):  # an exact duplicate: the model can be skipped
+            decision = self._wait(self.decide_stage.submit(signals), "decide")  # None: deferred after all
+            if decision is not None:
+                metrics.EMBEDDINGS_SKIPPED.inc()
+        if decision is None:
+            signals = replace(signals, embedding=self._wait(self.embed_stage.submit(pixels), "embed"))
+            decision = self._wait(self.decide_stage.submit(signals), "decide")
+        if decision is None:
+            raise RuntimeError(f"{event.id}: deferred although it has an embedding")  # decide_or_defer never does
         outcome = Outcome.duplicate(decision.match) if decision.match else Outcome.unique()
         with metrics.timed("act"):
             try:
@@ -147,6 +156,11 @@ class Pipeline:
                 raise
         metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
         return outcome
+
+    def _earlier_copy_indexed(self, item: Signals) -> bool:
+        """Whether an earlier original with these very bytes is indexed: then the image is its duplicate whatever
+        the model says, and goes to the decision without an embedding (rule 7 of :mod:`worker.decision`)."""
+        return any(n.id != item.id and n.order < item.order for n in self.index.exact(item.sha256))
 
     def try_tag_error(self, event: ObjectEvent, outcome: Outcome) -> None:
         """Tag an object with an error outcome when giving up on it: best-effort, the dead letter keeps the rest."""
@@ -178,19 +192,25 @@ class Pipeline:
                 results.append(TransientError("embed", f"{type(exc).__name__}: {exc}"))
         return results
 
-    def _decide_batch(self, items: list[Signals]) -> list[Decision]:
+    def _decide_batch(self, items: list[Signals]) -> list[Decision | None]:
         """Search, decide, store the originals, re-check them against what other workers stored, record which
-        original each duplicate points at, and send back whatever must be decided again."""
+        original each duplicate points at, and send back whatever must be decided again. An image without an
+        embedding that turns out not to be a duplicate gets None: deferred, it comes back with its embedding."""
         before = self.index.stored(s.id for s in items)  # what the index held for these keys until now
         batch = [_as_stored(s, before) for s in items]
         with metrics.timed("search"):
             found = self.index.neighbours(batch)
-        verdict = {d.id: d for d in decide(batch, found, self.thresholds)}
-        latest = {s.id: s for s in sorted(batch, key=lambda s: s.order)}  # one item per key: the latest
+        decisions, deferred = decide_or_defer(batch, found, self.thresholds)
+        verdict = {d.id: d for d in decisions}
+        latest = {s.id: s for s in sorted(batch, key=lambda s: s.order) if s.id not in deferred}  # latest per key
 
         # Keys that were originals and are no longer, or now hold other bytes: their duplicates follow. Sent
         # before the index changes, since afterwards nothing would tell (a second sending is harmless).
-        changed = [k for k, (sha256, _) in before.items() if not verdict[k].is_unique or sha256 != latest[k].sha256]
+        changed = [
+            k
+            for k, (sha256, _) in before.items()
+            if k in latest and (not verdict[k].is_unique or sha256 != latest[k].sha256)
+        ]
         self._send_back(self.index.dependents(changed), "original_changed", exclude=latest)
 
         originals = [s for s in latest.values() if verdict[s.id].is_unique]
@@ -218,7 +238,7 @@ class Pipeline:
         for decision in final:
             later = {key: times[key] for key in decision.supersedes}
             self._send_back(later, "superseded", exclude=latest, by=decision.id)
-        return [verdict[s.id] for s in batch]
+        return [verdict.get(s.id) for s in batch]
 
     def _send_back(self, keys: Mapping[str, int], reason: str, *, exclude: Container[str] = (), by: str = "") -> None:
         """Enqueue a new decision for each ``{id: event_time_ms}`` (ids being decided right now excepted)."""
