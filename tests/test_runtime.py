@@ -83,6 +83,19 @@ def test_accepted_events_and_re_decisions_are_counted_apart(healthy: tuple[Runti
     assert (counted("dedup_images_total"), counted("dedup_redecided_total")) == (images + 1, redecided + 1)
 
 
+def test_a_message_that_runs_again_after_a_lost_acknowledgement_is_counted_once(
+    healthy: tuple[Runtime, Rig], prefix: str
+) -> None:
+    runtime, rig = healthy
+    event = rig.upload(f"{prefix}a.jpg", jpeg(photo("rocket.jpg")))
+    images = REGISTRY.get_sample_value("dedup_images_total", {"outcome": "unique", "kind": "none"}) or 0.0
+    task_id = str(uuid.uuid4())
+    first = runtime.run_process(event, task_id=task_id, retries=0, retry=retry)
+    again = runtime.run_process(event, task_id=task_id, retries=0, retry=retry)  # the broker redelivered it
+    assert first == again == {"id": event.id, "status": "unique"}
+    assert REGISTRY.get_sample_value("dedup_images_total", {"outcome": "unique", "kind": "none"}) == images + 1
+
+
 def test_a_message_that_keeps_coming_back_is_poison(
     stack: LocalStack, healthy: tuple[Runtime, Rig], prefix: str
 ) -> None:

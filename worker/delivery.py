@@ -5,6 +5,8 @@ Redis has no dead-letter queue and Celery does not count redeliveries, so we do 
 * :meth:`Deliveries.start` counts deliveries of one message attempt (task id + retry number) in a Redis key
   that outlives a crashed worker; past ``max_deliveries`` the message is *poison* (e.g. an image that kills the
   process) and gets an ``error`` outcome instead of another run.
+* :meth:`Deliveries.first_finish` tells whether a message finishes for the first time: one whose
+  acknowledgement was lost (a broker restart, a killed worker) runs again, and must not be counted again.
 * :meth:`Deliveries.dead_letter` parks a message that exhausted its retries or was poison in the list
   ``dedup:dead-letters`` (newest first, capped), from where an operator can inspect or re-send it.
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 DEAD_LETTERS_KEY = "dedup:dead-letters"
 DEAD_LETTERS_CAP = 100_000
 _COUNT_KEY = "dedup:deliveries:{task_id}:{retries}"
+_DONE_KEY = "dedup:finished:{task_id}"
 
 
 class Deliveries:
@@ -58,6 +61,15 @@ class Deliveries:
             self.client.delete(_COUNT_KEY.format(task_id=task_id, retries=retries))
         except redis.RedisError as exc:
             log.warning("could not clear delivery count: %s", exc)
+
+    def first_finish(self, task_id: str) -> bool:
+        """Mark the message finished; returns False if it had finished before (it ran again after its
+        acknowledgement was lost). The mark lasts as long as delivery counts; without Redis, True."""
+        try:
+            return bool(self.client.set(_DONE_KEY.format(task_id=task_id), 1, nx=True, ex=self.ttl_s))
+        except redis.RedisError as exc:
+            log.warning("could not mark %s finished (%s); counting it", task_id, exc)
+            return True
 
     def dead_letter(self, task: str, payload: dict[str, Any], reason: str, detail: str) -> None:
         entry = json.dumps(

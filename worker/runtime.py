@@ -9,7 +9,8 @@ per-message policy:
 * a transient failure (or an unexpected bug) is retried with exponential backoff and full jitter, up to
   ``DEDUP_MAX_RETRIES``; after that the object gets an ``error`` outcome ``retries_exhausted`` and the message is
   dead-lettered — never silently dropped;
-* every accepted event's outcome is counted once in ``dedup_images_total`` (objects the worker sent back to
+* every accepted event's outcome is counted once in ``dedup_images_total``, even when its message runs twice
+  (a lost acknowledgement; the actions are idempotent) (objects the worker sent back to
   be decided again are counted in ``dedup_redecided_total``) and logged.
 """
 
@@ -156,11 +157,16 @@ class Runtime:
 
     def _finish(self, event: ObjectEvent, outcome: Outcome, task_id: str, retries: int) -> dict[str, Any]:
         self.deliveries.finish(task_id, retries)
-        # One count per accepted event; decisions the worker asked for itself are counted apart.
-        counter = metrics.REDECIDED if event.redecision else metrics.IMAGES
-        counter.labels(outcome=outcome.status.value, kind=outcome.kind_label).inc()
+        # One count per accepted event, even if its message runs again after a lost acknowledgement; decisions
+        # the worker asked for itself are counted apart.
+        if self.deliveries.first_finish(task_id):
+            counter = metrics.REDECIDED if event.redecision else metrics.IMAGES
+            counter.labels(outcome=outcome.status.value, kind=outcome.kind_label).inc()
+            if outcome.status is Status.ERROR:
+                metrics.ERRORS.labels(reason=outcome.reason or "unknown").inc()
+        else:
+            log.info("%s: finished again (message %s ran twice); counted once", event.id, task_id)
         if outcome.status is Status.ERROR:
-            metrics.ERRORS.labels(reason=outcome.reason or "unknown").inc()
             log.warning("%s: error %s (%s)", event.id, outcome.reason, outcome.detail)
         elif outcome.status is Status.DUPLICATE:
             log.info("%s: duplicate of %s (%s, %.4f)", event.id, outcome.original, outcome.kind, outcome.score or 0)
