@@ -270,9 +270,24 @@ class Index:
     def _call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         with self._lock:
             try:
-                return fn(*args, **kwargs)
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as exc:
+                    if not _not_loaded(exc):
+                        raise
+                    # A restarted Milvus Lite (or a released collection) answers "load() first": load, go on.
+                    log.warning("Milvus collections not loaded (restarted?); loading them again")
+                    for name in (self.collection, self.links_collection):
+                        self._client.load_collection(name)
+                    return fn(*args, **kwargs)
             except Exception as exc:
                 raise TransientError("milvus", f"{getattr(fn, '__name__', fn)}: {exc}") from exc
+
+
+def _not_loaded(exc: Exception) -> bool:
+    """Milvus' "collection not loaded" error (code 101), which a restarted server gives until load()."""
+    message = str(exc).lower()
+    return getattr(exc, "code", None) == 101 or "call load()" in message or "not loaded" in message
 
 
 def milvus_literal_list(values: Iterable[str]) -> str:
