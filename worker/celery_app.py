@@ -12,6 +12,7 @@ Why these settings:
   worker holds as a reserved, unacknowledged message).
 * ``unacked_restore_throttle=1`` — a dead worker's messages are restored within 10 s of their visibility
   timeout expiring, not 100 s.
+* :mod:`worker.broker` — kombu's Redis transport, patched so that a broker restart does not stop the worker.
 * ``worker_cancel_long_running_tasks_on_connection_loss=False``, deliberately: the threads pool cannot kill a
   running job, so after a broker reconnect tasks run to completion; should Redis redeliver one meanwhile, its
   decision and action are idempotent.
@@ -27,7 +28,10 @@ import warnings
 
 from celery import Celery
 
+from worker import broker
 from worker.config import ConfigError, Settings, load_settings
+
+broker.install()
 
 # Celery warns on every reconnect that this default changes in 6.0; our explicit False is a decision (above).
 warnings.filterwarnings("ignore", message=r"(?s).*worker_cancel_long_running_tasks_on_connection_loss")
