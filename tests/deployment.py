@@ -35,10 +35,14 @@ class Deployment:
     quarantine_bucket: str
     events_url: str
     webhook: Service
-    worker: Service
+    workers: list[Service]
     worker_env: dict[str, str]
     prometheus_url: str
-    metrics: dict[str, str] = field(default_factory=dict)  # job → host:port
+    metrics: dict[str, list[str]] = field(default_factory=dict)  # job → [host:port, ...]
+
+    @property
+    def worker(self) -> Service:
+        return self.workers[0]
 
     @property
     def storage(self) -> Storage:
@@ -117,22 +121,32 @@ class Deployment:
     def scraped(self) -> None:
         """Wait for Prometheus to have scraped both jobs at least once since now."""
         since = time.time()
-        wait_until(
-            lambda: all(self._last_scrape(job) > since for job in self.metrics), 30, "a fresh scrape", interval=0.3
-        )
+        wait_until(lambda: self._last_scrape() > since, 30, "a fresh scrape of every target", interval=0.3)
 
-    def _last_scrape(self, job: str) -> float:
-        response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": f'up{{job="{job}"}}'}, timeout=10)
+    def _last_scrape(self) -> float:
+        """When Prometheus last found every target up (0: some target is down or not scraped yet)."""
+        response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": "up"}, timeout=10)
         result = response.json()["data"]["result"]
-        return float(result[0]["value"][0]) if result and result[0]["value"][1] == "1" else 0.0
+        targets = sum(len(hosts) for hosts in self.metrics.values())
+        if len(result) < targets or any(sample["value"][1] != "1" for sample in result):
+            return 0.0
+        return min(float(sample["value"][0]) for sample in result)
 
 
 @contextmanager
 def deploy(
-    stack: LocalStack, root: Path, *, db: int, action: Action = Action.TAG, env: Mapping[str, str] | None = None
+    stack: LocalStack,
+    root: Path,
+    *,
+    db: int,
+    action: Action = Action.TAG,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Deployment]:
+    """Webhook + ``workers`` Celery workers + Prometheus. Several workers need a shared Milvus: pass
+    ``DEDUP_MILVUS_URI`` (e.g. from :meth:`LocalStack.start_milvus`) in ``env``."""
     quarantine = f"quarantine-{db}"
-    worker_port, webhook_port = free_port(), free_port()
+    worker_ports, webhook_port = [free_port() for _ in range(workers)], free_port()
     common = {"DEDUP_BROKER_URL": stack.broker(db), "DEDUP_QUARANTINE_BUCKET": quarantine}
     worker_env = {
         **common,
@@ -141,19 +155,22 @@ def deploy(
         "DEDUP_MILVUS_URI": str(root / "milvus.db"),
         "DEDUP_BATCH_SIZE": "8",
         "DEDUP_BATCH_WAIT_MS": "50",
-        "DEDUP_METRICS_PORT": str(worker_port),
         **(env or {}),
     }
     webhook, events_url = stack.start_webhook(common, metrics_port=webhook_port)
-    worker = stack.start_worker(f"worker-{db}", worker_env)
-    targets = {"worker": f"127.0.0.1:{worker_port}", "webhook": f"127.0.0.1:{webhook_port}"}
+    started = [
+        stack.start_worker(f"worker-{db}-{n}", {**worker_env, "DEDUP_METRICS_PORT": str(port)})
+        for n, port in enumerate(worker_ports)
+    ]
+    targets = {"worker": [f"127.0.0.1:{port}" for port in worker_ports], "webhook": [f"127.0.0.1:{webhook_port}"]}
     prometheus, prometheus_url = stack.start_prometheus(targets)
+    worker_env["DEDUP_METRICS_PORT"] = str(worker_ports[0])
     deployment = Deployment(
-        stack, db, action, quarantine, events_url, webhook, worker, worker_env, prometheus_url, targets
+        stack, db, action, quarantine, events_url, webhook, started, worker_env, prometheus_url, targets
     )
     try:
         deployment.scraped()
         yield deployment
     finally:
-        for service in (prometheus, worker, webhook):
+        for service in (prometheus, *started, webhook):
             stack.stop_service(service)

@@ -5,7 +5,8 @@ Starts real processes on loopback, each with a log file, and stops them in rever
 * ``redis-server`` (Debian package ``redis-server``) as the broker, ``noeviction``, no persistence;
 * an S3 server: a real ``minio`` binary when one is on ``PATH``, otherwise moto's S3 server (``moto[server]``
   from PyPI), spoken to through the same ``minio`` client;
-* Milvus Lite, embedded in the worker (a ``.db`` file in the stack's folder);
+* Milvus Lite, embedded in the worker (a ``.db`` file in the stack's folder), or as a gRPC server that several
+  workers share (:meth:`LocalStack.start_milvus`);
 * the webhook producer (``python -m producer webhook``) and Celery workers (``celery -A worker worker``);
 * optionally ``prometheus`` (Debian package), scraping the worker and the webhook.
 
@@ -30,7 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, suppress
 from pathlib import Path
 from types import TracebackType
@@ -165,9 +166,10 @@ class Service:
 class LocalStack:
     """Redis + S3 (+ Prometheus) on loopback, and helpers to start the webhook and workers against them."""
 
-    def __init__(self, root: Path, *, buckets: tuple[str, ...] = ("photos",)) -> None:
+    def __init__(self, root: Path, *, buckets: tuple[str, ...] = ("photos",), durable_redis: bool = False) -> None:
         self.root = root
         self.buckets = buckets
+        self.durable_redis = durable_redis  # append-only file, fsync always: survives a restart, as in production
         self.logs = root / "logs"
         self.redis_port = free_port()
         self.s3_port = free_port()
@@ -188,8 +190,8 @@ class LocalStack:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self._start(self._redis())
-        self._start(self._s3())
+        self.redis_service = self._start(self._redis())
+        self.s3_service = self._start(self._s3())
         storage = self.storage()
         for bucket in self.buckets:
             storage.ensure_bucket(bucket)
@@ -208,6 +210,12 @@ class LocalStack:
         if service in self.services:
             self.services.remove(service)
         return service.stop()
+
+    def restart(self, service: Service, *, down_s: float = 0.0) -> None:
+        """Stop a service (SIGTERM), leave it down ``down_s`` seconds, start it again on the same port."""
+        service.stop()
+        time.sleep(down_s)
+        service.start()
 
     # Dependencies ---------------------------------------------------------------------------------------------
 
@@ -233,7 +241,8 @@ class LocalStack:
         binary = require("redis-server", "install it with `apt-get install redis-server` (make test does)")
         data = self.root / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv = [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable_redis else ["--appendonly", "no"]
         argv += ["--dir", str(data), "--maxmemory-policy", "noeviction"]
         client = redis.Redis(port=self.redis_port, socket_timeout=1)
         return Service("redis", argv, log_dir=self.logs, ready=lambda: _pings(client))
@@ -304,13 +313,19 @@ class LocalStack:
         service.ready = lambda: " ready." in service.log_text()
         return self._start(service)
 
-    def start_prometheus(self, targets: Mapping[str, str], *, interval_s: float = 1.0) -> tuple[Service, str]:
-        """Start Debian's ``prometheus`` scraping ``{job: "host:port"}``; returns it and its base URL."""
+    def start_prometheus(
+        self, targets: Mapping[str, str | Sequence[str]], *, interval_s: float = 1.0
+    ) -> tuple[Service, str]:
+        """Start Debian's ``prometheus`` scraping ``{job: "host:port" or ["host:port", ...]}``; returns it and its
+        base URL."""
         binary = require("prometheus", "install it with `apt-get install prometheus` (make test does)")
         port = free_port()
         config = self.root / f"prometheus-{port}.yml"
         every = f"{interval_s:g}s"
-        jobs = [{"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()]
+        jobs = [
+            {"job_name": job, "static_configs": [{"targets": [target] if isinstance(target, str) else list(target)}]}
+            for job, target in targets.items()
+        ]
         document = {"global": {"scrape_interval": every, "evaluation_interval": every}, "scrape_configs": jobs}
         config.write_text(json.dumps(document, indent=2))  # JSON is YAML
         url = f"http://127.0.0.1:{port}"
@@ -319,10 +334,25 @@ class LocalStack:
         service = Service(f"prometheus-{port}", argv, log_dir=self.logs, ready=lambda: http_ok(f"{url}/-/ready"))
         return self._start(service), url
 
+    def start_milvus(self, name: str = "milvus") -> tuple[Service, str]:
+        """Start a Milvus Lite gRPC server (``python -m milvus_lite server``), which several workers can share
+        (an embedded ``.db`` file serves one process); returns it and its ``http://`` URI."""
+        port = free_port()
+        argv = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.root / name)]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        service = Service(name, argv, log_dir=self.logs, ready=lambda: _listens(port))
+        return self._start(service), f"http://127.0.0.1:{port}"
+
     def queue_drained(self, queue: str = "dedup", db: int = 0) -> bool:
         """No message waiting in the queue and none delivered but unacknowledged."""
         client = self.redis(db)
         return int(client.llen(queue)) == 0 and int(client.hlen("unacked")) == 0
+
+
+def _listens(port: int) -> bool:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _pings(client: redis.Redis) -> bool:
