@@ -22,7 +22,7 @@ from kombu.transport import redis as kombu_redis
 log = logging.getLogger(__name__)
 
 
-class QoS(kombu_redis.QoS):  # type: ignore[misc]
+class QoS(kombu_redis.QoS):
     """Acknowledgement emulation that, on a channel whose connection is gone, leaves messages where they are."""
 
     def _detached(self) -> bool:
@@ -38,26 +38,26 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
             )
             self._delivered.clear()
             return
-        super().restore_unacked(client)
+        super().restore_unacked(client)  # type: ignore[no-untyped-call]
 
     def ack(self, delivery_tag: str) -> None:
         if self._detached():
             log.warning("broker connection lost: message %s comes back after the visibility timeout", delivery_tag)
             return
-        super().ack(delivery_tag)
+        super().ack(delivery_tag)  # type: ignore[no-untyped-call]
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if self._detached():
             log.warning("broker connection lost: message %s comes back after the visibility timeout", delivery_tag)
             return
-        super().reject(delivery_tag, requeue)
+        super().reject(delivery_tag, requeue)  # type: ignore[no-untyped-call]
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     QoS = QoS
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
