@@ -21,3 +21,12 @@ def test_a_retry_that_cannot_be_published_requeues_the_message_instead_of_droppi
     with pytest.raises(Reject) as caught:
         _retry(BrokerRefusesRetries(), TimeoutError("s3"), 1.0)
     assert caught.value.requeue is True
+
+
+def test_celery_never_gives_up_before_our_own_retry_limit() -> None:
+    # Celery's default of 3 would re-raise at the fourth retry and acknowledge the message as failed: lost.
+    # The outage test in test_faults.py retries well past it.
+    from worker.tasks import process_object, remove_object
+
+    assert process_object.max_retries is None
+    assert remove_object.max_retries is None

@@ -31,14 +31,16 @@ def runtime() -> Runtime:
 
 def _retry(task: Task, exc: Exception, countdown: float) -> NoReturn:
     try:
-        raise task.retry(exc=exc, countdown=countdown, max_retries=None)
+        raise task.retry(exc=exc, countdown=countdown)
     except Reject as rejected:
         # Celery could not publish the retry and would drop the message (Reject without requeue): keep it.
         log.error("could not schedule a retry (%s); returning the message to the queue", rejected.reason)
         raise Reject(rejected.reason, requeue=True) from exc
 
 
-@shared_task(bind=True, name=PROCESS_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+# max_retries=None: Celery's own limit (3 by default) would raise the error instead of retrying, and the message
+# would be acknowledged as failed — lost. The runtime counts retries against DEDUP_MAX_RETRIES itself.
+@shared_task(bind=True, name=PROCESS_TASK, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
 def process_object(self: Task, **kwargs: Any) -> dict[str, Any]:
     """Decide one created/overwritten object and tag or quarantine it."""
     return runtime().run_process(
@@ -49,7 +51,7 @@ def process_object(self: Task, **kwargs: Any) -> dict[str, Any]:
     )
 
 
-@shared_task(bind=True, name=REMOVE_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+@shared_task(bind=True, name=REMOVE_TASK, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
 def remove_object(self: Task, **kwargs: Any) -> dict[str, Any]:
     """Forget a removed object."""
     return runtime().run_remove(
