@@ -96,11 +96,15 @@ class Deployment:
 
     def query(self, expr: str) -> float:
         """An instant PromQL query summed to one number (0 when it returns nothing)."""
+        return sum(float(sample["value"][1]) for sample in self.samples(expr))
+
+    def samples(self, expr: str) -> list[dict[str, Any]]:
+        """An instant PromQL query's result: ``[{"metric": {labels}, "value": [time, "value"]}, ...]``."""
         response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
-        response.raise_for_status()
         payload = response.json()
-        assert payload["status"] == "success", payload
-        return sum(float(sample["value"][1]) for sample in payload["data"]["result"])
+        assert payload["status"] == "success", f"{expr}: {payload}"  # a 400 (bad expression) says "error"
+        result: list[dict[str, Any]] = payload["data"]["result"]
+        return result
 
     def wait_for_metric(self, expr: str, expected: float, timeout: float = 30, *, at_least: bool = False) -> None:
         """Wait until ``expr`` equals ``expected`` (or reaches it, with ``at_least``)."""
@@ -129,7 +133,13 @@ class Deployment:
 
 @contextmanager
 def deploy(
-    stack: LocalStack, root: Path, *, db: int, action: Action = Action.TAG, env: Mapping[str, str] | None = None
+    stack: LocalStack,
+    root: Path,
+    *,
+    db: int,
+    action: Action = Action.TAG,
+    env: Mapping[str, str] | None = None,
+    rule_files: Sequence[Path] = (),
 ) -> Iterator[Deployment]:
     quarantine = f"quarantine-{db}"
     worker_port, webhook_port = free_port(), free_port()
@@ -147,7 +157,7 @@ def deploy(
     webhook, events_url = stack.start_webhook(common, metrics_port=webhook_port)
     worker = stack.start_worker(f"worker-{db}", worker_env)
     targets = {"worker": f"127.0.0.1:{worker_port}", "webhook": f"127.0.0.1:{webhook_port}"}
-    prometheus, prometheus_url = stack.start_prometheus(targets)
+    prometheus, prometheus_url = stack.start_prometheus(targets, rule_files=rule_files)
     deployment = Deployment(
         stack, db, action, quarantine, events_url, webhook, worker, worker_env, prometheus_url, targets
     )

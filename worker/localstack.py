@@ -30,7 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, suppress
 from pathlib import Path
 from types import TracebackType
@@ -304,14 +304,21 @@ class LocalStack:
         service.ready = lambda: " ready." in service.log_text()
         return self._start(service)
 
-    def start_prometheus(self, targets: Mapping[str, str], *, interval_s: float = 1.0) -> tuple[Service, str]:
-        """Start Debian's ``prometheus`` scraping ``{job: "host:port"}``; returns it and its base URL."""
+    def start_prometheus(
+        self, targets: Mapping[str, str], *, interval_s: float = 1.0, rule_files: Sequence[Path] = ()
+    ) -> tuple[Service, str]:
+        """Start Debian's ``prometheus`` scraping ``{job: "host:port"}`` and evaluating ``rule_files``, both every
+        ``interval_s``; returns it and its base URL."""
         binary = require("prometheus", "install it with `apt-get install prometheus` (make test does)")
         port = free_port()
         config = self.root / f"prometheus-{port}.yml"
         every = f"{interval_s:g}s"
         jobs = [{"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()]
-        document = {"global": {"scrape_interval": every, "evaluation_interval": every}, "scrape_configs": jobs}
+        document = {
+            "global": {"scrape_interval": every, "evaluation_interval": every},
+            "rule_files": [str(path.resolve()) for path in rule_files],
+            "scrape_configs": jobs,
+        }
         config.write_text(json.dumps(document, indent=2))  # JSON is YAML
         url = f"http://127.0.0.1:{port}"
         argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={self.root / f'prometheus-{port}'}"]
