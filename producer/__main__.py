@@ -17,6 +17,8 @@ import typer
 from worker.config import ConfigError, Settings, env_name, load_settings
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from producer.enqueue import Enqueuer
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Feed image-dedup-worker's queue.")
@@ -63,7 +65,7 @@ def webhook(
             raise typer.Exit(2)
         log.warning("the webhook accepts UNAUTHENTICATED requests (%s=true)", env_name("webhook_allow_unauthenticated"))
     enqueuer = _enqueuer(settings, "webhook")
-    serve(settings.metrics_port, settings.metrics_host)
+    serve(settings.metrics_port, settings.metrics_host, _queue_depth(settings))
     bind_host, bind_port = host or settings.webhook_host, port or settings.webhook_port
     log.info("webhook on http://%s:%d%s, buckets %s", bind_host, bind_port, EVENTS_PATH, ",".join(settings.buckets))
     uvicorn.run(
@@ -73,6 +75,17 @@ def webhook(
         log_level=settings.log_level.lower(),
         access_log=settings.log_level == "DEBUG",
     )
+
+
+def _queue_depth(settings: Settings) -> list[Collector]:
+    """The queue-depth collector for the broker, or none (with a warning) for a broker it cannot read."""
+    from producer.queue_depth import queue_depth_collector
+
+    try:
+        return [queue_depth_collector(settings.broker_url, [settings.queue])]
+    except ValueError as exc:  # e.g. a sentinel:// URL, which redis.from_url does not take
+        log.warning("queue depth is not collected for this broker URL: %s", exc)
+        return []
 
 
 @cli.command()

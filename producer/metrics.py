@@ -9,11 +9,17 @@ metric                                              meaning
 ``dedup_enqueue_failures_total{source}``            requests/chunks that could not reach the broker
 ``dedup_webhook_requests_total{code}``              webhook answers by HTTP status
 ==================================================  ======================================================
+
+The webhook's ``/metrics`` also carries the queue's depth, read from Redis on each scrape
+(:mod:`producer.queue_depth`).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, start_http_server
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, Counter, start_http_server
+from prometheus_client.registry import Collector
 
 RECEIVED = Counter("dedup_events_received_total", "Events received by the producer", ["source"])
 ENQUEUED = Counter("dedup_events_enqueued_total", "Tasks placed on the broker", ["source", "task"])
@@ -22,9 +28,12 @@ ENQUEUE_FAILURES = Counter("dedup_enqueue_failures_total", "Failed attempts to r
 WEBHOOK_REQUESTS = Counter("dedup_webhook_requests_total", "Webhook answers by HTTP status", ["code"])
 
 
-def serve(port: int, host: str) -> None:
-    """Expose ``/metrics`` (port 0: don't). Only the producer's metrics: the worker's live in another process."""
+def serve(port: int, host: str, collectors: Iterable[Collector] = ()) -> None:
+    """Expose ``/metrics`` (port 0: don't), with ``collectors`` added to it. Only the producer's metrics: the
+    worker's live in another process."""
     if port:
+        for collector in collectors:
+            REGISTRY.register(collector)
         start_http_server(port, addr=host)
 
 

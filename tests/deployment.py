@@ -100,11 +100,15 @@ class Deployment:
 
     def query(self, expr: str) -> float:
         """An instant PromQL query summed to one number (0 when it returns nothing)."""
+        return sum(float(sample["value"][1]) for sample in self.samples(expr))
+
+    def samples(self, expr: str) -> list[dict[str, Any]]:
+        """An instant PromQL query's result: ``[{"metric": {labels}, "value": [time, "value"]}, ...]``."""
         response = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
-        response.raise_for_status()
         payload = response.json()
-        assert payload["status"] == "success", payload
-        return sum(float(sample["value"][1]) for sample in payload["data"]["result"])
+        assert payload["status"] == "success", f"{expr}: {payload}"  # a 400 (bad expression) says "error"
+        result: list[dict[str, Any]] = payload["data"]["result"]
+        return result
 
     def wait_for_metric(self, expr: str, expected: float, timeout: float = 30, *, at_least: bool = False) -> None:
         """Wait until ``expr`` equals ``expected`` (or reaches it, with ``at_least``)."""
@@ -142,6 +146,7 @@ def deploy(
     action: Action = Action.TAG,
     env: Mapping[str, str] | None = None,
     workers: int = 1,
+    rule_files: Sequence[Path] = (),
 ) -> Iterator[Deployment]:
     """Webhook + ``workers`` Celery workers + Prometheus. Several workers need a shared Milvus: pass
     ``DEDUP_MILVUS_URI`` (e.g. from :meth:`LocalStack.start_milvus`) in ``env``."""
@@ -163,7 +168,7 @@ def deploy(
         for n, port in enumerate(worker_ports)
     ]
     targets = {"worker": [f"127.0.0.1:{port}" for port in worker_ports], "webhook": [f"127.0.0.1:{webhook_port}"]}
-    prometheus, prometheus_url = stack.start_prometheus(targets)
+    prometheus, prometheus_url = stack.start_prometheus(targets, rule_files=rule_files)
     worker_env["DEDUP_METRICS_PORT"] = str(worker_ports[0])
     deployment = Deployment(
         stack, db, action, quarantine, events_url, webhook, started, worker_env, prometheus_url, targets

@@ -314,10 +314,14 @@ class LocalStack:
         return self._start(service)
 
     def start_prometheus(
-        self, targets: Mapping[str, str | Sequence[str]], *, interval_s: float = 1.0
+        self,
+        targets: Mapping[str, str | Sequence[str]],
+        *,
+        interval_s: float = 1.0,
+        rule_files: Sequence[Path] = (),
     ) -> tuple[Service, str]:
-        """Start Debian's ``prometheus`` scraping ``{job: "host:port" or ["host:port", ...]}``; returns it and its
-        base URL."""
+        """Start Debian's ``prometheus`` scraping ``{job: "host:port" or ["host:port", ...]}`` and evaluating
+        ``rule_files``, both every ``interval_s``; returns it and its base URL."""
         binary = require("prometheus", "install it with `apt-get install prometheus` (make test does)")
         port = free_port()
         config = self.root / f"prometheus-{port}.yml"
@@ -326,7 +330,11 @@ class LocalStack:
             {"job_name": job, "static_configs": [{"targets": [target] if isinstance(target, str) else list(target)}]}
             for job, target in targets.items()
         ]
-        document = {"global": {"scrape_interval": every, "evaluation_interval": every}, "scrape_configs": jobs}
+        document = {
+            "global": {"scrape_interval": every, "evaluation_interval": every},
+            "rule_files": [str(path.resolve()) for path in rule_files],
+            "scrape_configs": jobs,
+        }
         config.write_text(json.dumps(document, indent=2))  # JSON is YAML
         url = f"http://127.0.0.1:{port}"
         argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={self.root / f'prometheus-{port}'}"]

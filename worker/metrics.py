@@ -76,6 +76,10 @@ def initialise() -> None:
         BATCH_SIZE.labels(stage=stage)
     for reason in ("superseded", "original_changed", "original_removed"):
         REDECISIONS.labels(reason=reason)
+    # A counter that first appears at 1 is invisible to rate() and increase(): the first dead letter would
+    # never raise DedupMessagesDeadLettered (deploy/prometheus/alerts.yml).
+    for reason in ("retries_exhausted", "poison"):
+        DEAD_LETTERS.labels(reason=reason)
 
 
 def serve(port: int, host: str) -> None:
