@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench constraints clean
+.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench eval constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,14 @@ demo-quarantine: system-deps venv  ## the demo, moving duplicates to a quarantin
 
 bench: system-deps venv  ## end-to-end images/s through the worker vs model-only images/s, as a ratio
 	$(BIN)/python -m worker.bench
+
+$(VENV)/.eval-stamp: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,eval]'
+	touch $@
+
+eval: $(VENV)/.eval-stamp  ## rerun the quality harness behind the README's "Detection quality" table (~1 min)
+	$(BIN)/python -m worker.eval.sources data/eval-sources
+	$(BIN)/python -m worker.eval --images data/eval-sources --out docs/quality --stages exact,perceptual
 
 constraints: venv  ## re-pin constraints.txt from the current .venv
 	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^image-dedup-worker'; } > constraints.new

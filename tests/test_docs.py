@@ -29,3 +29,25 @@ def test_every_test_the_readme_cites_exists() -> None:
     for path, name in cited:
         source = (README.parent / path).read_text()
         assert not name or f"def {name}(" in source, f"{path}::{name}"
+
+
+def test_the_readme_quality_table_is_the_committed_harness_report() -> None:
+    from worker.eval.report import TABLE_END, TABLE_START
+
+    report = (README.parent / "docs" / "quality" / "report.md").read_text()
+    table = report[report.index(TABLE_START) : report.index(TABLE_END) + len(TABLE_END)]
+    assert table in README.read_text()
+    command = re.search(r"^Produced by `([^`]+)`", report, flags=re.MULTILINE)
+    assert command is not None
+    assert command.group(1) in (README.parent / "Makefile").read_text()
+
+
+def test_the_default_thresholds_are_the_ones_the_report_chose() -> None:
+    import json
+
+    from worker.hashing import PERCEPTUAL
+
+    chosen = json.loads((README.parent / "docs" / "quality" / "report.json").read_text())
+    assert chosen["hasher"] == {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits}
+    assert Settings.model_fields["perceptual_threshold"].default == chosen["chosen"]["perceptual"]
+    assert f"| `DEDUP_PERCEPTUAL_THRESHOLD` | `{chosen['chosen']['perceptual']}` |" in README.read_text()

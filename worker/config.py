@@ -20,11 +20,17 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.decision import HASH_BITS
+
 ENV_PREFIX = "DEDUP_"
 
 #: Cosine similarity above which two ImageNet ResNet-50 features count as the same picture. Used only when
 #: DEDUP_SEMANTIC_THRESHOLD is not set and the weights are real (never with random weights).
 DEFAULT_SEMANTIC_THRESHOLD = 0.90
+
+#: Largest Hamming distance (of the 64-bit pHash) that is a duplicate. Chosen by the quality harness
+#: (``make eval``, docs/quality/report.md): halfway between a copy and the closest unrelated pair it measured.
+DEFAULT_PERCEPTUAL_THRESHOLD = 7
 
 #: Values that switch an optional stage off.
 _OFF = {"", "off", "none", "disabled"}
@@ -87,7 +93,7 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(default=50, ge=0, le=60_000)
 
     # Detection thresholds
-    perceptual_threshold: int | None = Field(default=10, ge=0, le=64)
+    perceptual_threshold: int | None = Field(default=DEFAULT_PERCEPTUAL_THRESHOLD, ge=0, le=HASH_BITS)
     semantic_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
 
     # Input limits

@@ -26,6 +26,10 @@ FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "JPEG2000", "QOI
 
 BACKGROUND = (255, 255, 255)
 
+#: The worker decodes JPEGs at reduced size as long as both sides stay at least this large (the model's resize
+#: target); the quality harness decodes with the same value.
+DECODE_MIN_SIDE = 256
+
 _16_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
 

@@ -52,8 +52,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Decode JPEGs at reduced size as long as both sides stay at least this large (the model's resize target).
-DECODE_MIN_SIDE = 256
+DECODE_MIN_SIDE = imaging.DECODE_MIN_SIDE
 INDEX_SIZE_EVERY_S = 2.0
 
 

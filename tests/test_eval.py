@@ -1,0 +1,136 @@
+"""The quality harness: its regression guarantee on a tiny generated set, its metrics, and its command line.
+
+The regression test runs the worker's own decoding, pHash and ``decide()`` on four sample photos and every
+transform; it needs no model (exact and perceptual stages only).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from worker.config import load_settings
+from worker.decision import Thresholds, hamming
+from worker.eval import combined
+from worker.eval.__main__ import app
+from worker.eval.dataset import Role, build
+from worker.eval.measure import measure
+from worker.eval.metrics import Scores, at, halfway, hamming_scorer
+from worker.eval.transforms import REGRESSION, TRANSFORMS, by_key
+from worker.hashing import HASHERS, PERCEPTUAL
+from worker.samples import photo, png
+
+TINY = ("astronaut.png", "chelsea.png", "coffee.png", "camera.png")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sources")
+    for name in TINY:
+        (folder / name).write_bytes(png(photo(name)))
+    return folder
+
+
+def test_default_thresholds_catch_moderate_edits_with_no_false_positive(tiny: Path) -> None:
+    data = build(tiny, TRANSFORMS)
+    measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
+    settings = load_settings(model_weights="random")
+    result = combined.run(
+        data, measured, Thresholds(settings.perceptual_threshold, settings.effective_semantic_threshold)
+    )
+
+    assert settings.effective_semantic_threshold is None  # exact and perceptual stages only
+    assert {t.key for t in REGRESSION} >= {"copy same bytes", "brightness -20%", "brightness 20%", "grayscale -",
+                                           "jpeg q75", "format png↔jpeg", "webp q80", "downscale 1/2"}  # fmt: skip
+    missed = {t.key: result.recall[t.key] for t in REGRESSION if result.recall[t.key] < 1.0}
+    assert missed == {}
+    assert result.by_kind["copy same bytes"] == {"exact": len(TINY)}
+    assert result.by_kind["grayscale -"] == {"perceptual": len(TINY)}
+    assert result.false_positives == {"other sources": 0, "hard": 0}
+    assert result.decisions == {"other sources": len(TINY) * (len(TRANSFORMS) + 1), "hard": len(TINY)}
+    assert sum(result.wrong.values()) == 0
+
+
+def test_a_threshold_that_is_too_wide_shows_up_as_false_positives(tiny: Path) -> None:
+    data = build(tiny, [by_key("flip horizontal")])
+    measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
+    loose = combined.run(data, measured, Thresholds(perceptual=40, semantic=None))
+    assert loose.false_positives["other sources"] > 0
+
+
+def test_variants_are_deterministic_and_labelled(tiny: Path) -> None:
+    first, again = build(tiny, TRANSFORMS, limit=2), build(tiny, TRANSFORMS, limit=2)
+    assert [i.data for i in first.items] == [i.data for i in again.items]
+    assert len(first.of_role(Role.ORIGINAL)) == 2
+    assert len(first.of_role(Role.VARIANT)) == 2 * len(TRANSFORMS)
+    assert len(first.of_role(Role.HARD_A)) == len(first.of_role(Role.HARD_B)) == 2
+    crop = next(i for i in first.items if i.transform == "crop 10%")
+    with Image.open(io.BytesIO(crop.data)) as image:
+        assert image.size == (410, 410)  # 512 less 10 % on each side
+
+
+@given(st.lists(st.integers(0, (1 << 64) - 1), min_size=2, max_size=6))
+def test_the_hamming_scorer_agrees_with_the_decision_core(hashes: list[int]) -> None:
+    a, b = np.array([0] * (len(hashes) - 1)), np.arange(1, len(hashes))
+    scores = hamming_scorer(hashes, 64)(a, b)
+    assert list(-scores) == [hamming(hashes[0], h) for h in hashes[1:]]
+
+
+def test_metrics_at_a_threshold_and_the_halfway_rule() -> None:
+    scores = Scores(
+        positive={"t": np.array([0.0, -2.0, -9.0])},
+        negative_of={"t": np.array([-30.0, -14.0])},
+        originals=np.array([-20.0]),
+        hard=np.array([-16.0]),
+    )
+    m = at(scores, -7.0)
+    assert m.recall["t"] == pytest.approx(2 / 3)
+    assert m.precision["t"] == 1.0
+    assert m.false_positives == {"other sources": 0, "hard": 0}
+    assert at(scores, -14.0).false_positives == {"other sources": 1, "hard": 0}
+    assert math.floor(-halfway(scores, 0.0)) == 7
+
+
+def test_every_hasher_fits_its_width() -> None:
+    picture = photo("chelsea.png")
+    for name, hasher in HASHERS.items():
+        if name == "pdq" and find_spec("pdqhash") is None:  # the `eval` extra, not in `dev`
+            continue
+        assert 0 <= hasher(picture) < 1 << hasher.bits, name
+
+
+def test_the_command_writes_a_report(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = ["--images", str(tiny), "--out", str(out), "--stages", "exact,perceptual", "--hashes", "phash,dhash"]
+    result = CliRunner().invoke(app, [*args, "--inputs", "", "--limit", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "<!-- quality-table:start -->" in report
+    assert "| copy same bytes ◆ | 1.00 | 1.00 | 1.00 (exact 2) |" in report
+    assert "MEANINGLESS" not in report
+    data = json.loads((out / "report.json").read_text())
+    assert set(data["hashes"]) == {"phash", "dhash"}
+    assert data["chosen"]["perceptual"] == data["chosen"]["perceptual_rule"]
+    with Image.open(out / "pr_curve.png") as figure:
+        assert figure.format == "PNG"
+
+
+def test_with_random_weights_the_report_says_the_semantic_stage_is_meaningless(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = ["--images", str(tiny), "--out", str(out), "--limit", "2", "--transforms", "copy", "--hashes", ""]
+    result = CliRunner().invoke(app, [*args, "--inputs", "", "--no-progress"], env={"DEDUP_MODEL_WEIGHTS": "random"})
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "THE SEMANTIC STAGE IS MEANINGLESS IN THIS REPORT" in report.splitlines()[3]
+    assert "semantic crop/avg" in report
+    assert "with model weights `random`" in report

@@ -1,0 +1,109 @@
+"""The combined decision: :func:`worker.decision.decide` itself, on what the index would return.
+
+The originals play the index. For each item the Milvus search is stood in for by *exact* distances to every
+original (a search with ``DEDUP_SEARCH_LIMIT`` ≥ the number of originals returns the same rows), merged into one
+:class:`~worker.decision.Neighbour` per original as :meth:`worker.index.Index.neighbours` does; ``decide`` makes
+every decision. Originals are decided as one batch in upload order (``decide`` compares a batch with itself), so
+two originals that match each other show up as a false positive too.
+
+    >>> result = run(data, measured, Thresholds(perceptual=10, semantic=None), embedding="crop/avg")
+    >>> result.recall["crop 5%"], result.false_positives
+    (0.71, {'other sources': 0, 'hard': 0})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.decision import Neighbour, Signals, Status, Thresholds, decide, hamming
+from worker.eval.dataset import Dataset, Role
+from worker.eval.measure import Measured
+from worker.eval.metrics import NEGATIVE_GROUPS
+from worker.hashing import PERCEPTUAL
+
+
+@dataclass(frozen=True, slots=True)
+class Combined:
+    thresholds: Thresholds
+    recall: dict[str, float]  # transform → share of variants that are duplicates of their own source
+    wrong: dict[str, int]  # transform → variants pointed at another source (false positives)
+    by_kind: dict[str, dict[str, int]]  # transform → {exact|perceptual|semantic: count}
+    false_positives: dict[str, int]  # negative group → decisions that called an unrelated image a duplicate
+    decisions: dict[str, int]  # negative group → decisions made
+
+    def fp_rate(self, group: str) -> float:
+        return self.false_positives[group] / self.decisions[group] if self.decisions[group] else 0.0
+
+
+def signals(data: Dataset, measured: Measured, embedding: str | None) -> list[Signals]:
+    """Each item's :class:`Signals`; ``event_time_ms`` is its position (originals come first)."""
+    rows = measured.embeddings.get(embedding) if embedding else None
+    hashes = measured.hashes.get(PERCEPTUAL.name) or [0] * len(data.items)  # stage left out: threshold None
+    return [
+        Signals(item.id, i, measured.sha256[i], hashes[i], None if rows is None else rows[i])
+        for i, item in enumerate(data.items)
+    ]
+
+
+def neighbours_of(item: Signals, originals: list[Signals]) -> list[Neighbour]:
+    """What the index adapter would return for ``item``: every original with all three measurements."""
+    return [
+        Neighbour(
+            o.id,
+            o.event_time_ms,
+            sha256=o.sha256,
+            hamming=hamming(item.phash, o.phash),
+            cosine=None
+            if item.embedding is None or o.embedding is None
+            else float(np.dot(item.embedding, o.embedding)),
+        )
+        for o in originals
+    ]
+
+
+def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: str | None = None) -> Combined:
+    """Decide every variant against the originals, the originals as one batch, and each hard pair."""
+    every = signals(data, measured, embedding)
+    originals = [every[i] for i in data.of_role(Role.ORIGINAL)]
+    source_id = {data.items[i].source: data.items[i].id for i in data.of_role(Role.ORIGINAL)}
+
+    found: dict[str, int] = {}
+    total: dict[str, int] = {}
+    wrong: dict[str, int] = {}
+    kinds: dict[str, dict[str, int]] = {}
+    fp = dict.fromkeys(NEGATIVE_GROUPS, 0)
+    decided = dict.fromkeys(NEGATIVE_GROUPS, 0)
+    for i in data.of_role(Role.VARIANT):
+        item, key = data.items[i], str(data.items[i].transform)
+        (decision,) = decide([every[i]], {every[i].id: neighbours_of(every[i], originals)}, thresholds)
+        total[key] = total.get(key, 0) + 1
+        decided["other sources"] += 1
+        if decision.match is None:
+            continue
+        if decision.match.original == source_id[item.source]:
+            found[key] = found.get(key, 0) + 1
+            per = kinds.setdefault(key, {})
+            per[decision.match.kind.value] = per.get(decision.match.kind.value, 0) + 1
+        else:
+            wrong[key] = wrong.get(key, 0) + 1
+            fp["other sources"] += 1
+
+    for decision in decide(originals, {}, thresholds):
+        decided["other sources"] += 1
+        fp["other sources"] += decision.status is Status.DUPLICATE
+
+    for a, b in zip(data.of_role(Role.HARD_A), data.of_role(Role.HARD_B), strict=True):
+        (decision,) = decide([every[b]], {every[b].id: neighbours_of(every[b], [every[a]])}, thresholds)
+        decided["hard"] += 1
+        fp["hard"] += decision.status is Status.DUPLICATE
+
+    return Combined(
+        thresholds,
+        {k: found.get(k, 0) / n for k, n in total.items()},
+        {k: wrong.get(k, 0) for k in total},
+        {k: kinds.get(k, {}) for k in total},
+        fp,
+        decided,
+    )

@@ -1,0 +1,104 @@
+"""The labelled set: source images from a folder, their variants, and hard negatives.
+
+    >>> data = build(Path("data/eval-sources"), TRANSFORMS)
+    >>> data.items[0].role, data.items[0].id
+    (<Role.ORIGINAL: 'original'>, 'astronaut.png')
+
+* **originals**: every decodable file of the folder, sorted by name, with its bytes as they are;
+* **variants**: each transform applied to each original (labelled with the source and the transform);
+* **hard negatives**: for each original at least :data:`HARD_MIN_SIDE` px on both sides, two crops of 40 % of
+  its width (height, when taller than wide) from opposite ends, 20 % apart: one picture, two different views.
+
+Negative pairs are every variant against every *other* original, the originals among themselves, and each hard
+pair. Nothing is random: the same folder gives the same items, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from PIL import Image
+
+from worker import imaging
+from worker.errors import PermanentError
+from worker.eval.transforms import Transform, jpeg
+
+HARD_MIN_SIDE = 256
+HARD_FRACTION = 0.4
+MAX_PIXELS = 100_000_000  # the worker's default DEDUP_MAX_IMAGE_PIXELS
+
+
+class Role(StrEnum):
+    ORIGINAL = "original"
+    VARIANT = "variant"
+    HARD_A = "hard-a"  # stands for an original already in the index
+    HARD_B = "hard-b"  # uploaded later: must stay unique
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One upload. ``source`` is the index of the original it derives from; ``transform`` a transform key."""
+
+    id: str
+    role: Role
+    source: int
+    data: bytes
+    transform: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    sources: tuple[str, ...]  # file names, in order
+    items: tuple[Item, ...]
+    skipped: tuple[str, ...]  # files that are not decodable images, with the reason
+
+    def of_role(self, role: Role) -> list[int]:
+        return [i for i, item in enumerate(self.items) if item.role is role]
+
+
+def decode(data: bytes) -> Image.Image:
+    """Decode as the worker does (same size limit, same reduced-size JPEG decoding)."""
+    return imaging.decode(data, max_pixels=MAX_PIXELS, min_side=imaging.DECODE_MIN_SIDE)
+
+
+def hard_pair(picture: Image.Image) -> tuple[Image.Image, Image.Image] | None:
+    """Two crops from opposite ends of ``picture``, or None when it is too small."""
+    w, h = picture.size
+    if min(w, h) < HARD_MIN_SIDE:
+        return None
+    if w >= h:
+        cut = round(w * HARD_FRACTION)
+        return picture.crop((0, 0, cut, h)), picture.crop((w - cut, 0, w, h))
+    cut = round(h * HARD_FRACTION)
+    return picture.crop((0, 0, w, cut)), picture.crop((0, h - cut, w, h))
+
+
+def build(folder: Path, transforms: Sequence[Transform], limit: int | None = None) -> Dataset:
+    """Read the originals of ``folder`` (at most ``limit``) and derive the variants and hard negatives."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    originals: list[tuple[str, bytes, Image.Image]] = []
+    skipped: list[str] = []
+    for path in files:
+        if limit is not None and len(originals) >= limit:
+            break
+        data = path.read_bytes()
+        try:
+            originals.append((path.name, data, decode(data)))
+        except PermanentError as exc:
+            skipped.append(f"{path.name} ({exc.reason})")
+    if len(originals) < 2:
+        raise ValueError(f"{folder}: need at least two decodable images, found {len(originals)}")
+
+    items = [Item(name, Role.ORIGINAL, i, data) for i, (name, data, _) in enumerate(originals)]
+    for i, (name, data, picture) in enumerate(originals):
+        for t in transforms:
+            items.append(Item(f"{name}~{t.key}", Role.VARIANT, i, t.apply(picture, data), t.key))
+    for i, (name, _, picture) in enumerate(originals):
+        pair = hard_pair(picture)
+        if pair is not None:
+            items.append(Item(f"{name}~end-a", Role.HARD_A, i, jpeg(pair[0])))
+            items.append(Item(f"{name}~end-b", Role.HARD_B, i, jpeg(pair[1])))
+    return Dataset(tuple(name for name, _, _ in originals), tuple(items), tuple(skipped))

@@ -1,0 +1,253 @@
+"""Write a report: ``report.md`` (what a person reads), ``report.json`` (everything) and ``pr_curve.png``.
+
+    >>> write(results, Path("docs/quality"), command="python -m worker.eval --images data/eval-sources", ...)
+
+The Markdown's "Quality at the chosen thresholds" table is the one the README quotes; it lies between
+:data:`TABLE_START` and :data:`TABLE_END` so a test can check the README still shows it verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from worker.eval.plot import write_pr_png
+from worker.eval.transforms import TRANSFORMS, Transform
+
+TABLE_START = "<!-- quality-table:start -->"
+TABLE_END = "<!-- quality-table:end -->"
+
+RANDOM_BANNER = """\
+> [!WARNING]
+> **THE SEMANTIC STAGE IS MEANINGLESS IN THIS REPORT.** It ran with `DEDUP_MODEL_WEIGHTS=random`: a ResNet-50
+> with random weights, whose embeddings make every pair of images look alike (cosine ≈ 0.998). Its columns,
+> curves and suggested thresholds say nothing about real weights. Rerun with real weights
+> (`DEDUP_MODEL_WEIGHTS=imagenet` or a weights file) to measure it."""
+
+NO_SEMANTIC_NOTE = """\
+> The semantic stage was not run (`--stages` leaves it out), so no row below reflects it; with
+> `DEDUP_MODEL_WEIGHTS=random` its numbers would be meaningless anyway."""
+
+
+def _present(results: dict[str, Any]) -> list[Transform]:
+    """The transforms this run measured, in report order."""
+    return [t for t in TRANSFORMS if t.key in results["combined"]["recall"]]
+
+
+def _pct(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def _fp(count: int, total: int) -> str:
+    return f"{count} / {total:,} ({100 * count / total:.3f} %)" if total else "—"
+
+
+def _threshold(stage: str, value: float) -> str:
+    if stage == "exact":
+        return "same bytes"
+    if stage == "perceptual":
+        return f"≤ {-value:.0f} bits"
+    return f"≥ {value:.3f}"
+
+
+def _range(stage: str, low: float, high: float) -> str:
+    if stage == "exact":
+        return "same bytes"
+    if stage == "perceptual":
+        return f"{-high:.0f}" if low == high else f"{-high:.0f}–{-low:.0f} bits"
+    return f"{low:.3f}" if low == high else f"{low:.4f}–{high:.4f}"
+
+
+def quality_table(results: dict[str, Any]) -> list[str]:
+    stages = results["stages"]
+    names = list(stages)
+    head = ["transform", *[f"{n} ({_threshold(n, stages[n]['threshold'])})" for n in names], "combined"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    comb = results["combined"]
+    for t in _present(results):
+        key = t.key
+        cells = [_pct(stages[n]["transforms"][key]["recall"]) for n in names]
+        kinds = comb["by_kind"].get(key, {})
+        via = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        mark = " ◆" if t.moderate and t.aligned else " ◇" if t.moderate else ""
+        lines.append(
+            f"| {key}{mark} | "
+            + " | ".join(cells)
+            + f" | {_pct(comb['recall'][key])}"
+            + (f" ({via})" if via else "")
+            + " |"
+        )
+    for group, label in (("other sources", "other sources"), ("hard", "hard negatives")):
+        cells = [_fp(stages[n]["false_positives"][group], stages[n]["negatives"][group]) for n in names]
+        total = comb["decisions"][group]
+        lines.append(
+            f"| **FP rate, {label}** | " + " | ".join(cells) + f" | {_fp(comb['false_positives'][group], total)} |"
+        )
+    return lines
+
+
+def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_run: bool) -> str:
+    counts, chosen, stages, comb = results["counts"], results["chosen"], results["stages"], results["combined"]
+    random = weights.lower() == "random"
+    out = ["# Detection quality", ""]
+    if semantic_run and random:
+        out += [RANDOM_BANNER, ""]
+    elif not semantic_run:
+        out += [NO_SEMANTIC_NOTE, ""]
+    out += [
+        f"Produced by `{command}`" + (f" with model weights `{weights}`." if semantic_run else "."),
+        "",
+        f"* {counts['sources']} source images, {counts['variants']} labelled variants ({counts['transforms']} "
+        f"transforms × strengths, each source), {counts['hard_pairs']} hard-negative pairs (two far-apart crops "
+        "of one picture). Negative pairs: every variant and every source against every *other* source, and the "
+        "hard pairs.",
+        "* Each upload is decoded, hashed and embedded by the worker's own functions; for the combined column "
+        "`worker.decision.decide` decides each variant against every source, with exact in-memory distances "
+        "standing in for the Milvus search (same rows as a search whose limit covers every source).",
+        f"* Perceptual hash: `{results['hasher']['name']}` ({results['hasher']['bits']} bits).",
+    ]
+    if counts["skipped"]:
+        out.append(f"* Skipped (not decodable): {', '.join(counts['skipped'])}.")
+    out += ["", "## Chosen thresholds", ""]
+    if "perceptual" in stages:
+        p = stages["perceptual"]
+        out.append(
+            f"* **perceptual: ≤ {chosen['perceptual']} bits.** Rule: halfway between a perfect match (0 bits) and the "
+            f"closest negative pair ({-p['closest_negative']:.0f} bits) → {chosen['perceptual_rule']}. Every negative "
+            "is then at least twice as far from the threshold as a copy can be."
+        )
+    for name in stages:
+        if name.startswith("semantic"):
+            note = " — **meaningless: random weights**" if random else ""
+            out.append(
+                f"* {name}: the same rule suggests cosine ≥ {chosen[name + ' rule']:.3f} (closest negative "
+                f"{stages[name]['closest_negative']:.4f}){note}."
+            )
+    sem = comb["semantic"]
+    out.append(
+        f"* combined: `decide()` with perceptual ≤ {comb['perceptual']} bits and semantic "
+        + (f"≥ {sem}" if sem is not None else "off (random weights, or not run)")
+        + "."
+    )
+    out += [
+        "",
+        "## Quality at the chosen thresholds",
+        "",
+        "Recall per transform (share of variants matched to their own source) and false positives on negatives. "
+        "Per-stage columns count pairs; the combined column counts decisions (a variant pointed at another source, "
+        "a source called a duplicate of another, or the later crop of a hard pair called a duplicate of the first). "
+        "◆ marks the moderate-strength transforms that keep the picture's geometry: the regression tests hold the "
+        "exact and perceptual stages to them. ◇ marks moderate geometric edits, which global hashes do not survive "
+        "and which are left to the semantic stage.",
+        "",
+        TABLE_START,
+        *quality_table(results),
+        TABLE_END,
+        "",
+        "## Per stage: precision, recall, F1 and the best threshold",
+        "",
+        "Precision counts a transform's variants against every other source; *best* is the range of thresholds "
+        "with the highest F1 for that transform alone (a threshold tuned to one transform, for comparison).",
+    ]
+    for name, s in stages.items():
+        out += ["", f"### {name} (at {_threshold(name, s['threshold'])})", ""]
+        out += ["| transform | precision | recall | F1 | best F1 | best threshold |", "|---|---|---|---|---|---|"]
+        for key, v in s["transforms"].items():
+            out.append(
+                f"| {key} | {_pct(v['precision'])} | {_pct(v['recall'])} | {_pct(v['f1'])} | {_pct(v['best_f1'])} "
+                f"| {_range(name, *v['best_threshold'])} |"
+            )
+        b = s["best_overall"]
+        out.append(
+            f"| **all** | {_pct(s['overall']['precision'])} | {_pct(s['overall']['recall'])} | | {_pct(b['f1'])} "
+            f"| {_range(name, *b['threshold'])} |"
+        )
+    out += hash_section(results) + inputs_section(results) + sweep_section(results)
+    return "\n".join(out) + "\n"
+
+
+def hash_section(results: dict[str, Any]) -> list[str]:
+    hashes = results["hashes"]
+    if not hashes:
+        return []
+    out = [
+        "",
+        "## Perceptual hashes compared",
+        "",
+        "Each hash at its own threshold from the same rule (so none has a false positive on this set), and at the "
+        "widest threshold without one. *crop* = mean recall over the zoom and crop transforms; *moderate* = over the ◆ "
+        "transforms (moderate strength, geometry kept).",
+        "",
+        "| hash | bits | closest negative | threshold (rule) | crop | moderate | all "
+        "| widest 0-FP threshold | crop | all |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, h in hashes.items():
+        out.append(
+            f"| `{name}` | {h['bits']} | {h['closest_negative']} | ≤ {h['threshold']} | {_pct(h['crop_recall'])} "
+            f"| {_pct(h['moderate_recall'])} | {_pct(h['overall_recall'])} | ≤ {h['zero_fp_threshold']} "
+            f"| {_pct(h['zero_fp_crop_recall'])} | {_pct(h['zero_fp_overall_recall'])} |"
+        )
+    names = list(hashes)
+    out += ["", "Recall per transform at each hash's rule threshold:", ""]
+    out += ["| transform | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for t in _present(results):
+        out.append(f"| {t.key} | " + " | ".join(_pct(hashes[n]["recall"][t.key]) for n in names) + " |")
+    return out
+
+
+def inputs_section(results: dict[str, Any]) -> list[str]:
+    inputs = results["inputs"]
+    if not inputs:
+        return []
+    names = list(inputs)
+    out = [
+        "",
+        "## Semantic preprocessing: what the model gets to see",
+        "",
+        "No model involved: the 224×224 model input of each variant under each preprocessing, reduced to a 32×32 "
+        "grey view, correlated with its source's. *mean*: mean correlation; *sep*: share of variants more alike "
+        "their source than the closest negative pair is. Higher means the model starts from more of the same picture.",
+        "",
+        "| transform | " + " | ".join(f"{n}: mean | {n}: sep" for n in names) + " |",
+        "|---|" + "---|---|" * len(names),
+    ]
+    for t in _present(results):
+        cells = [
+            f"{_pct(inputs[n]['mean'][t.key])} | {_pct(inputs[n]['above_closest_negative'][t.key])}" for n in names
+        ]
+        out.append(f"| {t.key} | " + " | ".join(cells) + " |")
+    closest = " | ".join(f"{inputs[n]['closest_negative']:.2f} | " for n in names)
+    out.append(f"| *closest negative* | {closest}|")
+    return out
+
+
+def sweep_section(results: dict[str, Any]) -> list[str]:
+    sweep = results.get("sweep")
+    if not sweep:
+        return []
+    out = [
+        "",
+        "## Threshold sweep (perceptual)",
+        "",
+        "| ≤ bits | recall (all) | recall (◆) | precision | FP other sources | FP hard |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in sweep:
+        out.append(
+            f"| {row['bits']} | {_pct(row['recall'])} | {_pct(row['moderate_recall'])} | {row['precision']:.4f} "
+            f"| {row['fp']['other sources']} | {row['fp']['hard']} |"
+        )
+    return out
+
+
+def write(results: dict[str, Any], out: Path, *, command: str, weights: str, semantic_run: bool) -> list[Path]:
+    """Write the three files into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    md, js, png = out / "report.md", out / "report.json", out / "pr_curve.png"
+    md.write_text(markdown(results, command=command, weights=weights, semantic_run=semantic_run))
+    slim = {k: v for k, v in results.items() if k != "curves"}
+    js.write_text(json.dumps({"command": command, "weights": weights, **slim}, indent=1, ensure_ascii=False) + "\n")
+    write_pr_png(results["curves"], png, title=f"{results['counts']['sources']} sources — {command}")
+    return [md, js, png]
