@@ -65,6 +65,13 @@ class Deployment:
             events.append(ObjectEvent(BUCKET, sample.key, next_time_ms(), etag=etag, size=len(sample.data)))
         return events
 
+    def upload_bytes(self, objects: Mapping[str, bytes]) -> list[ObjectEvent]:
+        """Upload ``{key: data}``; returns their events, not yet delivered."""
+        return [
+            ObjectEvent(BUCKET, key, next_time_ms(), etag=self.storage.put(BUCKET, key, data), size=len(data))
+            for key, data in objects.items()
+        ]
+
     def deliver(self, events: Sequence[ObjectEvent], name: str = "s3:ObjectCreated:Put") -> None:
         """One notification per object, as MinIO sends them; each must be accepted."""
         for e in events:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from tests.helpers import encoded, png_header_only
 from worker.errors import PermanentError, TransientError
 from worker.hashing import perceptual_hash
 from worker.imaging import decode
 from worker.samples import jpeg, photo
 
 LIMIT = 50_000_000
-
-
-def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
 
 
 def test_a_jpeg_decodes_to_rgb() -> None:
@@ -123,16 +114,6 @@ def test_a_truncated_jpeg_is_undecodable() -> None:
     with pytest.raises(PermanentError) as caught:
         decode(data[: len(data) // 2], max_pixels=LIMIT)
     assert caught.value.reason == "undecodable"
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG that claims huge dimensions (a decompression bomb's header)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def test_a_decompression_bomb_is_refused_from_its_header() -> None:
