@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench eval constraints clean
+.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench load eval constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ demo: system-deps venv  ## run the whole service locally on sample photos and pr
 
 demo-quarantine: system-deps venv  ## the demo, moving duplicates to a quarantine bucket instead of tagging
 	$(BIN)/python -m worker.demo --action quarantine
+
+load: system-deps venv  ## a burst of 10,000 notifications through the webhook; prints events/s and the drain rate
+	LOAD_EVENTS=10000 $(BIN)/pytest -s -p no:cacheprovider --timeout 3600 tests/test_load.py
 
 bench: system-deps venv  ## end-to-end images/s through the worker vs model-only images/s, as a ratio
 	$(BIN)/python -m worker.bench

@@ -15,7 +15,7 @@ from tests.accounting import Ledger, uploaded
 from tests.deployment import deploy
 from tests.helpers import BUCKET, encoded, next_time_ms, png_header_only
 from worker.decision import Status
-from worker.localstack import LocalStack
+from worker.localstack import SECRET_KEY, WEBHOOK_TOKEN, LocalStack
 from worker.messages import ObjectEvent
 from worker.samples import Expect, Sample, jpeg, photo
 
@@ -53,7 +53,9 @@ def unusual(prefix: str) -> list[Sample]:
         "cmyk.jpg": encoded(photo("retina.jpg").convert("CMYK"), "JPEG"),
         "palette.png": encoded(palette, "PNG", transparency=0),
         "animated.gif": encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100),
-        "animated.webp": encoded(photo("moon.png"), "WEBP", save_all=True, append_images=[upright], duration=100),
+        "animated.webp": encoded(
+            photo("moon.png"), "WEBP", save_all=True, append_images=[upright.resize((512, 512))], duration=100
+        ),
         "one-pixel.png": encoded(Image.new("RGB", (1, 1), (40, 90, 200)), "PNG"),
         "upright.jpg": jpeg(upright, 95),
     }
@@ -96,3 +98,6 @@ def test_hostile_input_gets_reasons_and_unusual_images_are_decided_without_hurti
         d.wait_for_metric('dedup_errors_total{job="worker",reason="not_found"}', 1)
         assert d.storage.stat(BUCKET, gone.key) is None  # and nothing was written for it
         assert d.worker.alive
+        for log in (d.worker.log_text(), d.webhook.log_text()):  # secrets are never logged
+            assert SECRET_KEY not in log
+            assert WEBHOOK_TOKEN not in log
