@@ -181,8 +181,8 @@ def test_workers_racing_on_near_identical_images_keep_exactly_one_original_per_g
                 assert outcomes[keys[0]].status is Status.UNIQUE, (round_, name, outcomes[keys[0]])
                 assert [outcomes[k].original for k in keys[1:]] == [original, original], (round_, name)
                 assert [outcomes[k].kind for k in keys[1:]] == [Kind.EXACT, Kind.PERCEPTUAL]
-        assert d.query('count(dedup_images_total{job="worker",outcome="unique"})') == 2  # both workers took part
-        assert d.query('sum(rate(dedup_images_total{job="worker"}[1m])) by (instance) > 0') > 0
+        # Each worker holds at most 2 × DEDUP_BATCH_SIZE messages, so every burst of 9 is split between them.
+        assert all(" succeeded in " in worker.log_text() for worker in d.workers), "both workers must take part"
 
 
 def test_replayed_events_and_an_overwrite_end_consistent(
