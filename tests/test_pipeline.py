@@ -300,6 +300,24 @@ def test_quarantine_moves_a_verified_copy_and_its_redelivery_finds_it(
         rig.pipeline.close()
 
 
+def test_a_key_too_long_to_keep_in_quarantine_metadata_still_finds_its_copy(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    rig = build(stack, index, embedder, action=Action.QUARANTINE)
+    try:
+        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("coffee.png")))
+        long_key = prefix + "y" * (1000 - len(prefix)) + ".jpg"  # the metadata keeps only its digest
+        dup = rig.upload(long_key, jpeg(photo("coffee.png"), 70))
+        rig.pipeline.process(original)
+        outcome = rig.pipeline.process(dup)
+        assert (outcome.status, outcome.original) == (Status.DUPLICATE, original.id)
+        assert rig.storage.stat(BUCKET, dup.key) is None
+        assert rig.pipeline.actions.recorded(dup) == outcome
+        assert rig.pipeline.process(dup) == outcome  # redelivered after the delete
+    finally:
+        rig.pipeline.close()
+
+
 def test_a_second_duplicate_under_the_same_key_never_overwrites_the_first_quarantined_copy(
     stack: LocalStack, index: Index, embedder: Embedder, prefix: str
 ) -> None:

@@ -138,10 +138,11 @@ class Actions:
         """The outcome on this object's quarantined copy (of this very upload when ``event.etag`` is known),
         searching the quarantine bucket's versions newest first."""
         target = quarantine_key(event.bucket, event.key)
+        source = encode_value(event.id)  # compared encoded: a long id is kept only as its digest
         versions: list[str | None] = [*self.storage.versions(self.quarantine_bucket, target)] or [None]
         for version in versions:
             info = self.storage.stat(self.quarantine_bucket, target, version)
-            if info is None or decode_value(info.metadata.get(META_SOURCE, "")) != event.id:
+            if info is None or info.metadata.get(META_SOURCE) != source:
                 continue
             if event.etag and info.metadata.get(META_SOURCE_ETAG) != event.etag:
                 continue  # a copy of another upload under the same key
