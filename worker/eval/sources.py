@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
 
 from worker.imaging import to_rgb
-from worker.samples import data_dir, stem
+from worker.samples import data_dir, photo, stem
 
 #: Used whole, copied byte for byte.
 WHOLE = (
@@ -66,6 +67,28 @@ def tiles(image: Image.Image, columns: int, rows: int, box: tuple[float, float, 
     ]
 
 
+def tiled_sources() -> Iterator[tuple[str, Image.Image]]:
+    """The tiles of :data:`TILED` as ``(file name, RGB image)``, in a fixed order."""
+    for name, (columns, rows, box) in TILED.items():
+        with Image.open(data_dir() / name) as opened:
+            opened.load()
+            picture = to_rgb(opened)
+        for i, tile in enumerate(tiles(picture, columns, rows, box)):
+            yield f"{stem(name)}-tile{i}.png", tile
+
+
+def distinct_images() -> Iterator[tuple[str, Image.Image]]:
+    """The whole source set in memory, whole photos first: pictures no two of which are copies of each other.
+
+    >>> names = [name for name, _ in distinct_images()]
+    >>> len(names), names[0], names[-1]
+    (49, 'astronaut.png', 'motorcycle_left-tile1.png')
+    """
+    for name in WHOLE:
+        yield name, photo(name)
+    yield from tiled_sources()
+
+
 def write_sources(folder: Path) -> list[Path]:
     """Write the source set into ``folder`` (created) and return the files, sorted."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,14 +97,10 @@ def write_sources(folder: Path) -> list[Path]:
         target = folder / name
         shutil.copyfile(data_dir() / name, target)
         written.append(target)
-    for name, (columns, rows, box) in TILED.items():
-        with Image.open(data_dir() / name) as opened:
-            opened.load()
-            picture = to_rgb(opened)
-        for i, tile in enumerate(tiles(picture, columns, rows, box)):
-            target = folder / f"{stem(name)}-tile{i}.png"
-            tile.save(target, "PNG")
-            written.append(target)
+    for name, tile in tiled_sources():
+        target = folder / name
+        tile.save(target, "PNG")
+        written.append(target)
     return sorted(written)
 
 
