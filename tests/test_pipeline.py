@@ -338,6 +338,46 @@ def test_a_second_duplicate_under_the_same_key_never_overwrites_the_first_quaran
         rig.pipeline.close()
 
 
+class FailingFirstDelete(Storage):
+    """Real S3, but the first delete of a source fails, as if the worker died between copy and delete."""
+
+    failed = False
+
+    def remove(self, bucket: str, key: str, version_id: str | None = None) -> None:
+        if bucket == BUCKET and not self.failed:
+            self.failed = True
+            raise TransientError("s3", "connection reset before the delete")
+        super().remove(bucket, key, version_id)
+
+
+def test_a_quarantine_retried_after_its_copy_reuses_that_copy(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    rig = build(
+        stack,
+        index,
+        embedder,
+        action=Action.QUARANTINE,
+        storage=FailingFirstDelete(stack.storage().client, max_bytes=1 << 30),
+    )
+    try:
+        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("astronaut.png")))
+        dup = rig.upload(f"{prefix}dup.jpg", jpeg(photo("astronaut.png"), 70))
+        rig.pipeline.process(original)
+        with pytest.raises(TransientError):
+            rig.pipeline.process(dup)
+        target = quarantine_key(BUCKET, dup.key)
+        assert len(rig.storage.versions("quarantine", target)) == 1
+        assert rig.storage.stat(BUCKET, dup.key) is not None  # copied, not yet deleted
+
+        outcome = rig.pipeline.process(dup)  # the retry
+        assert (outcome.status, outcome.original) == (Status.DUPLICATE, original.id)
+        assert len(rig.storage.versions("quarantine", target)) == 1, "one copy, not two"
+        assert rig.storage.stat(BUCKET, dup.key) is None
+    finally:
+        rig.pipeline.close()
+
+
 def test_quarantine_never_deletes_a_source_whose_copy_does_not_verify(
     stack: LocalStack, index: Index, embedder: Embedder, prefix: str
 ) -> None:

@@ -26,7 +26,7 @@ from worker.decision import Kind, Status
 from worker.errors import TransientError
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.storage import ObjectMissingError, Storage
+from worker.storage import Info, ObjectMissingError, Storage
 from worker.tags import decode_value, encode_value, merge, outcome_from_tags, outcome_tags
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ class Applied:
 
     action: str  # "tagged", "unchanged" (tags already right), "quarantined"
     dropped_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedCopy:
+    version: str | None  # None in an unversioned quarantine bucket
+    info: Info
 
 
 def quarantine_key(bucket: str, key: str) -> str:
@@ -98,19 +104,24 @@ class Actions:
             META_KIND: outcome.kind_label,
             META_SCORE: f"{outcome.score or 0.0:.4f}",
         }
-        copy_version = self.storage.copy(
-            source_bucket=event.bucket,
-            source_key=event.key,
-            version_id=version_id,
-            match_etag=etag or None,
-            bucket=self.quarantine_bucket,
-            key=target,
-            metadata=metadata,
-            tags=tags,
-        )
-        copied = self.storage.sha256(self.quarantine_bucket, target, copy_version)
-        if copied != sha256:
-            raise TransientError("quarantine_verify", f"{target}: copy has sha256 {copied}, expected {sha256}")
+        earlier = self._copy_of(event, etag) if etag else None
+        if earlier is not None and self.storage.sha256(self.quarantine_bucket, target, earlier.version) == sha256:
+            # An earlier delivery copied and verified it, then stopped before the delete: no second copy.
+            log.info("%s: reusing the copy an earlier delivery made", event.id)
+        else:
+            copy_version = self.storage.copy(
+                source_bucket=event.bucket,
+                source_key=event.key,
+                version_id=version_id,
+                match_etag=etag or None,
+                bucket=self.quarantine_bucket,
+                key=target,
+                metadata=metadata,
+                tags=tags,
+            )
+            copied = self.storage.sha256(self.quarantine_bucket, target, copy_version)
+            if copied != sha256:
+                raise TransientError("quarantine_verify", f"{target}: copy has sha256 {copied}, expected {sha256}")
         source = self.storage.stat(event.bucket, event.key, version_id)
         if source is None:
             log.info("%s: already gone; its verified copy is %s/%s", event.id, self.quarantine_bucket, target)
@@ -137,16 +148,24 @@ class Actions:
     def quarantined_copy(self, event: ObjectEvent) -> Outcome | None:
         """The outcome on this object's quarantined copy (of this very upload when ``event.etag`` is known),
         searching the quarantine bucket's versions newest first."""
+        found = self._copy_of(event, event.etag)
+        return _outcome_from_metadata(found.info.metadata) if found is not None else None
+
+    def _copy_of(self, event: ObjectEvent, etag: str | None) -> QuarantinedCopy | None:
+        """The newest quarantined copy of ``event``'s object (of the upload with ``etag`` when given)."""
         target = quarantine_key(event.bucket, event.key)
         source = encode_value(event.id)  # compared encoded: a long id is kept only as its digest
-        versions: list[str | None] = [*self.storage.versions(self.quarantine_bucket, target)] or [None]
+        try:
+            versions: list[str | None] = [*self.storage.versions(self.quarantine_bucket, target)] or [None]
+        except ObjectMissingError:  # no quarantine bucket (tag mode, or not created yet): no copy in it
+            return None
         for version in versions:
             info = self.storage.stat(self.quarantine_bucket, target, version)
             if info is None or info.metadata.get(META_SOURCE) != source:
                 continue
-            if event.etag and info.metadata.get(META_SOURCE_ETAG) != event.etag:
+            if etag and info.metadata.get(META_SOURCE_ETAG) != etag:
                 continue  # a copy of another upload under the same key
-            return _outcome_from_metadata(info.metadata)
+            return QuarantinedCopy(version, info)
         return None
 
 
