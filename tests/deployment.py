@@ -58,19 +58,17 @@ class Deployment:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return httpx.post(self.events_url, content=content, headers=AUTH if headers is None else headers, timeout=30)
 
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectEvent:
+        """Upload one object; returns its event, not yet delivered."""
+        etag = self.storage.put(BUCKET, key, data, content_type)
+        return ObjectEvent(BUCKET, key, next_time_ms(), etag=etag, size=len(data))
+
     def upload(self, samples: Sequence[Sample]) -> list[ObjectEvent]:
-        events = []
-        for sample in samples:
-            etag = self.storage.put(BUCKET, sample.key, sample.data, sample.content_type)
-            events.append(ObjectEvent(BUCKET, sample.key, next_time_ms(), etag=etag, size=len(sample.data)))
-        return events
+        return [self.put(sample.key, sample.data, sample.content_type) for sample in samples]
 
     def upload_bytes(self, objects: Mapping[str, bytes]) -> list[ObjectEvent]:
         """Upload ``{key: data}``; returns their events, not yet delivered."""
-        return [
-            ObjectEvent(BUCKET, key, next_time_ms(), etag=self.storage.put(BUCKET, key, data), size=len(data))
-            for key, data in objects.items()
-        ]
+        return [self.put(key, data) for key, data in objects.items()]
 
     def deliver(self, events: Sequence[ObjectEvent], name: str = "s3:ObjectCreated:Put") -> None:
         """One notification per object, as MinIO sends them; each must be accepted."""
