@@ -147,6 +147,35 @@ def test_s3_then_milvus_unreachable_for_half_a_minute_delay_but_never_fail_event
             assert d.query('sum(dedup_dead_letters_total{job="worker"})') == 0
 
 
+def test_a_worker_killed_while_quarantining_leaves_one_verified_copy_each(
+    faulty: LocalStack, tmp_path: Path, prefix: str, milvus: tuple[Service, str]
+) -> None:
+    _, uri = milvus
+    env = {
+        "DEDUP_MILVUS_URI": uri,
+        "DEDUP_BATCH_SIZE": "32",
+        "DEDUP_BATCH_WAIT_MS": "1000",  # one batch: its duplicates are being quarantined side by side
+        "DEDUP_TASK_TIMEOUT_S": "5",
+        "DEDUP_RETRY_BACKOFF_MAX_S": "1",
+        "DEDUP_VISIBILITY_TIMEOUT_S": "11",  # how soon the killed worker's messages come back
+    }
+    with deploy(faulty, tmp_path, db=7, action=Action.QUARANTINE, env=env) as d:
+        ledger = Ledger.open(d)
+        samples = decodable(prefix, "chelsea.png", "coffee.png", "astronaut.png")
+        sent = uploaded(d, samples)
+        d.deliver([s.event for s in sent])
+        wait_until(lambda: "quarantined to" in d.worker.log_text(), 120, "a first duplicate quarantined", 0.01)
+        d.worker.kill()  # SIGKILL amid the quarantines: copied, deleted, acknowledged or not, in any mix
+        redis = faulty.redis(d.db)
+        assert redis.hlen("unacked") > 0, "the kill must leave messages unacknowledged"
+
+        d.worker.start()
+        # One verified copy of each duplicate (none copied twice by a redelivery), every other object in
+        # place. Not counted: the killed worker's counters died with it.
+        outcomes = ledger.check(sent, accepted=None, index=index_at(uri))
+        assert_as_expected(samples, outcomes)
+
+
 RACE_ROUNDS = 12  # three fresh pictures a round: the 49 distinct sources allow 16
 
 
