@@ -94,34 +94,12 @@ class Actions:
         self, event: ObjectEvent, outcome: Outcome, *, etag: str, sha256: str, version_id: str | None = None
     ) -> None:
         target = quarantine_key(event.bucket, event.key)
-        ours = outcome_tags(outcome)
-        tags = merge(self.storage.get_tags(event.bucket, event.key, version_id), ours).tags
-        metadata = {
-            META_SOURCE: encode_value(event.id),
-            META_SOURCE_ETAG: etag,
-            META_SHA256: sha256,
-            META_ORIGINAL: encode_value(outcome.original or ""),
-            META_KIND: outcome.kind_label,
-            META_SCORE: f"{outcome.score or 0.0:.4f}",
-        }
         earlier = self._copy_of(event, etag) if etag else None
         if earlier is not None and self.storage.sha256(self.quarantine_bucket, target, earlier.version) == sha256:
             # An earlier delivery copied and verified it, then stopped before the delete: no second copy.
             log.info("%s: reusing the copy an earlier delivery made", event.id)
         else:
-            copy_version = self.storage.copy(
-                source_bucket=event.bucket,
-                source_key=event.key,
-                version_id=version_id,
-                match_etag=etag or None,
-                bucket=self.quarantine_bucket,
-                key=target,
-                metadata=metadata,
-                tags=tags,
-            )
-            copied = self.storage.sha256(self.quarantine_bucket, target, copy_version)
-            if copied != sha256:
-                raise TransientError("quarantine_verify", f"{target}: copy has sha256 {copied}, expected {sha256}")
+            self._copy(event, outcome, target, etag=etag, sha256=sha256, version_id=version_id)
         source = self.storage.stat(event.bucket, event.key, version_id)
         if source is None:
             log.info("%s: already gone; its verified copy is %s/%s", event.id, self.quarantine_bucket, target)
@@ -132,6 +110,33 @@ class Actions:
         # under the same key would be deleted; a versioned bucket closes it (the delete names the version).
         self.storage.remove(event.bucket, event.key, version_id)
         log.info("%s: quarantined to %s/%s", event.id, self.quarantine_bucket, target)
+
+    def _copy(
+        self, event: ObjectEvent, outcome: Outcome, target: str, *, etag: str, sha256: str, version_id: str | None
+    ) -> None:
+        """Copy the source into quarantine with our metadata and its tags plus ours, and verify the copy."""
+        tags = merge(self.storage.get_tags(event.bucket, event.key, version_id), outcome_tags(outcome)).tags
+        metadata = {
+            META_SOURCE: encode_value(event.id),
+            META_SOURCE_ETAG: etag,
+            META_SHA256: sha256,
+            META_ORIGINAL: encode_value(outcome.original or ""),
+            META_KIND: outcome.kind_label,
+            META_SCORE: f"{outcome.score or 0.0:.4f}",
+        }
+        copy_version = self.storage.copy(
+            source_bucket=event.bucket,
+            source_key=event.key,
+            version_id=version_id,
+            match_etag=etag or None,
+            bucket=self.quarantine_bucket,
+            key=target,
+            metadata=metadata,
+            tags=tags,
+        )
+        copied = self.storage.sha256(self.quarantine_bucket, target, copy_version)
+        if copied != sha256:
+            raise TransientError("quarantine_verify", f"{target}: copy has sha256 {copied}, expected {sha256}")
 
     def recorded(self, event: ObjectEvent) -> Outcome | None:
         """The outcome recorded for an object: its tags, or its quarantined copy; None while undecided."""
