@@ -1,5 +1,6 @@
 """Faults injected into real processes on loopback: a broker restart, S3 and Milvus going away for half a
-minute, several workers racing on near-identical images, replayed events and overwrites, odd keys. After each,
+minute, a worker SIGKILLed amid its quarantines, several workers racing on near-identical images, replayed
+events and overwrites, odd keys. After each,
 the accounting check (tests/accounting.py) proves every accepted event ended in exactly one outcome, counted
 once, with nothing deleted that was not safely quarantined.
 
