@@ -1,8 +1,7 @@
 """Faults injected into real processes on loopback: a broker restart, S3 and Milvus going away for half a
 minute, a worker SIGKILLed amid its quarantines, several workers racing on near-identical images, replayed
-events and overwrites, odd keys. After each,
-the accounting check (tests/accounting.py) proves every accepted event ended in exactly one outcome, counted
-once, with nothing deleted that was not safely quarantined.
+events and overwrites, odd keys. After each, the accounting check (tests/accounting.py) proves every accepted
+event ended in exactly one outcome, counted once, with nothing deleted that was not safely quarantined.
 
 These run on a stack of their own: Redis with an append-only file (so that a restart keeps the queue, as in
 production) and a Milvus Lite gRPC server that can be stopped apart from the workers, or shared by several.
