@@ -46,6 +46,13 @@ def rig(stack: LocalStack, index: Index, embedder: Embedder) -> Iterator[Rig]:
     built.pipeline.close()
 
 
+@pytest.fixture
+def quarantining(stack: LocalStack, index: Index, embedder: Embedder) -> Iterator[Rig]:
+    built = build(stack, index, embedder, action=Action.QUARANTINE)
+    yield built
+    built.pipeline.close()
+
+
 def test_a_resized_copy_is_tagged_as_a_perceptual_duplicate(rig: Rig, prefix: str) -> None:
     original = rig.upload(f"{prefix}cat.jpg", jpeg(photo("chelsea.png")))
     copy = rig.upload(f"{prefix}cat-small.jpg", jpeg(resized(photo("chelsea.png"))))
@@ -279,63 +286,50 @@ class CorruptingCopies(Storage):
         self.put(bucket, key, b"not the bytes that were decided on")
 
 
-def test_quarantine_moves_a_verified_copy_and_its_redelivery_finds_it(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
-) -> None:
-    rig = build(stack, index, embedder, action=Action.QUARANTINE)
-    try:
-        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("camera.png")))
-        dup = rig.upload(f"{prefix}dup.jpg", jpeg(photo("camera.png"), 70))
-        rig.pipeline.process(original)
-        outcome = rig.pipeline.process(dup)
-        assert rig.storage.stat(BUCKET, dup.key) is None
-        copy = rig.storage.stat("quarantine", quarantine_key(BUCKET, dup.key))
-        assert copy is not None
-        assert copy.metadata["dedup-source"] == dup.id
-        assert copy.metadata["dedup-of"] == original.id
-        assert rig.storage.get_tags("quarantine", quarantine_key(BUCKET, dup.key))["dedup-status"] == "duplicate"
-        assert rig.pipeline.process(dup) == outcome  # redelivered after the delete: same outcome, no error
-        assert rig.tags(original.key) == {"dedup-status": "unique"}  # originals stay, tagged
-    finally:
-        rig.pipeline.close()
+def test_quarantine_moves_a_verified_copy_and_its_redelivery_finds_it(quarantining: Rig, prefix: str) -> None:
+    rig = quarantining
+    original = rig.upload(f"{prefix}o.jpg", jpeg(photo("camera.png")))
+    dup = rig.upload(f"{prefix}dup.jpg", jpeg(photo("camera.png"), 70))
+    rig.pipeline.process(original)
+    outcome = rig.pipeline.process(dup)
+    assert rig.storage.stat(BUCKET, dup.key) is None
+    copy = rig.storage.stat("quarantine", quarantine_key(BUCKET, dup.key))
+    assert copy is not None
+    assert copy.metadata["dedup-source"] == dup.id
+    assert copy.metadata["dedup-of"] == original.id
+    assert rig.storage.get_tags("quarantine", quarantine_key(BUCKET, dup.key))["dedup-status"] == "duplicate"
+    assert rig.pipeline.process(dup) == outcome  # redelivered after the delete: same outcome, no error
+    assert rig.tags(original.key) == {"dedup-status": "unique"}  # originals stay, tagged
 
 
-def test_a_key_too_long_to_keep_in_quarantine_metadata_still_finds_its_copy(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
-) -> None:
-    rig = build(stack, index, embedder, action=Action.QUARANTINE)
-    try:
-        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("coffee.png")))
-        long_key = prefix + "y" * (1000 - len(prefix)) + ".jpg"  # the metadata keeps only its digest
-        dup = rig.upload(long_key, jpeg(photo("coffee.png"), 70))
-        rig.pipeline.process(original)
-        outcome = rig.pipeline.process(dup)
-        assert (outcome.status, outcome.original) == (Status.DUPLICATE, original.id)
-        assert rig.storage.stat(BUCKET, dup.key) is None
-        assert rig.pipeline.actions.recorded(dup) == outcome
-        assert rig.pipeline.process(dup) == outcome  # redelivered after the delete
-    finally:
-        rig.pipeline.close()
+def test_a_key_too_long_to_keep_in_quarantine_metadata_still_finds_its_copy(quarantining: Rig, prefix: str) -> None:
+    rig = quarantining
+    original = rig.upload(f"{prefix}o.jpg", jpeg(photo("coffee.png")))
+    long_key = prefix + "y" * (1000 - len(prefix)) + ".jpg"  # the metadata keeps only its digest
+    dup = rig.upload(long_key, jpeg(photo("coffee.png"), 70))
+    rig.pipeline.process(original)
+    outcome = rig.pipeline.process(dup)
+    assert (outcome.status, outcome.original) == (Status.DUPLICATE, original.id)
+    assert rig.storage.stat(BUCKET, dup.key) is None
+    assert rig.pipeline.actions.recorded(dup) == outcome
+    assert rig.pipeline.process(dup) == outcome  # redelivered after the delete
 
 
 def test_a_second_duplicate_under_the_same_key_never_overwrites_the_first_quarantined_copy(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+    quarantining: Rig, prefix: str
 ) -> None:
-    rig = build(stack, index, embedder, action=Action.QUARANTINE)
-    try:
-        rig.pipeline.process(rig.upload(f"{prefix}o.jpg", jpeg(photo("moon.png"))))
-        first_bytes, second_bytes = jpeg(photo("moon.png"), 70), jpeg(resized(photo("moon.png")), 80)
-        first = rig.upload(f"{prefix}k.jpg", first_bytes)
-        rig.pipeline.process(first)
-        second = rig.upload(f"{prefix}k.jpg", second_bytes)  # re-uploaded after the first was quarantined
-        rig.pipeline.process(second)
-        target = quarantine_key(BUCKET, first.key)
-        kept = [rig.storage.fetch("quarantine", target, v).data for v in rig.storage.versions("quarantine", target)]
-        assert sorted(kept) == sorted([first_bytes, second_bytes])
-        redelivered = rig.pipeline.process(first)  # its source is gone: it finds its own copy among the versions
-        assert (redelivered.status, redelivered.original) == (Status.DUPLICATE, f"{BUCKET}/{prefix}o.jpg")
-    finally:
-        rig.pipeline.close()
+    rig = quarantining
+    rig.pipeline.process(rig.upload(f"{prefix}o.jpg", jpeg(photo("moon.png"))))
+    first_bytes, second_bytes = jpeg(photo("moon.png"), 70), jpeg(resized(photo("moon.png")), 80)
+    first = rig.upload(f"{prefix}k.jpg", first_bytes)
+    rig.pipeline.process(first)
+    second = rig.upload(f"{prefix}k.jpg", second_bytes)  # re-uploaded after the first was quarantined
+    rig.pipeline.process(second)
+    target = quarantine_key(BUCKET, first.key)
+    kept = [rig.storage.fetch("quarantine", target, v).data for v in rig.storage.versions("quarantine", target)]
+    assert sorted(kept) == sorted([first_bytes, second_bytes])
+    redelivered = rig.pipeline.process(first)  # its source is gone: it finds its own copy among the versions
+    assert (redelivered.status, redelivered.original) == (Status.DUPLICATE, f"{BUCKET}/{prefix}o.jpg")
 
 
 class FailingFirstDelete(Storage):
