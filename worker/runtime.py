@@ -9,9 +9,9 @@ per-message policy:
 * a transient failure (or an unexpected bug) is retried with exponential backoff and full jitter, up to
   ``DEDUP_MAX_RETRIES``; after that the object gets an ``error`` outcome ``retries_exhausted`` and the message is
   dead-lettered — never silently dropped;
-* every accepted event's outcome is counted once in ``dedup_images_total``, even when its message runs twice
-  (a lost acknowledgement; the actions are idempotent) (objects the worker sent back to
-  be decided again are counted in ``dedup_redecided_total``) and logged.
+* every accepted event's outcome is logged and counted once in ``dedup_images_total``, even when its message
+  runs twice after a lost acknowledgement (the actions are idempotent); objects the worker sends back to be
+  decided again are counted in ``dedup_redecided_total`` instead.
 """
 
 from __future__ import annotations
