@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.decision import (
+    LOW_INFORMATION,
     Decision,
     Kind,
+    Look,
     Neighbour,
     Signals,
     Status,
     Thresholds,
+    abstaining_stages,
+    allowed,
     decide,
     decide_or_defer,
     hamming,
@@ -269,3 +275,77 @@ def test_properties_of_any_batch(batch: list[Signals], rnd: object) -> None:
         for y in originals[i + 1 :]:
             assert x.sha256 != y.sha256
             assert hamming(x.phash, y.phash) > 6, "two originals match each other"
+
+
+# Guards and colour (rule 7) ------------------------------------------------------------------------------------
+
+RICH = Look(variants=(0,) * 7, information=5.0, split=0.5, detail=8.0, colour=bytes([200, 160, 140] * 16))
+FLAT = Look(variants=(0,) * 7, information=0.0, split=1.0, detail=0.0, colour=bytes([200, 160, 140] * 16))
+
+
+def looked(id_: str, t: int, look: Look, phash: int = 0) -> Signals:
+    return Signals(id_, t, f"sha-{id_}", phash, look=look)
+
+
+def test_a_low_information_pair_is_no_perceptual_duplicate_but_exact_bytes_still_are() -> None:
+    thresholds = Thresholds(perceptual=5, semantic=None)
+    red, blue = looked("b/red", 1, FLAT), looked("b/blue", 2, FLAT)
+    first, second = decide([red, blue], {}, thresholds)
+    assert (first.status, second.status) == (Status.UNIQUE, Status.UNIQUE)
+    assert second.notes == (LOW_INFORMATION,)
+    copy = Signals("b/copy", 3, "sha-b/red", 0, look=FLAT)
+    (decision,) = decide(
+        [copy], {"b/copy": [Neighbour("b/red", 1, sha256="sha-b/red", hamming=0, look=FLAT)]}, thresholds
+    )
+    assert decision.match is not None
+    assert decision.match.kind is Kind.EXACT
+    assert abstaining_stages(copy, thresholds) == [Kind.PERCEPTUAL]
+
+
+def test_one_low_information_side_is_enough_to_abstain() -> None:
+    thresholds = Thresholds(perceptual=5, semantic=0.9)
+    item = Signals("b/x", 2, "sx", 0, np.array([1.0, 0.0], dtype=np.float32), look=RICH)
+    stored = Neighbour("b/o", 1, hamming=0, cosine=1.0, look=FLAT)
+    (decision,) = decide([item], {"b/x": [stored]}, thresholds)
+    assert decision.is_unique
+    assert decision.notes == ()
+    rich = replace(stored, look=RICH)
+    (decision,) = decide([item], {"b/x": [rich]}, thresholds)
+    assert decision.match is not None
+    assert decision.match.kind is Kind.PERCEPTUAL
+
+
+def test_colourways_of_one_layout_are_different_pictures_but_a_grey_copy_is_not() -> None:
+    thresholds = Thresholds(perceptual=5, semantic=None)
+    red = looked("b/red", 1, RICH)
+    blue = looked("b/blue", 2, replace(RICH, colour=bytes([200, 127, 0] * 16)))
+    grey = looked("b/grey", 3, replace(RICH, colour=bytes([200, 127, 127] * 16)))
+    decisions = decide([red, blue, grey], {}, thresholds)
+    assert [d.status for d in decisions] == [Status.UNIQUE, Status.UNIQUE, Status.DUPLICATE]
+    assert decisions[2].match is not None
+    assert decisions[2].match.original == "b/red"
+
+
+def test_a_mirror_or_a_region_matches_in_either_order_of_arrival() -> None:
+    thresholds = Thresholds(perceptual=5, semantic=None)
+    source_hash, mirror_hash, region_hash = 0, (1 << 64) - 1, 0x00FF00FF00FF00FF
+    source_look = replace(RICH, variants=(mirror_hash, region_hash, *(7,) * 5))
+    copies = {
+        "mirror": (mirror_hash, replace(RICH, variants=(source_hash, *(9,) * 6))),
+        "zoom": (region_hash, replace(RICH, variants=(11,) * 7)),
+    }
+    for name, (phash, look) in copies.items():
+        for source_time, copy_time in ((1, 2), (2, 1)):
+            source = looked("b/src", source_time, source_look, phash=source_hash)
+            copy = looked(f"b/{name}", copy_time, look, phash=phash)
+            first, second = sorted([source, copy], key=lambda s: s.event_time_ms)
+            verdict = {d.id: d for d in decide([source, copy], {}, thresholds)}
+            assert verdict[first.id].is_unique, name
+            match = verdict[second.id].match
+            assert match is not None, name
+            assert match.original == first.id, name
+    assert allowed(1, 0)
+    assert not allowed(0, 1)
+    assert allowed(2, 0)
+    assert allowed(0, 2)
+    assert not allowed(2, 2)

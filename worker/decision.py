@@ -20,7 +20,12 @@ Rules, in order:
    never matches itself; an overwritten key is decided afresh).
 6. An image that stays unique *supersedes* the later originals in the index that match it: those were decided
    before this earlier image arrived and must be decided again.
-7. (:func:`decide_or_defer`) The worker skips the model for an image whose exact bytes an earlier indexed original
+7. **Guards** (:class:`Guard`): a near-duplicate stage abstains for a pair when either picture carries too
+   little information for it (a solid colour, a gradient, a near-blank page, a light/dark split); such a pair
+   can still match on exact bytes. Both near-duplicate stages also require the pictures' colours to agree
+   (:func:`colour_distance`), unless one of them is grey (a grayscale copy is still a copy). The decision notes
+   ``low-information`` when the image itself is below a stage's floor.
+8. (:func:`decide_or_defer`) The worker skips the model for an image whose exact bytes an earlier indexed original
    holds. Such an image, without an embedding, can only be decided a duplicate; if it is not one after all (that
    original changed in the same batch), it is *deferred*: left out of the batch, so that it is no candidate for
    the others, and decided again with its embedding.
@@ -65,14 +70,30 @@ _KIND_RANK = {Kind.EXACT: 0, Kind.PERCEPTUAL: 1, Kind.SEMANTIC: 2}
 
 
 @dataclass(frozen=True, slots=True)
+class Look:
+    """What the near-duplicate stages know of a picture besides its whole-picture hash (see
+    :mod:`worker.fingerprint`): the mirror's and the regions' hashes (``variants``: mirror first, then
+    :data:`REGION_COUNT` regions), the information behind the hash bits, the share of its variance one light/dark
+    split explains, its mean gradient and its colour layout."""
+
+    variants: tuple[int, ...] = ()
+    information: float = 0.0
+    split: float = 0.0
+    detail: float = 0.0
+    colour: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Signals:
-    """What the worker computed for one image. ``id`` is ``"bucket/key"``."""
+    """What the worker computed for one image. ``id`` is ``"bucket/key"``. ``look`` None: only the whole-picture
+    hash is known (the guard and colour check then let every pair through)."""
 
     id: str
     event_time_ms: int
     sha256: str
     phash: int
     embedding: Vector | None = field(default=None, compare=False)
+    look: Look | None = field(default=None, compare=False)
 
     @property
     def order(self) -> tuple[int, str]:
@@ -92,6 +113,7 @@ class Neighbour:
     sha256: str | None = None
     hamming: int | None = None
     cosine: float | None = None
+    look: Look | None = None
 
     @property
     def order(self) -> tuple[int, str]:
@@ -99,12 +121,56 @@ class Neighbour:
 
 
 @dataclass(frozen=True, slots=True)
+class Guard:
+    """Floors below which a picture carries too little information for a stage (chosen with
+    ``python -m worker.eval``, README "Detection quality").
+
+    * perceptual: ``information`` (median distance of the 64 DCT coefficients from the median that sets the hash
+      bits, grey levels) at least ``information``, ``detail`` (mean gradient, grey levels per pixel) at least
+      ``detail``, and a light/dark split explaining at most ``split`` of the variance;
+    * semantic: ``detail`` at least ``semantic_detail`` and the split at most ``semantic_split`` (blank and
+      two-tone pictures sit close together in embedding space too);
+    * both: colour layouts at most ``colour`` apart (:func:`colour_distance`) unless one picture is grey (its
+      mean chroma below ``grey``).
+    """
+
+    information: float = 0.3
+    detail: float = 1.0
+    split: float = 0.93
+    semantic_detail: float = 1.0
+    semantic_split: float = 0.97
+    colour: float = 0.10
+    grey: float = 0.03
+
+    def perceptual_ok(self, look: Look | None) -> bool:
+        return look is None or (
+            look.information >= self.information and look.detail >= self.detail and look.split <= self.split
+        )
+
+    def semantic_ok(self, look: Look | None) -> bool:
+        return look is None or (look.detail >= self.semantic_detail and look.split <= self.semantic_split)
+
+    def colours_agree(self, a: Look | None, b: Look | None) -> bool:
+        if a is None or b is None or not a.colour or not b.colour:
+            return True
+        if chroma(a.colour) < self.grey or chroma(b.colour) < self.grey:
+            return True
+        return colour_distance(a.colour, b.colour) <= self.colour
+
+
+GUARD = Guard()
+#: No guard and no colour check: every pair is compared (the harness's "unguarded" column).
+NO_GUARD = Guard(information=-1.0, detail=-1.0, split=2.0, semantic_detail=-1.0, semantic_split=2.0, colour=9.0)
+
+
+@dataclass(frozen=True, slots=True)
 class Thresholds:
     """``perceptual``: largest Hamming distance that still matches; ``semantic``: smallest cosine.
-    None switches a stage out of decisions (it is still computed and stored)."""
+    None switches a stage out of decisions (it is still computed and stored). ``guard``: see :class:`Guard`."""
 
     perceptual: int | None
     semantic: float | None
+    guard: Guard = GUARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +192,90 @@ class Decision:
     status: Status
     match: Match | None = None
     supersedes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. "low-information"
 
     @property
     def is_unique(self) -> bool:
         return self.status is Status.UNIQUE
 
 
+#: Regions hashed besides the whole picture (:data:`worker.fingerprint.REGIONS`); a look's variants are the
+#: mirror, then the regions.
+REGION_COUNT = 6
+
+LOW_INFORMATION = "low-information"
+REGION_TO_REGION = False
+
+
 def hamming(a: int, b: int) -> int:
     """Number of differing bits of two perceptual hashes."""
     return (a ^ b).bit_count()
+
+
+def allowed(query_variant: int, stored_variant: int) -> bool:
+    """Which hash of an image may be compared with which stored hash of an original. Variant 0 is the whole
+    picture, 1 its mirror (never stored), 2… the regions:
+
+    * whole ↔ whole, mirror → whole (a mirrored copy);
+    * whole ↔ region, both ways (a zoomed or cropped copy is a region of its source);
+    * region k ↔ region k (an overlay or a caption hides one part; the rest still agrees).
+
+        >>> allowed(1, 0), allowed(1, 3), allowed(3, 3), allowed(3, 4)
+        (True, False, True, False)
+    """
+    if stored_variant == 1:  # the mirror is searched with, never stored
+        return False
+    if stored_variant == 0 or query_variant == 0:
+        return True
+    return query_variant == stored_variant and REGION_TO_REGION
+
+
+def hashes_of(item: Signals) -> tuple[int, ...]:
+    """The image's hashes by variant number: whole, mirror, regions (only the whole without a look)."""
+    if item.look is None:
+        return (item.phash,)
+    return (item.phash, *item.look.variants)
+
+
+def perceptual_distance(a: Signals, b: Signals) -> int:
+    """The smallest Hamming distance over the :func:`allowed` pairs of hashes, either way round: what the index
+    search finds for ``a`` among stored ``b`` (and ``b`` among stored ``a``)."""
+    ha, hb = hashes_of(a), hashes_of(b)
+    best = HASH_BITS
+    for i, x in enumerate(ha):
+        for j, y in enumerate(hb):
+            if allowed(i, j) or allowed(j, i):
+                best = min(best, hamming(x, y))
+    return best
+
+
+def chroma(colour: bytes) -> float:
+    """Weighted mean chroma of a colour layout (0 for a grey picture)."""
+    weights, c = _cells(colour)
+    return float((np.hypot(c[:, 0], c[:, 1]) * weights).sum() / max(float(weights.sum()), 1e-9))
+
+
+def colour_distance(a: bytes, b: bytes) -> float:
+    """How far apart two colour layouts are, whatever their arrangement (so a mirrored or cropped copy agrees
+    with its source): for each cell of one, the chroma distance to the nearest cell of the other, weighted by
+    brightness and averaged; the larger of the two directions. Brightness changes leave chroma alone.
+
+        >>> red, blue = bytes([200, 255, 191] * 16), bytes([200, 127, 0] * 16)
+        >>> colour_distance(red, red), round(colour_distance(red, blue), 2)
+        (0.0, 1.6)
+    """
+    wa, ca = _cells(a)
+    wb, cb = _cells(b)
+    d = np.hypot(ca[:, None, 0] - cb[None, :, 0], ca[:, None, 1] - cb[None, :, 1])
+    ab = (d.min(axis=1) * wa).sum() / max(float(wa.sum()), 1e-9)
+    ba = (d.min(axis=0) * wb).sum() / max(float(wb.sum()), 1e-9)
+    return float(max(ab, ba))
+
+
+def _cells(colour: bytes) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(weight, chroma) per cell: weight from the cell's brightness (dark cells have unreliable chroma)."""
+    raw = np.frombuffer(colour, dtype=np.uint8).reshape(-1, 3).astype(np.float64)
+    return np.clip(raw[:, 0] / 64.0, 0.0, 1.0), (raw[:, 1:] - 127.5) / 127.5
 
 
 def decide(
@@ -173,11 +314,12 @@ def decide(
             found = _match_signals(item, original, thresholds)
             if found is not None:
                 earlier.append((found, original.order))
+        notes = low_information(item, thresholds)
         if earlier:
             best = min(earlier, key=lambda pair: pair[0].rank(pair[1]))[0]
-            decided[item.id] = Decision(item.id, Status.DUPLICATE, best)
+            decided[item.id] = Decision(item.id, Status.DUPLICATE, best, notes=notes)
         else:
-            decided[item.id] = Decision(item.id, Status.UNIQUE, supersedes=tuple(sorted(set(later))))
+            decided[item.id] = Decision(item.id, Status.UNIQUE, supersedes=tuple(sorted(set(later))), notes=notes)
             originals.append(item)
     return [decided[item.id] for item in batch]
 
@@ -187,7 +329,7 @@ def decide_or_defer(
     neighbours: Mapping[str, Iterable[Neighbour]],
     thresholds: Thresholds,
 ) -> tuple[list[Decision], frozenset[str]]:
-    """:func:`decide` for a batch in which some images have no embedding yet (rule 7). Returns the decisions of
+    """:func:`decide` for a batch in which some images have no embedding yet (rule 8). Returns the decisions of
     the images that are decided, in the batch's order, and the ids of those deferred until they have one.
 
         >>> a = Signals("b/a.jpg", 1, "aa", 0b1011, None)
@@ -206,6 +348,25 @@ def decide_or_defer(
         deferred |= unsettled
 
 
+def low_information(item: Signals, t: Thresholds) -> tuple[str, ...]:
+    """``("low-information",)`` when an enabled near-duplicate stage abstains for this image whatever it is
+    compared with."""
+    weak = (t.perceptual is not None and not t.guard.perceptual_ok(item.look)) or (
+        t.semantic is not None and not t.guard.semantic_ok(item.look)
+    )
+    return (LOW_INFORMATION,) if weak else ()
+
+
+def abstaining_stages(item: Signals, t: Thresholds) -> list[Kind]:
+    """The enabled near-duplicate stages whose guard keeps this image out (for the by-stage counter)."""
+    out = []
+    if t.perceptual is not None and not t.guard.perceptual_ok(item.look):
+        out.append(Kind.PERCEPTUAL)
+    if t.semantic is not None and not t.guard.semantic_ok(item.look):
+        out.append(Kind.SEMANTIC)
+    return out
+
+
 def _match_neighbour(item: Signals, n: Neighbour, t: Thresholds) -> Match | None:
     return _best_stage(
         n.id,
@@ -213,6 +374,7 @@ def _match_neighbour(item: Signals, n: Neighbour, t: Thresholds) -> Match | None
         same_bytes=n.sha256 is not None and n.sha256 == item.sha256,
         distance=n.hamming,
         cosine=n.cosine,
+        looks=(item.look, n.look),
         thresholds=t,
     )
 
@@ -225,8 +387,9 @@ def _match_signals(item: Signals, other: Signals, t: Thresholds) -> Match | None
         other.id,
         other.event_time_ms,
         same_bytes=item.sha256 == other.sha256,
-        distance=hamming(item.phash, other.phash),
+        distance=perceptual_distance(item, other),
         cosine=cosine,
+        looks=(item.look, other.look),
         thresholds=t,
     )
 
@@ -238,13 +401,28 @@ def _best_stage(
     same_bytes: bool,
     distance: int | None,
     cosine: float | None,
+    looks: tuple[Look | None, Look | None],
     thresholds: Thresholds,
 ) -> Match | None:
-    """The strongest stage through which an image matches one original, if any."""
+    """The strongest stage through which an image matches one original, if any: exact bytes always count; a
+    near-duplicate stage only when both pictures pass its guard and their colours agree."""
     if same_bytes:
         return Match(original, original_time_ms, Kind.EXACT, 1.0)
-    if distance is not None and thresholds.perceptual is not None and distance <= thresholds.perceptual:
+    guard = thresholds.guard
+    if not guard.colours_agree(*looks):
+        return None
+    if (
+        distance is not None
+        and thresholds.perceptual is not None
+        and distance <= thresholds.perceptual
+        and all(guard.perceptual_ok(look) for look in looks)
+    ):
         return Match(original, original_time_ms, Kind.PERCEPTUAL, 1.0 - distance / HASH_BITS)
-    if cosine is not None and thresholds.semantic is not None and cosine >= thresholds.semantic:
+    if (
+        cosine is not None
+        and thresholds.semantic is not None
+        and cosine >= thresholds.semantic
+        and all(guard.semantic_ok(look) for look in looks)
+    ):
         return Match(original, original_time_ms, Kind.SEMANTIC, min(1.0, cosine))
     return None

@@ -1,0 +1,105 @@
+"""The fingerprint the near-duplicate stages compare: border trimming, mirror and region hashes, the information
+guard and the colour check, on real photos and generated low-information pictures (no service needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from worker import imaging
+from worker.decision import GUARD, Signals, chroma, colour_distance, perceptual_distance
+from worker.eval import negatives
+from worker.eval.transforms import border, crop, letterbox, side_crop, zoom
+from worker.fingerprint import Fingerprint, fingerprint, trim_box
+from worker.samples import PHOTOS, brightened, grayscale, photo
+
+#: A two-tone silhouette (its light/dark split explains 94 % of its variance) and an even brick texture (its hash
+#: bits sit 0.3 grey levels from the median): below the perceptual guard, decided on exact bytes.
+BELOW_THE_GUARD = {"horse.png", "brick.png"}
+
+
+def sig(name: str, fp: Fingerprint) -> Signals:
+    return Signals(name, 1, name, fp.phash, look=fp.look)
+
+
+def decoded(data: bytes) -> Image.Image:
+    return imaging.decode(data, max_pixels=100_000_000, min_side=imaging.DECODE_MIN_SIDE)
+
+
+def jpeg(image: Image.Image) -> Image.Image:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=90)
+    return decoded(out.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("edit", "most"),
+    [
+        (ImageOps.mirror, 4),
+        (lambda i: letterbox(i, 0.10), 6),
+        (lambda i: border(i, 0.05, (0, 0, 0)), 6),
+        (lambda i: zoom(i, 0.10), 6),
+        (lambda i: crop(i, 0.05), 6),
+        (lambda i: side_crop(i, (0.0, 0.0, 0.85, 1.0)), 6),
+    ],
+    ids=["mirror", "letterbox", "border", "zoom", "crop", "side-crop"],
+)
+def test_a_geometric_copy_is_near_its_source_and_far_from_other_photos(edit, most: int) -> None:  # type: ignore[no-untyped-def]
+    source = photo("astronaut.png")
+    original, copy = sig("o", fingerprint(source)), sig("c", fingerprint(jpeg(edit(source))))
+    assert perceptual_distance(copy, original) <= most
+    assert perceptual_distance(original, copy) == perceptual_distance(copy, original)  # order of arrival
+    others = [sig(n, fingerprint(photo(n))) for n in PHOTOS if n != "astronaut.png"]
+    assert min(perceptual_distance(copy, o) for o in others) > 2 * most
+
+
+def test_without_its_regions_and_mirror_a_copy_is_far() -> None:
+    source = photo("chelsea.png")
+    full = fingerprint(source)
+    mirrored = fingerprint(jpeg(ImageOps.mirror(source)))
+    bare = Signals("m", 1, "m", mirrored.phash)  # no look: the whole-picture hash alone
+    assert perceptual_distance(bare, Signals("o", 1, "o", full.phash)) > 12
+    assert perceptual_distance(sig("m", mirrored), sig("o", full)) <= 4
+
+
+def test_uniform_borders_are_trimmed_and_a_solid_picture_is_kept_whole() -> None:
+    grey = np.full((100, 120), 0.0)
+    grey[20:80, 10:110] = np.random.default_rng(1).uniform(30, 220, (60, 100))
+    assert trim_box(grey) == (10, 20, 110, 80)
+    assert trim_box(np.full((50, 50), 128.0)) == (0, 0, 50, 50)
+
+
+@pytest.mark.parametrize("category", sorted(negatives.CATEGORIES))
+def test_the_guard_or_the_colour_check_keeps_every_low_information_category_apart(category: str) -> None:
+    pictures = negatives.generate(per_category=10, categories=(category,))
+    prints = [sig(p.id, fingerprint(decoded(p.data))) for p in pictures]
+    for i, a in enumerate(prints):
+        for b in prints[i + 1 :]:
+            passes = GUARD.perceptual_ok(a.look) and GUARD.perceptual_ok(b.look) and GUARD.colours_agree(a.look, b.look)
+            assert not passes or perceptual_distance(a, b) > 5, (a.id, b.id)
+
+
+def test_solid_colours_are_below_the_guard_and_photos_above_it() -> None:
+    solid = fingerprint(Image.new("RGB", (300, 200), (200, 30, 30)))
+    assert not GUARD.perceptual_ok(solid.look)
+    assert not GUARD.semantic_ok(solid.look)
+    for name in PHOTOS:
+        look = fingerprint(photo(name)).look
+        if name in BELOW_THE_GUARD:
+            assert not GUARD.perceptual_ok(look), name
+            continue
+        assert GUARD.perceptual_ok(look), name
+        assert GUARD.semantic_ok(look), name
+
+
+def test_colour_tells_colourways_apart_but_not_a_grayscale_or_brightened_copy() -> None:
+    source = photo("coffee.png")
+    look = fingerprint(source).look
+    hue_shifted = Image.merge("RGB", source.split()[::-1])  # red ↔ blue: same layout, other colours
+    assert not GUARD.colours_agree(look, fingerprint(hue_shifted).look)
+    assert GUARD.colours_agree(look, fingerprint(jpeg(grayscale(source))).look)
+    assert chroma(fingerprint(grayscale(source)).look.colour) < GUARD.grey
+    assert colour_distance(look.colour, fingerprint(jpeg(brightened(source))).look.colour) < GUARD.colour
