@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from pymilvus import DataType, MilvusClient
 
-from worker.decision import Signals
+from worker.decision import Look, Signals
 from worker.index import Index, IndexSchemaError
 
 DIM = 8
@@ -98,3 +100,43 @@ def test_links_record_each_duplicates_current_original(index: Index) -> None:
     assert index.dependents(["photos/o.jpg"]) == {"photos/d1.jpg": 5}
     index.unlink([("photos/d1.jpg", 5)])
     assert index.dependents(["photos/o.jpg"]) == {}
+
+
+def test_one_batched_search_finds_a_mirror_and_a_region_in_either_direction(index: Index) -> None:
+    look = Look(variants=(0xF0F0, 0xAAAA, 1, 2, 3, 4, 5), information=4.0, split=0.5, detail=6.0, colour=bytes(48))
+    index.store([Signals("photos/src.jpg", 1, "sha-src", 0x1234, unit(1), look=look)])
+    mirrored = Signals("photos/m.jpg", 2, "sha-m", 0xFFFF_0000, unit(2), look=replace(look, variants=(0x1234,) * 7))
+    zoomed = Signals("photos/z.jpg", 3, "sha-z", 0xAAAA, unit(3), look=replace(look, variants=(1 << 60,) * 7))
+    found = index.neighbours([mirrored, zoomed])
+    hit = {n.id: n for n in found["photos/m.jpg"]}["photos/src.jpg"]
+    assert hit.hamming == 0
+    assert hit.look is not None
+    assert hit.look.information == pytest.approx(4.0)
+    assert {n.id: n for n in found["photos/z.jpg"]}["photos/src.jpg"].hamming == 0  # whole ↔ stored region
+    # The other direction: the region hash searched against a stored whole picture.
+    index.store([Signals("photos/whole.jpg", 4, "sha-w", 0xBEEF << 40, unit(4), look=replace(look, variants=(7,) * 7))])
+    crop = Signals(
+        "photos/c.jpg", 5, "sha-c", 99, unit(5), look=replace(look, variants=(8, 0xBEEF << 40, 9, 9, 9, 9, 9))
+    )
+    assert {n.id: n for n in index.neighbours([crop])["photos/c.jpg"]}["photos/whole.jpg"].hamming == 0
+    index.discard([("photos/src.jpg", 1)])
+    assert "photos/src.jpg" not in {n.id for n in index.neighbours([mirrored])["photos/m.jpg"]}
+
+
+def test_a_collection_of_an_earlier_version_is_refused_with_the_way_to_reindex(lite_uri: str) -> None:
+    client = MilvusClient(uri=lite_uri)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=2048)
+    schema.add_field("sha256", DataType.VARCHAR, max_length=64)
+    schema.add_field("event_time_ms", DataType.INT64)
+    schema.add_field("phash", DataType.FLOAT_VECTOR, dim=64)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name="phash", index_type="FLAT", metric_type="L2")
+    params.add_index(field_name="embedding", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("old_layout", schema=schema, index_params=params)
+    client.close()
+    with pytest.raises(
+        IndexSchemaError, match=r"DEDUP_COLLECTION=old_layout: it was made by an earlier version.*backfill"
+    ):
+        Index.connect(lite_uri, collection="old_layout", dim=DIM)

@@ -6,10 +6,19 @@ field           type                          used by
 id              VARCHAR primary key           ``bucket/key``
 sha256          VARCHAR(64), inverted index   exact stage: ``sha256 in [...]``
 event_time_ms   INT64                         ordering; guards deletes against stale events
-phash           FLOAT_VECTOR(64), HNSW, L2    perceptual stage (±1 vector; squared L2 = 4 × Hamming)
+phash           FLOAT_VECTOR(64), HNSW, L2    the whole picture's hash (±1 vector; squared L2 = 4 × Hamming)
 embedding       FLOAT_VECTOR(2048), HNSW,     semantic stage (unit vectors; COSINE returns similarity)
                 COSINE
+information,    FLOAT                         the guards (:class:`worker.decision.Guard`)
+split, detail
+colour          VARCHAR(96)                   colour check (hex of the colour layout)
 ==============  ============================  ==========================================================
+
+The perceptual stage searches ``<collection>_hashes``: one row per stored hash of an original (the whole
+picture and each region of :data:`worker.fingerprint.REGIONS`; id ``bucket/key#variant``), with the original's
+guard fields beside it, so that **one** batched search — every image's whole, mirror and region hashes at once
+— finds zoomed, cropped, mirrored and bordered copies whichever arrived first (:func:`worker.decision.allowed`
+says which pairs count).
 
 The same code serves Milvus Lite (``DEDUP_MILVUS_URI=data/milvus-lite.db``, one process per file) and a Milvus
 server or cluster (``http://host:19530``). Every read is Strong-consistent: the decision must see what the
@@ -35,7 +44,7 @@ from typing import Any, TypeVar
 from pymilvus import DataType, MilvusClient
 
 from worker.config import env_name
-from worker.decision import HASH_BITS, Neighbour, Signals
+from worker.decision import HASH_BITS, REGION_COUNT, Look, Neighbour, Signals, allowed, hashes_of
 from worker.errors import TransientError
 from worker.hashing import hamming_from_l2, hash_to_vector
 
@@ -44,8 +53,19 @@ log = logging.getLogger(__name__)
 ID_MAX_BYTES = 2048  # bucket (≤63) + "/" + key (≤1024 UTF-8 bytes), with room to spare
 HNSW = {"M": 16, "efConstruction": 200}
 STRONG = "Strong"
-_OUTPUT = ["id", "event_time_ms", "sha256"]
+_LOOK = ["information", "split", "detail", "colour"]
+_OUTPUT = ["id", "event_time_ms", "sha256", *_LOOK]
+_HASH_OUTPUT = ["owner", "variant", "event_time_ms", *_LOOK]
 _LINK_DIM = 2
+COLOUR_HEX = 96
+
+#: How an older collection is re-indexed (README "Upgrading an index").
+MIGRATE = (
+    "it was made by an earlier version of image-dedup-worker, without the fields this one needs (region hashes, "
+    "information, colour). Re-index: set {env}=<a new name> (e.g. {name}_v2), start the workers, run "
+    "`python -m producer backfill --bucket B` for each bucket, then drop the old collections ({name}, "
+    "{name}_links)"
+)
 
 R = TypeVar("R")
 
@@ -91,19 +111,43 @@ class Index:
         """The companion collection of duplicate → original links (``<collection>_links``)."""
         return f"{self.collection}_links"
 
+    @property
+    def hashes_collection(self) -> str:
+        """The companion collection of every stored perceptual hash (``<collection>_hashes``)."""
+        return f"{self.collection}_hashes"
+
     def ensure_collection(self) -> None:
+        existed = self._call(self._client.has_collection, self.collection)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
         schema.add_field("sha256", DataType.VARCHAR, max_length=64)
         schema.add_field("event_time_ms", DataType.INT64)
         schema.add_field("phash", DataType.FLOAT_VECTOR, dim=HASH_BITS)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        _add_look_fields(schema)
         params = MilvusClient.prepare_index_params()
         params.add_index(field_name="sha256", index_type="INVERTED")
         params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params=HNSW)
         params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
         self._create_if_missing(self.collection, schema, params)
         self._check_schema()
+        if existed and not self._call(self._client.has_collection, self.hashes_collection):
+            raise IndexSchemaError(
+                f"{env_name('collection')}={self.collection}: "
+                + MIGRATE.format(env=env_name("collection"), name=self.collection)
+            )
+
+        hashes = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        hashes.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES + 8)
+        hashes.add_field("owner", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+        hashes.add_field("variant", DataType.INT64)
+        hashes.add_field("event_time_ms", DataType.INT64)
+        hashes.add_field("phash", DataType.FLOAT_VECTOR, dim=HASH_BITS)
+        _add_look_fields(hashes)
+        hash_params = MilvusClient.prepare_index_params()
+        hash_params.add_index(field_name="owner", index_type="INVERTED")
+        hash_params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params=HNSW)
+        self._create_if_missing(self.hashes_collection, hashes, hash_params)
 
         # Links are scalar data; Milvus wants one vector field per collection, so they carry a constant 2-d one.
         links = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -140,6 +184,11 @@ class Index:
                 )
         if "sha256" not in dims or "event_time_ms" not in dims:
             raise IndexSchemaError(f"{env_name('collection')}={self.collection}: not a collection of this service")
+        if any(name not in dims for name in _LOOK):
+            raise IndexSchemaError(
+                f"{env_name('collection')}={self.collection}: "
+                + MIGRATE.format(env=env_name("collection"), name=self.collection)
+            )
 
     # Reads ----------------------------------------------------------------------------------------------------
 
@@ -158,28 +207,41 @@ class Index:
             for row in by_sha.get(item.sha256, []):
                 _merge(merged[item.id], row)
 
-        perceptual = self._search("phash", [hash_to_vector(item.phash).tolist() for item in batch], limit)
-        for item, hits in zip(batch, perceptual, strict=True):
+        # One search for every hash of every image: whole, mirror, regions. Each original has 1 + REGION_COUNT
+        # rows, so the limit leaves room for all of them of the nearest originals and the batch's own.
+        queries = [(item, variant, h) for item in batch for variant, h in enumerate(hashes_of(item))]
+        hash_limit = min(16_384, limit * (1 + REGION_COUNT))
+        vectors = [hash_to_vector(h).tolist() for _, _, h in queries]
+        for (item, variant, _), hits in zip(
+            queries, self._search(self.hashes_collection, "phash", vectors, hash_limit, _HASH_OUTPUT), strict=True
+        ):
             for hit in hits:
-                _merge(merged[item.id], hit["entity"], hamming=hamming_from_l2(hit["distance"]))
+                entity = hit["entity"]
+                if not allowed(variant, int(entity["variant"])):
+                    continue
+                _merge(merged[item.id], {**entity, "id": entity["owner"]}, hamming=hamming_from_l2(hit["distance"]))
 
         embedded = [item for item in batch if item.embedding is not None]
         if embedded:
             vectors = [item.embedding.tolist() for item in embedded if item.embedding is not None]
-            for item, hits in zip(embedded, self._search("embedding", vectors, limit), strict=True):
+            for item, hits in zip(
+                embedded, self._search(self.collection, "embedding", vectors, limit, _OUTPUT), strict=True
+            ):
                 for hit in hits:
                     _merge(merged[item.id], hit["entity"], cosine=float(hit["distance"]))
 
         return {item_id: [Neighbour(**fields) for fields in rows_.values()] for item_id, rows_ in merged.items()}
 
-    def _search(self, field: str, vectors: list[list[float]], limit: int) -> list[list[dict[str, Any]]]:
+    def _search(
+        self, collection: str, field: str, vectors: list[list[float]], limit: int, output: list[str]
+    ) -> list[list[dict[str, Any]]]:
         result = self._call(
             self._client.search,
-            self.collection,
+            collection,
             data=vectors,
             anns_field=field,
             limit=limit,
-            output_fields=_OUTPUT,
+            output_fields=output,
             search_params={"params": {"ef": max(64, limit)}},
             consistency_level=STRONG,
         )
@@ -198,7 +260,7 @@ class Index:
 
     def exact(self, sha256: str) -> list[Neighbour]:
         """The originals holding exactly the bytes with this SHA-256."""
-        rows = self._query_in(self.collection, "sha256", [sha256], _OUTPUT)
+        rows = self._query_in(self.collection, "sha256", [sha256], ["id", "event_time_ms", "sha256"])
         return [Neighbour(row["id"], int(row["event_time_ms"]), sha256=row["sha256"]) for row in rows]
 
     def event_times(self, ids: Iterable[str]) -> dict[str, int]:
@@ -229,19 +291,35 @@ class Index:
         """Upsert originals (idempotent: a redelivery rewrites the same row)."""
         if not originals:
             return
-        rows = []
+        rows, hash_rows = [], []
         for item in originals:
             if item.embedding is None:
                 raise ValueError(f"{item.id}: an original needs its embedding")
+            look = _look_fields(item.look)
+            common = {"event_time_ms": item.event_time_ms, **look}
             rows.append(
                 {
                     "id": item.id,
                     "sha256": item.sha256,
-                    "event_time_ms": item.event_time_ms,
                     "phash": hash_to_vector(item.phash).tolist(),
                     "embedding": item.embedding.tolist(),
+                    **common,
                 }
             )
+            for variant, h in enumerate(hashes_of(item)):
+                if variant != 1:  # the mirror is searched with, never stored
+                    hash_rows.append(
+                        {
+                            "id": f"{item.id}#{variant}",
+                            "owner": item.id,
+                            "variant": variant,
+                            "phash": hash_to_vector(h).tolist(),
+                            **common,
+                        }
+                    )
+        # Hashes first: a crash in between leaves hash rows whose original row is written by the redelivery (the
+        # message is not acknowledged); the other order would leave an original no perceptual search finds.
+        self._call(self._client.upsert, self.hashes_collection, hash_rows)
         self._call(self._client.upsert, self.collection, rows)
 
     def link(self, links: Iterable[tuple[str, str, int]]) -> None:
@@ -256,12 +334,14 @@ class Index:
         self._delete_guarded(self.links_collection, rows)
 
     def discard(self, rows: Iterable[tuple[str, int]]) -> None:
-        """Delete rows ``(id, event_time_ms)`` unless the index holds a newer version of that key (a stale
-        event must not remove what a later upload stored)."""
+        """Delete rows ``(id, event_time_ms)`` and their hashes unless the index holds a newer version of that
+        key (a stale event must not remove what a later upload stored)."""
+        rows = list(rows)
         self._delete_guarded(self.collection, rows)
+        self._delete_guarded(self.hashes_collection, rows, key="owner")
 
-    def _delete_guarded(self, collection: str, rows: Iterable[tuple[str, int]]) -> None:
-        clauses = [f"(id == {milvus_literal(i)} and event_time_ms <= {int(t)})" for i, t in rows]
+    def _delete_guarded(self, collection: str, rows: Iterable[tuple[str, int]], key: str = "id") -> None:
+        clauses = [f"({key} == {milvus_literal(i)} and event_time_ms <= {int(t)})" for i, t in rows]
         if clauses:
             self._call(self._client.delete, collection, filter=" or ".join(clauses))
 
@@ -277,7 +357,7 @@ class Index:
                         raise
                     # A restarted Milvus Lite (or a released collection) answers "load() first": load, go on.
                     log.warning("Milvus collections not loaded (restarted?); loading them again")
-                    for name in (self.collection, self.links_collection):
+                    for name in (self.collection, self.links_collection, self.hashes_collection):
                         self._client.load_collection(name)
                     return fn(*args, **kwargs)
             except Exception as exc:
@@ -294,7 +374,38 @@ def milvus_literal_list(values: Iterable[str]) -> str:
     return "[" + ", ".join(milvus_literal(v) for v in values) + "]"
 
 
+def _add_look_fields(schema: Any) -> None:
+    for name in ("information", "split", "detail"):
+        schema.add_field(name, DataType.FLOAT)
+    schema.add_field("colour", DataType.VARCHAR, max_length=COLOUR_HEX)
+
+
+def _look_fields(look: Look | None) -> dict[str, Any]:
+    if look is None:  # not measured: stored as passing every guard, with no colour
+        return {"information": 1e9, "split": 0.0, "detail": 1e9, "colour": ""}
+    return {
+        "information": look.information,
+        "split": look.split,
+        "detail": look.detail,
+        "colour": look.colour.hex(),
+    }
+
+
+def _look(entity: dict[str, Any]) -> Look:
+    return Look(
+        information=float(entity["information"]),
+        split=float(entity["split"]),
+        detail=float(entity["detail"]),
+        colour=bytes.fromhex(entity["colour"]),
+    )
+
+
 def _merge(into: dict[str, dict[str, Any]], entity: dict[str, Any], **measured: Any) -> None:
     row = into.setdefault(entity["id"], {"id": entity["id"], "event_time_ms": int(entity["event_time_ms"])})
-    row["sha256"] = entity["sha256"]
+    if "sha256" in entity:
+        row["sha256"] = entity["sha256"]
+    if "information" in entity:
+        row["look"] = _look(entity)
+    if "hamming" in measured and row.get("hamming") is not None:
+        measured["hamming"] = min(measured["hamming"], row["hamming"])
     row.update(measured)

@@ -53,6 +53,11 @@ REDECISIONS = Counter("dedup_redecisions_total", "Objects sent back to be decide
 EMBEDDINGS_SKIPPED = Counter(
     "dedup_embeddings_skipped_total", "Exact duplicates of indexed originals decided without running the model"
 )
+LOW_INFORMATION = Counter(
+    "dedup_low_information_total",
+    "Images a near-duplicate stage abstained for (too little information: decided on exact bytes), by stage",
+    ["stage"],
+)
 REMOVED = Counter("dedup_removed_total", "Index rows removed for s3:ObjectRemoved events")
 TAGS_DROPPED = Counter("dedup_tags_dropped_total", "dedup-* tags left out because of S3's 10-tag limit")
 INDEX_SIZE = Gauge("dedup_index_size", "Originals stored in the Milvus collection")
@@ -76,6 +81,8 @@ def initialise() -> None:
         BATCH_SIZE.labels(stage=stage)
     for reason in ("superseded", "original_changed", "original_removed"):
         REDECISIONS.labels(reason=reason)
+    for stage in ("perceptual", "semantic"):
+        LOW_INFORMATION.labels(stage=stage)
     # A counter that first appears at 1 is invisible to rate() and increase(): the first dead letter would
     # never raise DedupMessagesDeadLettered (deploy/prometheus/alerts.yml).
     for reason in ("retries_exhausted", "poison"):

@@ -20,14 +20,15 @@ class Outcome:
     score: float | None = None
     reason: str | None = None
     detail: str = ""
+    notes: tuple[str, ...] = ()  # e.g. ("low-information",): a near-duplicate stage abstained for this picture
 
     @classmethod
-    def unique(cls) -> Outcome:
-        return cls(Status.UNIQUE)
+    def unique(cls, notes: tuple[str, ...] = ()) -> Outcome:
+        return cls(Status.UNIQUE, notes=notes)
 
     @classmethod
-    def duplicate(cls, match: Match) -> Outcome:
-        return cls(Status.DUPLICATE, original=match.original, kind=match.kind, score=match.score)
+    def duplicate(cls, match: Match, notes: tuple[str, ...] = ()) -> Outcome:
+        return cls(Status.DUPLICATE, original=match.original, kind=match.kind, score=match.score, notes=notes)
 
     @classmethod
     def error(cls, reason: str, detail: str = "") -> Outcome:
@@ -44,4 +45,6 @@ class Outcome:
             out |= {"original": self.original, "kind": self.kind_label, "score": self.score}
         if self.status is Status.ERROR:
             out |= {"reason": self.reason, "detail": self.detail}
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out

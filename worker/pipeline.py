@@ -39,10 +39,21 @@ from worker import imaging, metrics
 from worker.actions import Actions
 from worker.batcher import DynamicBatcher
 from worker.config import Settings
-from worker.decision import Decision, Neighbour, Signals, Status, Thresholds, Vector, decide, decide_or_defer
+from worker.decision import (
+    Decision,
+    Neighbour,
+    Signals,
+    Status,
+    Thresholds,
+    Vector,
+    abstaining_stages,
+    decide,
+    decide_or_defer,
+)
 from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
-from worker.hashing import perceptual_hash, sha256_hex
+from worker.fingerprint import fingerprint
+from worker.hashing import sha256_hex
 from worker.index import Index
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
@@ -133,9 +144,9 @@ class Pipeline:
             pixels = preprocess(image)
         with metrics.timed("hash"):
             sha256 = sha256_hex(blob.data)
-            phash = perceptual_hash(image)
+            seen = fingerprint(image)
         del image
-        signals = Signals(event.id, _event_time(event, blob), sha256, phash)
+        signals = Signals(event.id, _event_time(event, blob), sha256, seen.phash, look=seen.look)
         decision = None
         if self._earlier_copy_indexed(signals):  # an exact duplicate: the model can be skipped
             decision = self._wait(self.decide_stage.submit(signals), "decide")  # None: deferred after all
@@ -146,7 +157,10 @@ class Pipeline:
             decision = self._wait(self.decide_stage.submit(signals), "decide")
         if decision is None:
             raise RuntimeError(f"{event.id}: deferred although it has an embedding")  # decide_or_defer never does
-        outcome = Outcome.duplicate(decision.match) if decision.match else Outcome.unique()
+        for stage in abstaining_stages(signals, self.thresholds):
+            metrics.LOW_INFORMATION.labels(stage=stage.value).inc()
+        notes = decision.notes
+        outcome = Outcome.duplicate(decision.match, notes) if decision.match else Outcome.unique(notes)
         with metrics.timed("act"):
             try:
                 applied = self.actions.apply(event, outcome, etag=blob.etag, sha256=sha256, version_id=blob.version_id)
@@ -158,7 +172,7 @@ class Pipeline:
 
     def _earlier_copy_indexed(self, item: Signals) -> bool:
         """Whether an earlier original with these very bytes is indexed: then the image is its duplicate whatever
-        the model says, and goes to the decision without an embedding (rule 7 of :mod:`worker.decision`)."""
+        the model says, and goes to the decision without an embedding (rule 8 of :mod:`worker.decision`)."""
         return any(n.id != item.id and n.order < item.order for n in self.index.exact(item.sha256))
 
     def try_tag_error(self, event: ObjectEvent, outcome: Outcome) -> None:

@@ -34,6 +34,7 @@ ORIGINAL = "dedup-of"
 KIND = "dedup-kind"
 SCORE = "dedup-score"
 REASON = "dedup-reason"
+NOTE = "dedup-note"
 
 MAX_TAGS = 10
 MAX_VALUE = 256
@@ -76,6 +77,8 @@ def outcome_tags(outcome: Outcome) -> dict[str, str]:
             tags[SCORE] = f"{outcome.score:.4f}"
     if outcome.status is Status.ERROR and outcome.reason:
         tags[REASON] = encode_value(outcome.reason)
+    if outcome.notes:
+        tags[NOTE] = ",".join(outcome.notes)
     return tags
 
 
@@ -84,16 +87,19 @@ def outcome_from_tags(tags: Mapping[str, str]) -> Outcome | None:
     status = tags.get(STATUS)
     if status not in {s.value for s in Status}:
         return None
+    notes = tuple(n for n in tags.get(NOTE, "").split(",") if n)
     if status == Status.DUPLICATE:
         try:
             kind = Kind(tags.get(KIND, ""))
             score = float(tags[SCORE]) if SCORE in tags else None
         except ValueError:
             kind, score = None, None
-        return Outcome(Status.DUPLICATE, original=decode_value(tags.get(ORIGINAL, "")), kind=kind, score=score)
+        return Outcome(
+            Status.DUPLICATE, original=decode_value(tags.get(ORIGINAL, "")), kind=kind, score=score, notes=notes
+        )
     if status == Status.ERROR:
         return Outcome.error(decode_value(tags.get(REASON, "")) or "unknown")
-    return Outcome.unique()
+    return Outcome.unique(notes)
 
 
 @dataclass(frozen=True, slots=True)
