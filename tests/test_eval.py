@@ -20,17 +20,27 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from worker.config import load_settings
-from worker.decision import Thresholds, hamming
+from worker.decision import NO_GUARD, Thresholds, hamming
 from worker.eval import combined
 from worker.eval.__main__ import app
 from worker.eval.dataset import Role, build
 from worker.eval.measure import measure
-from worker.eval.metrics import Scores, at, halfway, hamming_scorer
+from worker.eval.metrics import ABSTAINED, Scores, at, halfway, hamming_scorer
+from worker.eval.negatives import CATEGORIES
 from worker.eval.transforms import REGRESSION, TRANSFORMS, by_key
 from worker.hashing import HASHERS, PERCEPTUAL
 from worker.samples import photo, png
 
 TINY = ("astronaut.png", "chelsea.png", "coffee.png", "camera.png")
+NEGATIVES = 6  # low-information pictures per category
+#: Recall the weight-free mechanisms must keep on the tiny set (the README's table has the full harness's).
+ROBUST = {
+    "mirror horizontal": 1.0,
+    "letterbox 10%": 0.75,
+    "crop 5%": 0.75,
+    "zoom 10%": 0.5,
+    "side crop 15% right": 0.5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +52,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_default_thresholds_catch_moderate_edits_with_no_false_positive(tiny: Path) -> None:
-    data = build(tiny, TRANSFORMS)
+    data = build(tiny, TRANSFORMS, negatives=NEGATIVES)
     measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
     settings = load_settings(model_weights="random")
     result = combined.run(
@@ -56,13 +66,30 @@ def test_default_thresholds_catch_moderate_edits_with_no_false_positive(tiny: Pa
     assert missed == {}
     assert result.by_kind["copy same bytes"] == {"exact": len(TINY)}
     assert result.by_kind["grayscale -"] == {"perceptual": len(TINY)}
-    assert result.false_positives == {"other sources": 0, "hard": 0}
-    assert result.decisions == {"other sources": len(TINY) * (len(TRANSFORMS) + 1), "hard": len(TINY)}
+    assert result.false_positives == {"other sources": 0, "hard": 0, "low-information": 0}
+    assert result.decisions == {
+        "other sources": len(TINY) * (len(TRANSFORMS) + 1),
+        "hard": len(TINY),
+        "low-information": NEGATIVES * len(CATEGORIES),
+    }
     assert sum(result.wrong.values()) == 0
+    # The weight-free robustness mechanisms: mirror hash, border trimming, region hashes (README table).
+    for key, floor in ROBUST.items():
+        assert result.recall[key] >= floor, key
+
+
+def test_without_the_guard_low_information_pictures_are_called_duplicates(tiny: Path) -> None:
+    data = build(tiny, [by_key("jpeg q75")], negatives=NEGATIVES)
+    measured = measure(data, hashers=[], progress=False)
+    guarded = combined.run(data, measured, Thresholds(perceptual=5, semantic=None))
+    bare = combined.run(data, measured, Thresholds(perceptual=5, semantic=None, guard=NO_GUARD))
+    assert guarded.false_positives["low-information"] == 0
+    assert bare.false_positives["low-information"] >= NEGATIVES - 1  # the solid colours alone: all but the first
+    assert guarded.recall["jpeg q75"] == bare.recall["jpeg q75"] == 1.0
 
 
 def test_a_threshold_that_is_too_wide_shows_up_as_false_positives(tiny: Path) -> None:
-    data = build(tiny, [by_key("flip horizontal")])
+    data = build(tiny, [by_key("rotate +5°")], negatives=0)
     measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
     loose = combined.run(data, measured, Thresholds(perceptual=40, semantic=None))
     assert loose.false_positives["other sources"] > 0
@@ -92,12 +119,14 @@ def test_metrics_at_a_threshold_and_the_halfway_rule() -> None:
         negative_of={"t": np.array([-30.0, -14.0])},
         originals=np.array([-20.0]),
         hard=np.array([-16.0]),
+        low_info={"solid colour": np.array([ABSTAINED, -18.0])},
     )
     m = at(scores, -7.0)
     assert m.recall["t"] == pytest.approx(2 / 3)
     assert m.precision["t"] == 1.0
-    assert m.false_positives == {"other sources": 0, "hard": 0}
-    assert at(scores, -14.0).false_positives == {"other sources": 1, "hard": 0}
+    assert m.false_positives == {"other sources": 0, "hard": 0, "low-information": 0}
+    assert at(scores, -14.0).false_positives == {"other sources": 1, "hard": 0, "low-information": 0}
+    assert at(scores, -18.0).false_positives["low-information"] == 1
     assert math.floor(-halfway(scores, 0.0)) == 7
 
 

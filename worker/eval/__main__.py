@@ -54,6 +54,9 @@ def main(
     ] = None,
     transforms: Annotated[str, typer.Option(help="Only these transform names, comma-separated ('': all).")] = "",
     limit: Annotated[int | None, typer.Option(help="Use only the first N images of the folder.")] = None,
+    negatives: Annotated[
+        int, typer.Option(help="Low-information negatives per category (solid colours, scans, …); 0: none.")
+    ] = 40,
     batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -89,7 +92,7 @@ def main(
     if not chosen_transforms:
         names = ", ".join(dict.fromkeys(t.name for t in TRANSFORMS))
         raise typer.BadParameter(f"no transform called {transforms!r}; use {names}", param_hint="--transforms")
-    data = build(images, chosen_transforms, limit=limit)
+    data = build(images, chosen_transforms, limit=limit, negatives=negatives)
     measured = measure(
         data,
         hashers=hashers,
@@ -120,6 +123,7 @@ def main(
         semantic_threshold=semantic_threshold,
         transforms=transforms,
         limit=limit,
+        negatives=negatives,
     )
     written = report.write(results, out, command=command, weights=settings.model_weights, semantic_run=bool(semantic))
     for path in written:
@@ -143,6 +147,7 @@ def _command(**options: object) -> str:
     }
     defaults |= {"inputs": "crop,resize", "perceptual_threshold": None, "semantic_threshold": None, "limit": None}
     defaults["transforms"] = ""
+    defaults["negatives"] = 40
     parts = ["python -m worker.eval"]
     for name, value in options.items():
         if name in defaults and value == defaults[name]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.decision import Thresholds
+from worker.decision import GUARD, Guard, Thresholds
 from worker.eval import combined
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
@@ -29,6 +29,7 @@ from worker.eval.metrics import (
     exact_scorer,
     halfway,
     hamming_scorer,
+    look_scorer,
     pair_index,
     pr_curve,
     score_pairs,
@@ -77,12 +78,20 @@ def stage_summary(scores: Scores, threshold: float, grid: list[float]) -> dict[s
         "closest_negative_by_group": {
             g: float(np.max(scores.negatives(g), initial=-math.inf)) for g in NEGATIVE_GROUPS
         },
+        "low_information": {
+            category: {
+                "pairs": len(values),
+                "false_positives": int(np.count_nonzero(values >= threshold)),
+                "closest": float(np.max(values, initial=-math.inf)),
+            }
+            for category, values in sorted(scores.low_info.items())
+        },
     }
 
 
 def hamming_threshold(scores: Scores) -> int:
     """The rule (:func:`~worker.eval.metrics.halfway`) as a whole number of bits."""
-    return math.floor(-halfway(scores, 0.0))
+    return min(PERCEPTUAL.bits // 2, math.floor(-halfway(scores, 0.0)))
 
 
 def cosine_threshold(scores: Scores) -> float:
@@ -159,6 +168,7 @@ def analyse(
     semantic_threshold: float | None,
     perceptual_threshold: int | None = None,
     stages: Sequence[str] = ("exact", "perceptual", "semantic"),
+    guard: Guard = GUARD,
 ) -> dict[str, Any]:
     """All results. ``perceptual_threshold`` None: the rule chooses it; ``semantic_threshold``: for ``combined``.
     A stage left out of ``stages`` is left out of the combined decision too."""
@@ -171,7 +181,7 @@ def analyse(
         scored["exact"] = score_pairs(pairs, exact_scorer(measured.sha256))
         grids["exact"] = [1.0]
     if "perceptual" in stages:
-        scored["perceptual"] = score_pairs(pairs, hamming_scorer(measured.hashes[PERCEPTUAL.name], PERCEPTUAL.bits))
+        scored["perceptual"] = score_pairs(pairs, look_scorer(combined.signals(data, measured, None), guard))
         grids["perceptual"] = hamming_grid(PERCEPTUAL.bits)
     for setup, rows in measured.embeddings.items():
         scored[f"semantic {setup}"] = score_pairs(pairs, cosine_scorer(rows))
@@ -195,7 +205,7 @@ def analyse(
     decided = combined.run(
         data,
         measured,
-        Thresholds(perceptual=chosen.get("perceptual"), semantic=semantic_threshold),
+        Thresholds(perceptual=chosen.get("perceptual"), semantic=semantic_threshold, guard=guard),
         embedding=first_semantic,
     )
     curves = {}

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.decision import Neighbour, Signals, Status, Thresholds, decide, hamming
+from worker.decision import Neighbour, Signals, Status, Thresholds, decide, perceptual_distance
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
 from worker.eval.metrics import NEGATIVE_GROUPS
-from worker.hashing import PERCEPTUAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +39,16 @@ class Combined:
 def signals(data: Dataset, measured: Measured, embedding: str | None) -> list[Signals]:
     """Each item's :class:`Signals`; ``event_time_ms`` is its position (originals come first)."""
     rows = measured.embeddings.get(embedding) if embedding else None
-    hashes = measured.hashes.get(PERCEPTUAL.name) or [0] * len(data.items)  # stage left out: threshold None
+    prints = measured.fingerprints
     return [
-        Signals(item.id, i, measured.sha256[i], hashes[i], None if rows is None else rows[i])
+        Signals(
+            item.id,
+            i,
+            measured.sha256[i],
+            prints[i].phash if prints else 0,
+            None if rows is None else rows[i],
+            look=prints[i].look if prints else None,
+        )
         for i, item in enumerate(data.items)
     ]
 
@@ -54,7 +60,8 @@ def neighbours_of(item: Signals, originals: list[Signals]) -> list[Neighbour]:
             o.id,
             o.event_time_ms,
             sha256=o.sha256,
-            hamming=hamming(item.phash, o.phash),
+            hamming=perceptual_distance(item, o),
+            look=o.look,
             cosine=None
             if item.embedding is None or o.embedding is None
             else float(np.dot(item.embedding, o.embedding)),
@@ -93,6 +100,14 @@ def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: st
     for decision in decide(originals, {}, thresholds):
         decided["other sources"] += 1
         fp["other sources"] += decision.status is Status.DUPLICATE
+
+    # Low-information pictures are uploaded after the sources, as one batch: every duplicate among them is false.
+    weak = [every[i] for i in data.of_role(Role.LOW_INFO)]
+    if weak:
+        neighbours = {w.id: neighbours_of(w, originals) for w in weak}
+        for decision in decide(weak, neighbours, thresholds):
+            decided["low-information"] += 1
+            fp["low-information"] += decision.status is Status.DUPLICATE
 
     for a, b in zip(data.of_role(Role.HARD_A), data.of_role(Role.HARD_B), strict=True):
         (decision,) = decide([every[b]], {every[b].id: neighbours_of(every[b], [every[a]])}, thresholds)

@@ -6,11 +6,15 @@
 
 * **originals**: every decodable file of the folder, sorted by name, with its bytes as they are;
 * **variants**: each transform applied to each original (labelled with the source and the transform);
+* **low-information negatives** (:mod:`worker.eval.negatives`): distinct solid colours, gradients,
+  near-blank scans, transparent overlays, product shots on white, bimodal colourways, document pages and
+  screenshots;
 * **hard negatives**: for each original at least :data:`HARD_MIN_SIDE` px on both sides, two crops of 40 % of
   its width (height, when taller than wide) from opposite ends, 20 % apart: one picture, two different views.
 
-Negative pairs are every variant against every *other* original, the originals among themselves, and each hard
-pair. Nothing is random: the same folder gives the same items, byte for byte.
+Negative pairs are every variant against every *other* original, the originals among themselves, each hard
+pair, and every low-information picture against every other one and every original. Nothing is random: the same
+folder gives the same items, byte for byte.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from PIL import Image
 
 from worker import imaging
 from worker.errors import PermanentError
+from worker.eval import negatives as low_information
 from worker.eval.transforms import Transform, jpeg
 
 HARD_MIN_SIDE = 256
@@ -36,6 +41,7 @@ class Role(StrEnum):
     VARIANT = "variant"
     HARD_A = "hard-a"  # stands for an original already in the index
     HARD_B = "hard-b"  # uploaded later: must stay unique
+    LOW_INFO = "low-information"  # a distinct picture of a category that global hashes confuse
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,7 @@ class Item:
     source: int
     data: bytes
     transform: str | None = None
+    category: str | None = None  # of a low-information negative
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +83,14 @@ def hard_pair(picture: Image.Image) -> tuple[Image.Image, Image.Image] | None:
     return picture.crop((0, 0, w, cut)), picture.crop((0, h - cut, w, h))
 
 
-def build(folder: Path, transforms: Sequence[Transform], limit: int | None = None) -> Dataset:
-    """Read the originals of ``folder`` (at most ``limit``) and derive the variants and hard negatives."""
+def build(
+    folder: Path,
+    transforms: Sequence[Transform],
+    limit: int | None = None,
+    negatives: int = low_information.PER_CATEGORY,
+) -> Dataset:
+    """Read the originals of ``folder`` (at most ``limit``), derive the variants and hard negatives, and add
+    ``negatives`` low-information pictures of each category."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     originals: list[tuple[str, bytes, Image.Image]] = []
     skipped: list[str] = []
@@ -101,4 +114,7 @@ def build(folder: Path, transforms: Sequence[Transform], limit: int | None = Non
         if pair is not None:
             items.append(Item(f"{name}~end-a", Role.HARD_A, i, jpeg(pair[0])))
             items.append(Item(f"{name}~end-b", Role.HARD_B, i, jpeg(pair[1])))
+    if negatives:
+        for n in low_information.generate(negatives):
+            items.append(Item(n.id, Role.LOW_INFO, -1, n.data, category=n.category))
     return Dataset(tuple(name for name, _, _ in originals), tuple(items), tuple(skipped))

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from worker.eval.dataset import Dataset, decode
+from worker.fingerprint import Fingerprint, fingerprint
 from worker.hashing import HASHERS, sha256_hex
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ class SemanticSetup:
 @dataclass
 class Measured:
     sha256: list[str]
-    hashes: dict[str, list[int]]
+    hashes: dict[str, list[int]]  # hasher name → one hash per item (the comparison of plain hashes)
+    fingerprints: list[Fingerprint] = field(default_factory=list)  # the worker's perceptual stage
     embeddings: dict[str, Matrix] = field(default_factory=dict)  # setup name → N×2048 unit rows
     inputs: dict[str, Matrix] = field(default_factory=dict)  # preprocessing → N×VIEW_SIDE² standardised rows
 
@@ -71,6 +73,7 @@ def measure(
     for item in tqdm(data.items, desc="decode + hash", unit="img", disable=not progress):
         picture = decode(item.data)
         out.sha256.append(sha256_hex(item.data))
+        out.fingerprints.append(fingerprint(picture))
         for name in hashers:
             out.hashes[name].append(HASHERS[name](picture))
         for p in preprocessings:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from worker.decision import Guard, Signals, perceptual_distance
 from worker.eval.dataset import Dataset, Role
 
 Floats = npt.NDArray[np.float64]
@@ -30,8 +31,11 @@ Ints = npt.NDArray[np.int64]
 #: Similarity of pairs: (rows a, rows b) → one score per pair.
 Scorer = Callable[[Ints, Ints], Floats]
 
-#: Negative groups: a variant vs every other source, sources among themselves, two far-apart crops of one image.
-NEGATIVE_GROUPS = ("other sources", "hard")
+#: Negative groups: a variant vs every other source, sources among themselves, two far-apart crops of one image,
+#: and the low-information pictures (each against the others and every source).
+NEGATIVE_GROUPS = ("other sources", "hard", "low-information")
+#: Low-information pairs of pictures from two different categories.
+ACROSS = "across categories"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class PairIndex:
     negative_of: dict[str, tuple[Ints, Ints]]
     originals: tuple[Ints, Ints]
     hard: tuple[Ints, Ints]
+    low_info: dict[str, tuple[Ints, Ints]]  # category (or ACROSS) → its pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ class Scores:
     negative_of: dict[str, Floats]  # transform → similarity of each variant to every other source
     originals: Floats
     hard: Floats
+    low_info: dict[str, Floats]  # category (or ACROSS) → similarity of its pairs
 
     @property
     def all_positive(self) -> Floats:
@@ -58,6 +64,8 @@ class Scores:
     def negatives(self, group: str) -> Floats:
         if group == "hard":
             return self.hard
+        if group == "low-information":
+            return np.concatenate([np.zeros(0), *self.low_info.values()])
         return np.concatenate([*self.negative_of.values(), self.originals])
 
     @property
@@ -93,11 +101,24 @@ def pair_index(data: Dataset) -> PairIndex:
         na.extend([i] * len(others))
         nb.extend(others)
     ia, ib = np.triu_indices(len(originals), k=1)
+    low: dict[str, tuple[list[int], list[int]]] = {}
+    weak = data.of_role(Role.LOW_INFO)
+    for n, i in enumerate(weak):
+        category = str(data.items[i].category)
+        la, lb = low.setdefault(category, ([], []))
+        la.extend([i] * len(originals))
+        lb.extend(int(o) for o in originals)
+        for j in weak[n + 1 :]:
+            group = category if data.items[j].category == category else ACROSS
+            ga, gb = low.setdefault(group, ([], []))
+            ga.append(i)
+            gb.append(j)
     return PairIndex(
         {k: (np.array(a), np.array(b)) for k, (a, b) in positive.items()},
         {k: (np.array(a), np.array(b)) for k, (a, b) in negative.items()},
         (originals[ia], originals[ib]),
         (np.array(data.of_role(Role.HARD_A), dtype=np.int64), np.array(data.of_role(Role.HARD_B), dtype=np.int64)),
+        {k: (np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)) for k, (a, b) in low.items()},
     )
 
 
@@ -107,6 +128,7 @@ def score_pairs(pairs: PairIndex, scorer: Scorer) -> Scores:
         {k: scorer(*ab) for k, ab in pairs.negative_of.items()},
         scorer(*pairs.originals),
         scorer(*pairs.hard) if len(pairs.hard[0]) else np.zeros(0),
+        {k: scorer(*ab) for k, ab in pairs.low_info.items()},
     )
 
 
@@ -127,6 +149,29 @@ def hamming_scorer(hashes: Sequence[int], bits: int) -> Scorer:
     """Similarity ``-hamming`` of two hashes of ``bits`` bits."""
     matrix = bit_matrix(hashes, bits)
     return lambda a, b: -np.count_nonzero(matrix[a] != matrix[b], axis=1).astype(np.float64)
+
+
+#: The similarity of a pair a near-duplicate stage abstains for: below every threshold of the sweeps.
+ABSTAINED = -1000.0
+
+
+def look_scorer(signals: Sequence[Signals], guard: Guard) -> Scorer:
+    """The worker's perceptual stage: ``-perceptual_distance`` over the allowed pairs of hashes (whole, mirror,
+    regions), or :data:`ABSTAINED` when the guard keeps either picture out or their colours disagree."""
+
+    def score(a: Ints, b: Ints) -> Floats:
+        out = np.empty(len(a), dtype=np.float64)
+        for n, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+            x, y = signals[i], signals[j]
+            if not (
+                guard.perceptual_ok(x.look) and guard.perceptual_ok(y.look) and guard.colours_agree(x.look, y.look)
+            ):
+                out[n] = ABSTAINED
+            else:
+                out[n] = -perceptual_distance(x, y)
+        return out
+
+    return score
 
 
 def cosine_scorer(rows: npt.NDArray[np.float32]) -> Scorer:

@@ -78,7 +78,11 @@ def quality_table(results: dict[str, Any]) -> list[str]:
             + (f" ({via})" if via else "")
             + " |"
         )
-    for group, label in (("other sources", "other sources"), ("hard", "hard negatives")):
+    for group, label in (
+        ("other sources", "other sources"),
+        ("hard", "hard negatives"),
+        ("low-information", "low-information negatives"),
+    ):
         cells = [_fp(stages[n]["false_positives"][group], stages[n]["negatives"][group]) for n in names]
         total = comb["decisions"][group]
         lines.append(
@@ -112,11 +116,20 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
     out += ["", "## Chosen thresholds", ""]
     if "perceptual" in stages:
         p = stages["perceptual"]
-        out.append(
-            f"* **perceptual: ≤ {chosen['perceptual']} bits.** Rule: halfway between a perfect match (0 bits) and the "
-            f"closest negative pair ({-p['closest_negative']:.0f} bits) → {chosen['perceptual_rule']}. Every negative "
-            "is then at least twice as far from the threshold as a copy can be."
+        rule = (
+            f"Rule: halfway between a perfect match (0 bits) and the closest negative pair "
+            f"({-p['closest_negative']:.0f} bits) → {chosen['perceptual_rule']}"
         )
+        if chosen["perceptual"] == chosen["perceptual_rule"]:
+            out.append(
+                f"* **perceptual: ≤ {chosen['perceptual']} bits.** {rule}. Every negative is then at least twice as "
+                "far from the threshold as a copy can be."
+            )
+        else:
+            out.append(
+                f"* **perceptual: ≤ {chosen['perceptual']} bits**, set with `--perceptual-threshold` (no false "
+                f"positive on this set, but less margin than the rule's). {rule}."
+            )
     for name in stages:
         if name.startswith("semantic"):
             note = " — **meaningless: random weights**" if random else ""
@@ -163,8 +176,37 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
             f"| **all** | {_pct(s['overall']['precision'])} | {_pct(s['overall']['recall'])} | | {_pct(b['f1'])} "
             f"| {_range(name, *b['threshold'])} |"
         )
+    out += low_information_section(results)
     out += hash_section(results) + inputs_section(results) + sweep_section(results)
     return "\n".join(out) + "\n"
+
+
+def low_information_section(results: dict[str, Any]) -> list[str]:
+    """False positives and the closest pair per low-information category, for each stage."""
+    stages = {n: s for n, s in results["stages"].items() if s.get("low_information")}
+    if not stages:
+        return []
+    out = [
+        "",
+        "## Low-information negatives",
+        "",
+        "Distinct pictures that global hashes confuse (`worker.eval.negatives`): pairs within each category, and of "
+        "each picture with every source; *across categories* pairs two pictures of different categories. "
+        "*closest* is the most similar pair a stage did not abstain for (− means it abstained for every pair).",
+    ]
+    for name, s in stages.items():
+        out += ["", f"### {name} (at {_threshold(name, s['threshold'])})", ""]
+        out += ["| category | pairs | false positives | closest |", "|---|---|---|---|"]
+        for category, v in s["low_information"].items():
+            closest = v["closest"]
+            if name == "exact":
+                shown = "same bytes" if closest >= 1 else "never the same"
+            elif closest <= -999:
+                shown = "−"
+            else:
+                shown = _threshold(name, closest).replace("≤ ", "").replace("≥ ", "")
+            out.append(f"| {category} | {v['pairs']:,} | {v['false_positives']} | {shown} |")
+    return out
 
 
 def hash_section(results: dict[str, Any]) -> list[str]:

@@ -128,6 +128,43 @@ def overlay(image: Image.Image) -> Image.Image:
     return out
 
 
+def side_crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """Keep ``box`` (fractions: left, top, right, bottom): an off-centre crop."""
+    w, h = image.size
+    return image.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+
+
+def box_overlay(image: Image.Image, area: float, fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """A filled box of ``area`` of the picture in its lower-left corner (a sticker, a redaction)."""
+    out = image.copy()
+    w, h = out.size
+    side_w, side_h = round(w * area**0.5), round(h * area**0.5)
+    ImageDraw.Draw(out).rectangle(
+        (round(w * 0.03), h - side_h - round(h * 0.03), round(w * 0.03) + side_w, h - round(h * 0.03)), fill=fill
+    )
+    return out
+
+
+def caption(image: Image.Image) -> Image.Image:
+    """A caption bar across the bottom tenth, with a line of text (a meme, a news still)."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    draw.rectangle((0, round(h * 0.9), w, h), fill=(0, 0, 0))
+    font = ImageFont.load_default(size=max(8, round(h * 0.06)))
+    draw.text((round(w * 0.03), round(h * 0.915)), "when the dedup works", fill=(255, 255, 255), font=font)
+    return out
+
+
+def border(image: Image.Image, side: float, fill: tuple[int, int, int]) -> Image.Image:
+    """A uniform frame of ``side`` of the width (height) on every side (a passe-partout); the size grows."""
+    w, h = image.size
+    dx, dy = round(w * side), round(h * side)
+    canvas = Image.new("RGB", (w + 2 * dx, h + 2 * dy), fill)
+    canvas.paste(image.convert("RGB"), (dx, dy))
+    return canvas
+
+
 def letterbox(image: Image.Image, side: float = 0.125) -> Image.Image:
     """Black bars: ``side`` of the height above and below, or of the width left and right when taller."""
     w, h = image.size
@@ -176,9 +213,16 @@ def _build() -> tuple[Transform, ...]:
     t.append(Transform("webp", "q80", _edited(lambda i: i, webp), moderate=True))
     t += [Transform("downscale", f"1/{d}", _edited(partial(downscale, factor=1 / d)), d == 2) for d in (2, 4)]
     t += [Transform("rotate", f"{d:+d}°", _edited(partial(rotate, degrees=d)), True, False) for d in (-5, 5)]
-    t.append(Transform("flip", "horizontal", _edited(hflip), moderate=True, aligned=False))
+    t.append(Transform("mirror", "horizontal", _edited(hflip), moderate=True, aligned=False))
+    t.append(Transform("side crop", "15% right", _edited(partial(side_crop, box=(0.0, 0.0, 0.85, 1.0))), True, False))
+    t.append(Transform("side crop", "10% top+left", _edited(partial(side_crop, box=(0.1, 0.1, 1.0, 1.0))), True, False))
+    t.append(Transform("overlay", "box 2%", _edited(partial(box_overlay, area=0.02)), moderate=True, aligned=False))
     t.append(Transform("overlay", "text+logo", _edited(overlay), moderate=True, aligned=False))
-    t.append(Transform("letterbox", "12.5%", _edited(letterbox), moderate=True, aligned=False))
+    t.append(Transform("overlay", "caption 10%", _edited(caption), moderate=False, aligned=False))
+    t.append(Transform("border", "5% black", _edited(partial(border, side=0.05, fill=(0, 0, 0))), True, False))
+    t.append(Transform("border", "10% white", _edited(partial(border, side=0.10, fill=(255, 255, 255))), True, False))
+    t.append(Transform("letterbox", "10%", _edited(partial(letterbox, side=0.10)), moderate=True, aligned=False))
+    t.append(Transform("letterbox", "12.5%", _edited(letterbox), moderate=False, aligned=False))
     return tuple(t)
 
 
