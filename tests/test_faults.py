@@ -16,14 +16,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.accounting import Ledger, Sent, uploaded
 from tests.deployment import deploy
 from tests.helpers import BUCKET, next_time_ms
 from tests.proxy import Proxy
-from worker.config import Action
-from worker.decision import Kind, Status
+from worker import imaging
+from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD, Action
+from worker.decision import GUARD, Kind, Signals, Status, perceptual_distance
 from worker.eval.sources import distinct_images
+from worker.fingerprint import fingerprint
 from worker.index import Index
 from worker.localstack import LocalStack, Service, wait_until
 from worker.messages import ObjectEvent
@@ -133,7 +136,7 @@ def test_s3_then_milvus_unreachable_for_half_a_minute_delay_but_never_fail_event
             assert d.query('dedup_retries_total{job="worker",reason="s3"}') > 0
 
             ledger = Ledger.open(d)
-            later = decodable(f"{prefix}milvus/", "camera.png", unrelated="brick.png")  # all new to the index
+            later = decodable(f"{prefix}milvus/", "ihc.png", unrelated="brick.png")  # all new to the index
             more = uploaded(d, later)
             milvus_service.stop()
             d.deliver([s.event for s in more])
@@ -179,6 +182,19 @@ def test_a_worker_killed_while_quarantining_leaves_one_verified_copy_each(
 RACE_ROUNDS = 12  # three fresh pictures a round: the 49 distinct sources allow 16
 
 
+def racing_pictures() -> Iterator[tuple[str, Image.Image]]:
+    """The harness's distinct pictures whose 0.7× copy the perceptual stage recognises (a two-tone silhouette is
+    below its guard, README "Detection quality"): this test is about racing workers, not about detection."""
+    for name, picture in distinct_images():
+        first = fingerprint(imaging.decode(jpeg(picture, 90), max_pixels=10**8))
+        copy = fingerprint(imaging.decode(jpeg(resized(picture, 0.7), 80), max_pixels=10**8))
+        a = Signals("a", 1, "a", first.phash, look=first.look)
+        c = Signals("c", 2, "c", copy.phash, look=copy.look)
+        recognised = perceptual_distance(a, c) <= DEFAULT_PERCEPTUAL_THRESHOLD
+        if recognised and GUARD.perceptual_ok(first.look) and GUARD.perceptual_ok(copy.look):
+            yield name, picture
+
+
 def test_workers_racing_on_near_identical_images_keep_exactly_one_original_per_group(
     faulty: LocalStack, tmp_path: Path, prefix: str, milvus: tuple[Service, str]
 ) -> None:
@@ -187,7 +203,7 @@ def test_workers_racing_on_near_identical_images_keep_exactly_one_original_per_g
     shuffle = random.Random(5)
     with deploy(faulty, tmp_path, db=4, env=env, workers=2) as d:
         index = index_at(uri)
-        pictures = distinct_images()  # each round's pictures are new to the index
+        pictures = racing_pictures()  # each round's pictures are new to the index
         for round_ in range(RACE_ROUNDS):
             ledger = Ledger.open(d)
             at = next_time_ms()  # "the same moment": one event time, so the key decides the order
@@ -223,13 +239,13 @@ def test_replayed_events_and_an_overwrite_end_consistent(
     _, uri = milvus
     with deploy(faulty, tmp_path, db=5, env={"DEDUP_MILVUS_URI": uri}) as d:
         ledger = Ledger.open(d)
-        samples = decodable(prefix, "horse.png")
+        samples = decodable(prefix, "grass.png")
         sent = uploaded(d, samples)
         events = [s.event for s in sent]
         d.deliver(events)
         d.deliver(events[::-1])  # MinIO retried every delivery, in any order
         # A copy overwritten with an unrelated photo: decided afresh, and its stale event replayed again.
-        key = f"{prefix}horse-copy.jpg"
+        key = f"{prefix}grass-copy.jpg"
         new_bytes = jpeg(photo("cell.png"))
         overwrite = Sent(
             ObjectEvent(BUCKET, key, next_time_ms(), etag=d.storage.put(BUCKET, key, new_bytes)), new_bytes

@@ -145,7 +145,7 @@ def test_a_removed_original_no_longer_makes_copies_duplicates(tagging: Deploymen
 def test_backfill_enqueues_existing_objects_with_progress_and_a_checkpoint(
     tagging: Deployment, prefix: str, tmp_path: Path
 ) -> None:
-    samples = upload_set(prefix, ["horse.png"], ["gravel.png"])
+    samples = upload_set(prefix, ["moon.png"], ["gravel.png"])
     events = tagging.upload(samples)  # uploaded, but no notification: the backfill finds them
     checkpoint = tmp_path / "backfill.ckpt"
     command = [sys.executable, "-m", "producer", "backfill", "--bucket", BUCKET, "--prefix", prefix]
@@ -165,9 +165,9 @@ def test_backfill_enqueues_existing_objects_with_progress_and_a_checkpoint(
     # A backfill orders objects by last-modified time, which S3 keeps to the second: copies uploaded within the
     # same second as their original are ordered by key instead. So: one original per photo, the rest point at it.
     assert outcomes[f"{prefix}notes.jpg"].status is Status.ERROR
-    horses = {k: o for k, o in outcomes.items() if k.startswith(f"{prefix}horse")}
-    [original] = [k for k, o in horses.items() if o.status is Status.UNIQUE]
-    assert all(o.original == f"{BUCKET}/{original}" for k, o in horses.items() if k != original)
+    moons = {k: o for k, o in outcomes.items() if k.startswith(f"{prefix}moon")}
+    [original] = [k for k, o in moons.items() if o.status is Status.UNIQUE]
+    assert all(o.original == f"{BUCKET}/{original}" for k, o in moons.items() if k != original)
     assert outcomes[f"{prefix}gravel.jpg"] == Outcome.unique()
 
 
