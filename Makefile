@@ -63,7 +63,7 @@ $(VENV)/.eval-stamp: $(STAMP)
 
 eval: $(VENV)/.eval-stamp  ## rerun the quality harness behind the README's "Detection quality" table (~1 min)
 	$(BIN)/python -m worker.eval.sources data/eval-sources
-	$(BIN)/python -m worker.eval --images data/eval-sources --out docs/quality --stages exact,perceptual --perceptual-threshold 5
+	$(BIN)/python -m worker.eval --images data/eval-sources --out docs/quality --stages exact,perceptual
 
 constraints: venv  ## re-pin constraints.txt from the current .venv
 	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^image-dedup-worker'; } > constraints.new

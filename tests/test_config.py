@@ -21,7 +21,7 @@ def test_defaults_are_usable_on_embedded_services() -> None:
     assert s.milvus_uri.endswith(".db")
     assert s.action is Action.TAG
     assert s.model_weights == "imagenet"
-    assert s.perceptual_threshold == 5  # docs/quality/report.md; tests/test_docs.py checks the two agree
+    assert s.perceptual_threshold == 3  # docs/quality/report.md; tests/test_docs.py checks the two agree
     assert s.effective_semantic_threshold == DEFAULT_SEMANTIC_THRESHOLD
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import numpy as np
@@ -23,6 +24,7 @@ from worker.decision import (
     decide,
     decide_or_defer,
     hamming,
+    perceptual_distance,
 )
 
 T = Thresholds(perceptual=6, semantic=None)
@@ -279,8 +281,8 @@ def test_properties_of_any_batch(batch: list[Signals], rnd: object) -> None:
 
 # Guards and colour (rule 7) ------------------------------------------------------------------------------------
 
-RICH = Look(variants=(0,) * 7, information=5.0, split=0.5, detail=8.0, colour=bytes([200, 160, 140] * 16))
-FLAT = Look(variants=(0,) * 7, information=0.0, split=1.0, detail=0.0, colour=bytes([200, 160, 140] * 16))
+RICH = Look(variants=(0,) * 7, information=5.0, split=0.5, texture=0.8, colour=bytes([200, 160, 140] * 16))
+FLAT = Look(variants=(0,) * 7, information=0.0, split=1.0, texture=0.0, colour=bytes([200, 160, 140] * 16))
 
 
 def looked(id_: str, t: int, look: Look, phash: int = 0) -> Signals:
@@ -348,4 +350,20 @@ def test_a_mirror_or_a_region_matches_in_either_order_of_arrival() -> None:
     assert not allowed(0, 1)
     assert allowed(2, 0)
     assert allowed(0, 2)
-    assert not allowed(2, 2)
+    assert allowed(2, 2)
+    assert not allowed(2, 3)
+
+
+def test_a_region_match_needs_two_regions_to_agree() -> None:
+    thresholds = Thresholds(perceptual=5, semantic=None)
+    rng = random.Random(7)  # unrelated 64-bit hashes are about 32 bits apart
+    h = [rng.getrandbits(64) for _ in range(24)]
+    source = looked("b/src", 1, replace(RICH, variants=tuple(h[1:8])), phash=h[0])
+    one = looked("b/one", 2, replace(RICH, variants=(h[8], h[2], *h[9:14])), phash=h[14])  # region 2 agrees
+    two = looked("b/two", 3, replace(RICH, variants=(h[15], h[2], h[3], *h[16:20])), phash=h[20])  # 2 and 3
+    assert perceptual_distance(one, source) > 5
+    assert perceptual_distance(two, source) == 0
+    assert decide([source, one], {}, thresholds)[1].is_unique
+    match = decide([source, two], {}, thresholds)[1].match
+    assert match is not None
+    assert match.original == "b/src"

@@ -84,7 +84,7 @@ def test_without_the_guard_low_information_pictures_are_called_duplicates(tiny: 
     guarded = combined.run(data, measured, Thresholds(perceptual=5, semantic=None))
     bare = combined.run(data, measured, Thresholds(perceptual=5, semantic=None, guard=NO_GUARD))
     assert guarded.false_positives["low-information"] == 0
-    assert bare.false_positives["low-information"] >= NEGATIVES - 1  # the solid colours alone: all but the first
+    assert bare.false_positives["low-information"] > 0  # solid colours share one pHash
     assert guarded.recall["jpeg q75"] == bare.recall["jpeg q75"] == 1.0
 
 

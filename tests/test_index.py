@@ -103,7 +103,7 @@ def test_links_record_each_duplicates_current_original(index: Index) -> None:
 
 
 def test_one_batched_search_finds_a_mirror_and_a_region_in_either_direction(index: Index) -> None:
-    look = Look(variants=(0xF0F0, 0xAAAA, 1, 2, 3, 4, 5), information=4.0, split=0.5, detail=6.0, colour=bytes(48))
+    look = Look(variants=(0xF0F0, 0xAAAA, 1, 2, 3, 4, 5), information=4.0, split=0.5, texture=0.6, colour=bytes(48))
     index.store([Signals("photos/src.jpg", 1, "sha-src", 0x1234, unit(1), look=look)])
     mirrored = Signals("photos/m.jpg", 2, "sha-m", 0xFFFF_0000, unit(2), look=replace(look, variants=(0x1234,) * 7))
     zoomed = Signals("photos/z.jpg", 3, "sha-z", 0xAAAA, unit(3), look=replace(look, variants=(1 << 60,) * 7))

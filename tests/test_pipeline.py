@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from PIL import Image, ImageOps
+from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET, next_time_ms
 from tests.rig import Rig, build
@@ -22,11 +24,12 @@ from worker.config import Action
 from worker.decision import Kind, Status
 from worker.embedding import Embedder
 from worker.errors import TransientError
+from worker.eval.sources import distinct_images
 from worker.index import Index
 from worker.localstack import LocalStack, free_port
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import brightened, jpeg, photo, resized
+from worker.samples import brightened, jpeg, photo, png, resized
 from worker.storage import Storage, make_client
 
 pytestmark = pytest.mark.integration
@@ -378,8 +381,9 @@ def test_quarantine_never_deletes_a_source_whose_copy_does_not_verify(
     bad_storage = CorruptingCopies(stack.storage().client, max_bytes=1 << 30)
     rig = build(stack, index, embedder, action=Action.QUARANTINE, storage=bad_storage)
     try:
-        original = rig.upload(f"{prefix}o.jpg", jpeg(photo("brick.png")))
-        dup_bytes = jpeg(photo("brick.png"), 70)
+        picture = dict(distinct_images())["motorcycle_left-tile1.png"]  # new to this index (brick is low-information)
+        original = rig.upload(f"{prefix}o.jpg", jpeg(picture))
+        dup_bytes = jpeg(picture, 70)
         dup = rig.upload(f"{prefix}dup.jpg", dup_bytes)
         rig.pipeline.process(original)
         with pytest.raises(TransientError) as caught:
@@ -427,3 +431,21 @@ def test_an_error_outcome_that_cannot_be_tagged_is_retried_not_acknowledged(
             rig.pipeline.process(broken)
     finally:
         rig.pipeline.close()
+
+
+def test_low_information_pictures_are_noted_and_never_matched_and_a_mirrored_copy_is(rig: Rig, prefix: str) -> None:
+    counted = REGISTRY.get_sample_value("dedup_low_information_total", {"stage": "perceptual"}) or 0.0
+    red = rig.upload(f"{prefix}red.png", png(Image.new("RGB", (320, 240), (220, 20, 20))))
+    blue = rig.upload(f"{prefix}blue.png", png(Image.new("RGB", (320, 240), (20, 40, 220))))
+    assert rig.pipeline.process(red) == Outcome.unique(notes=("low-information",))
+    assert rig.pipeline.process(blue) == Outcome.unique(notes=("low-information",))  # same pHash, not a copy
+    assert rig.tags(blue.key) == {"dedup-status": "unique", "dedup-note": "low-information"}
+    assert REGISTRY.get_sample_value("dedup_low_information_total", {"stage": "perceptual"}) == counted + 2
+
+    picture = dict(distinct_images())["motorcycle_left-tile0.png"]  # used by no other test of this index
+    original = rig.upload(f"{prefix}bike.jpg", jpeg(picture))
+    mirrored = rig.upload(f"{prefix}bike-mirror.jpg", jpeg(ImageOps.mirror(picture)))
+    assert rig.pipeline.process(original).status is Status.UNIQUE
+    outcome = rig.pipeline.process(mirrored)
+    assert (outcome.status, outcome.kind, outcome.original) == (Status.DUPLICATE, Kind.PERCEPTUAL, original.id)
+    assert rig.pipeline.index.event_times([original.id, mirrored.id]) == {original.id: original.event_time_ms}

@@ -30,7 +30,7 @@ DEFAULT_SEMANTIC_THRESHOLD = 0.90
 
 #: Largest Hamming distance (of the 64-bit pHash) that is a duplicate. Chosen by the quality harness
 #: (``make eval``, docs/quality/report.md): halfway between a copy and the closest unrelated pair it measured.
-DEFAULT_PERCEPTUAL_THRESHOLD = 5
+DEFAULT_PERCEPTUAL_THRESHOLD = 3
 
 #: Values that switch an optional stage off.
 _OFF = {"", "off", "none", "disabled"}

@@ -79,7 +79,7 @@ class Look:
     variants: tuple[int, ...] = ()
     information: float = 0.0
     split: float = 0.0
-    detail: float = 0.0
+    texture: float = 0.0
     colour: bytes = b""
 
 
@@ -126,29 +126,29 @@ class Guard:
     ``python -m worker.eval``, README "Detection quality").
 
     * perceptual: ``information`` (median distance of the 64 DCT coefficients from the median that sets the hash
-      bits, grey levels) at least ``information``, ``detail`` (mean gradient, grey levels per pixel) at least
-      ``detail``, and a light/dark split explaining at most ``split`` of the variance;
-    * semantic: ``detail`` at least ``semantic_detail`` and the split at most ``semantic_split`` (blank and
+      bits, grey levels) at least ``information``, ``texture`` (share of pixels that are not flat) at least
+      ``texture``, and a light/dark split explaining at most ``split`` of the variance;
+    * semantic: ``texture`` at least ``semantic_texture`` and the split at most ``semantic_split`` (blank and
       two-tone pictures sit close together in embedding space too);
     * both: colour layouts at most ``colour`` apart (:func:`colour_distance`) unless one picture is grey (its
       mean chroma below ``grey``).
     """
 
     information: float = 0.3
-    detail: float = 1.0
+    texture: float = 0.13
     split: float = 0.93
-    semantic_detail: float = 1.0
+    semantic_texture: float = 0.13
     semantic_split: float = 0.97
     colour: float = 0.10
     grey: float = 0.03
 
     def perceptual_ok(self, look: Look | None) -> bool:
         return look is None or (
-            look.information >= self.information and look.detail >= self.detail and look.split <= self.split
+            look.information >= self.information and look.texture >= self.texture and look.split <= self.split
         )
 
     def semantic_ok(self, look: Look | None) -> bool:
-        return look is None or (look.detail >= self.semantic_detail and look.split <= self.semantic_split)
+        return look is None or (look.texture >= self.semantic_texture and look.split <= self.semantic_split)
 
     def colours_agree(self, a: Look | None, b: Look | None) -> bool:
         if a is None or b is None or not a.colour or not b.colour:
@@ -160,7 +160,7 @@ class Guard:
 
 GUARD = Guard()
 #: No guard and no colour check: every pair is compared (the harness's "unguarded" column).
-NO_GUARD = Guard(information=-1.0, detail=-1.0, split=2.0, semantic_detail=-1.0, semantic_split=2.0, colour=9.0)
+NO_GUARD = Guard(information=-1.0, texture=-1.0, split=2.0, semantic_texture=-1.0, semantic_split=2.0, colour=9.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +204,8 @@ class Decision:
 REGION_COUNT = 6
 
 LOW_INFORMATION = "low-information"
-REGION_TO_REGION = False
+#: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
+REGIONS_AGREEING = 2
 
 
 def hamming(a: int, b: int) -> int:
@@ -212,22 +213,42 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def allowed(query_variant: int, stored_variant: int) -> bool:
-    """Which hash of an image may be compared with which stored hash of an original. Variant 0 is the whole
-    picture, 1 its mirror (never stored), 2… the regions:
+def pair_kind(query_variant: int, stored_variant: int) -> str | None:
+    """How a hash of an image may be compared with a stored hash of an original. Variant 0 is the whole
+    picture, 1 its mirror (searched with, never stored), 2… the regions:
 
-    * whole ↔ whole, mirror → whole (a mirrored copy);
-    * whole ↔ region, both ways (a zoomed or cropped copy is a region of its source);
-    * region k ↔ region k (an overlay or a caption hides one part; the rest still agrees).
+    * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
+      copy is a region of its source): one such pair within the threshold is a match;
+    * ``"region"``: region k ↔ region k (an overlay or a caption hides one part of the picture, the rest agrees):
+      it counts only when :data:`REGIONS_AGREEING` regions agree (one alone lets same-layout screenshots match).
 
-        >>> allowed(1, 0), allowed(1, 3), allowed(3, 3), allowed(3, 4)
-        (True, False, True, False)
+        >>> pair_kind(1, 0), pair_kind(1, 3), pair_kind(3, 3), pair_kind(3, 4)
+        ('view', None, 'region', None)
     """
-    if stored_variant == 1:  # the mirror is searched with, never stored
-        return False
+    if stored_variant == 1:
+        return None
     if stored_variant == 0 or query_variant == 0:
-        return True
-    return query_variant == stored_variant and REGION_TO_REGION
+        return "view"
+    return "region" if query_variant == stored_variant else None
+
+
+def allowed(query_variant: int, stored_variant: int) -> bool:
+    """Whether the search may pair these two variants at all (see :func:`pair_kind`)."""
+    return pair_kind(query_variant, stored_variant) is not None
+
+
+def combined_distance(view: int | None, regions: Mapping[int, int]) -> int | None:
+    """The distance at which two pictures match: the closest ``"view"`` pair, or the :data:`REGIONS_AGREEING`-th
+    closest region pair (``regions``: region variant → distance), whichever is smaller.
+
+        >>> combined_distance(12, {2: 1, 5: 4, 7: 30})
+        4
+    """
+    candidates = [] if view is None else [view]
+    agreeing = sorted(regions.values())
+    if len(agreeing) >= REGIONS_AGREEING:
+        candidates.append(agreeing[REGIONS_AGREEING - 1])
+    return min(candidates) if candidates else None
 
 
 def hashes_of(item: Signals) -> tuple[int, ...]:
@@ -238,15 +259,20 @@ def hashes_of(item: Signals) -> tuple[int, ...]:
 
 
 def perceptual_distance(a: Signals, b: Signals) -> int:
-    """The smallest Hamming distance over the :func:`allowed` pairs of hashes, either way round: what the index
-    search finds for ``a`` among stored ``b`` (and ``b`` among stored ``a``)."""
+    """:func:`combined_distance` over every pair of hashes :func:`pair_kind` allows, either way round: what the
+    index search finds for ``a`` among stored ``b`` (and ``b`` among stored ``a``)."""
     ha, hb = hashes_of(a), hashes_of(b)
-    best = HASH_BITS
+    view: int | None = None
+    regions: dict[int, int] = {}
     for i, x in enumerate(ha):
         for j, y in enumerate(hb):
-            if allowed(i, j) or allowed(j, i):
-                best = min(best, hamming(x, y))
-    return best
+            kind = pair_kind(i, j) or pair_kind(j, i)
+            if kind == "view":
+                view = min(hamming(x, y), view if view is not None else HASH_BITS)
+            elif kind == "region":
+                regions[i] = hamming(x, y)
+    found = combined_distance(view, regions)
+    return HASH_BITS if found is None else found
 
 
 def chroma(colour: bytes) -> float:

@@ -33,7 +33,7 @@ from worker.decision import Status
 from worker.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Sample, upload_set
+from worker.samples import Sample, trust_set, upload_set
 
 BUCKET = "photos"
 QUARANTINE = "dedup-quarantine"
@@ -78,7 +78,7 @@ def deliver(url: str, sample: Sample, event_time_ms: int, etag: str) -> None:
 
 def run(root: Path, weights: str, action: str, timeout: float) -> bool:
     """Run the demo in ``root``; returns whether every object got the expected outcome."""
-    samples = upload_set()
+    samples = upload_set() + trust_set()
     with LocalStack(root, buckets=(BUCKET,)) as stack:
         typer.echo(f"S3 server: {stack.s3_server}; Redis: {stack.broker_url}; logs in {stack.logs}")
         _, url = stack.start_webhook()
@@ -116,7 +116,7 @@ def run(root: Path, weights: str, action: str, timeout: float) -> bool:
 
 
 def print_table(samples: list[Sample], seen: dict[str, Outcome], elapsed: float, *, quarantined: bool) -> bool:
-    header = ("object", "outcome", "kind", "score", "duplicate of", "as expected")
+    header = ("object", "outcome", "kind", "score", "duplicate of", "note", "as expected")
     rows = []
     correct = 0
     for sample in samples:
@@ -130,7 +130,8 @@ def print_table(samples: list[Sample], seen: dict[str, Outcome], elapsed: float,
             status += f" ({got.reason})"
         score = f"{got.score:.4f}" if got.score is not None else ""
         kind = got.kind.value if got.kind else ""
-        rows.append((f"{BUCKET}/{sample.key}", status, kind, score, got.original or "", "yes" if ok else "NO"))
+        note = ",".join(got.notes)
+        rows.append((f"{BUCKET}/{sample.key}", status, kind, score, got.original or "", note, "yes" if ok else "NO"))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))

@@ -13,8 +13,10 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   64 DCT coefficients from the median that sets the bits. A solid colour, a smooth gradient, a near-blank scan
   or a light/dark split has almost every coefficient at the median, so its bits are noise that any other such
   picture shares. Below :data:`worker.decision.Guard` floors a stage abstains;
-* ``detail`` — mean luminance gradient of a 64×64 thumbnail (PDQ's quality measure, in grey levels per pixel):
-  the semantic stage's guard, since blank and near-uniform pictures also sit close together in embedding space;
+* ``texture`` — the share of the trimmed thumbnail's pixels whose 3×3 neighbourhood varies by more than
+  :data:`FLAT_RANGE` grey levels: a mostly empty picture (a line of text on white, a scan with a mark, a
+  transparent overlay) has little, whatever its edges' contrast; both guards use it, since blank and
+  near-uniform pictures also sit close together in embedding space;
 * ``colour`` — a coarse layout of chromaticity (a 4×4 grid of brightness-free opponent colours), which tells two
   colourways of one layout apart while a grayscale copy, which has none, still matches (see
   :func:`worker.decision.colour_distance`).
@@ -41,7 +43,7 @@ from worker.decision import REGION_COUNT, Look
 HASH_SIDE = 8  # 8×8 low frequencies → 64 bits
 DCT_SIDE = 32  # of a 32×32 grey thumbnail (imagehash's pHash: hash_size 8, highfreq_factor 4)
 WORK_SIDE = 128  # the working thumbnail's longer side
-DETAIL_SIDE = 64
+FLAT_RANGE = 3.0
 COLOUR_GRID = 4
 
 #: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the trimmed
@@ -59,6 +61,8 @@ assert len(REGIONS) == REGION_COUNT
 
 #: A row or column is part of a uniform border when its grey levels stay within this of the border's colour.
 BORDER_TOLERANCE = 10.0
+#: Lines dropped after a border: the blend of border and picture.
+BLEND = 1
 #: Most of a side that trimming may remove (more is the picture, not a border).
 BORDER_MAX = 0.35
 
@@ -84,47 +88,58 @@ class Fingerprint:
 def fingerprint(image: Image.Image) -> Fingerprint:
     """The fingerprint of an RGB picture (any size; the decoder's reduced-size JPEGs are fine)."""
     work = _thumbnail(image.convert("RGB"), WORK_SIDE)
-    rgb = np.asarray(work, dtype=np.float64)
     grey = np.asarray(work.convert("L"), dtype=np.float64)
     left, top, right, bottom = trim_box(grey)
     trimmed = work.crop((left, top, right, bottom))
-    grey_image = trimmed.convert("L")
-    w, h = grey_image.size
+    inner = grey[top:bottom, left:right]
+    h, w = inner.shape
 
-    whole = _thumb32(grey_image, (0, 0, w, h))
+    views = _thumbs32(inner, [(0.0, 0.0, float(w), float(h)), *(_box(r, w, h) for r in REGIONS)])
+    whole = views[0]
     coefficients = _low_dct(whole)
     phash = _bits(coefficients)
     mirror = _bits(_low_dct(whole[:, ::-1]))
-    regions = tuple(_bits(_low_dct(_thumb32(grey_image, _box(r, w, h)))) for r in REGIONS)
-    information = float(np.median(np.abs(coefficients - np.median(coefficients))))
+    regions = tuple(_bits(_low_dct(view)) for view in views[1:])
+    information = _median(np.abs(coefficients - _median(coefficients)))
     split = _split_share(whole)
-    detail = _detail(grey_image)
-    colour = _colour_layout(rgb[top:bottom, left:right])
-    return Fingerprint(phash, Look((mirror, *regions), information, split, detail, colour))
+    texture = _texture(inner)
+    colour = _colour_layout(trimmed)
+    return Fingerprint(phash, Look((mirror, *regions), information, split, texture, colour))
 
 
 def trim_box(grey: Floats) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` of ``grey`` without its uniform borders (each side on its own, at most
-    :data:`BORDER_MAX` of it). A picture that is all border (a solid colour) is kept whole."""
+    """``(left, top, right, bottom)`` of ``grey`` without its uniform borders. Borders come in opposite pairs of
+    one colour (letterbox bars, pillarbox bars, a frame), each at most :data:`BORDER_MAX` of the side: a uniform
+    strip on one side only (a clipped sky, a title bar) is part of the picture. A picture that is all border (a
+    solid colour) is kept whole."""
     h, w = grey.shape
-    top = _flat_run(grey, h)
-    bottom = h - _flat_run(grey[::-1], h)
-    left = _flat_run(grey.T, w)
-    right = w - _flat_run(grey.T[::-1], w)
-    inner = grey[top:bottom, left:right]
-    if right - left < 8 or bottom - top < 8 or float(np.ptp(inner)) <= 2 * BORDER_TOLERANCE:
+    top, bottom = _paired(grey, h)
+    left, right = _paired(grey.T, w)
+    inner = grey[top : h - bottom, left : w - right]
+    if w - right - left < 8 or h - bottom - top < 8 or float(np.ptp(inner)) <= 2 * BORDER_TOLERANCE:
         return (0, 0, w, h)  # nothing but border: a uniform picture
-    return (left, top, right, bottom)
+    return (left, top, w - right, h - bottom)
+
+
+def _paired(lines: Floats, length: int) -> tuple[int, int]:
+    """The border runs at both ends of ``lines``, or none when either end has none or their colours differ."""
+    first, last = _flat_run(lines, length), _flat_run(lines[::-1], length)
+    if not first or not last:
+        return (0, 0)
+    if abs(_median(lines[0]) - _median(lines[-1])) > BORDER_TOLERANCE:
+        return (0, 0)
+    return (first, last)
 
 
 def _flat_run(lines: Floats, length: int) -> int:
-    """How many leading lines (rows of ``lines``) are uniform and of the first line's colour."""
+    """How many leading lines (rows of ``lines``) are uniform and of the first line's colour, plus the line after
+    them, a blend of border and picture (thumbnail resampling, JPEG ringing) that would shift the hash."""
     limit = int(length * BORDER_MAX)
-    colour = float(np.median(lines[0]))
+    colour = _median(lines[0])
     n = 0
     while n < limit and float(np.max(np.abs(lines[n] - colour))) <= BORDER_TOLERANCE:
         n += 1
-    return n if n >= 2 else 0  # a single edge line is JPEG ringing or a frame, not a border
+    return n + BLEND if n >= 2 else 0  # a single edge line is JPEG ringing or a frame, not a border
 
 
 def _thumbnail(image: Image.Image, side: int) -> Image.Image:
@@ -141,9 +156,26 @@ def _box(region: tuple[float, float, float, float], w: int, h: int) -> tuple[flo
     return (left * w, top * h, right * w, bottom * h)
 
 
-def _thumb32(grey: Image.Image, box: tuple[float, float, float, float]) -> Floats:
-    small = grey.resize((DCT_SIDE, DCT_SIDE), Image.Resampling.LANCZOS, box=box)
-    return np.asarray(small, dtype=np.float64)
+def _thumbs32(grey: Floats, boxes: list[tuple[float, float, float, float]]) -> Floats:
+    """Each box of ``grey`` resampled to DCT_SIDE² with an antialiasing triangle filter (as Pillow's BILINEAR
+    resize), all at once as batched matrix products: much cheaper than one Pillow resize per region."""
+    spans = np.array(boxes, dtype=np.float64)
+    rows = _weights(spans[:, 1], spans[:, 3], grey.shape[0], DCT_SIDE)  # views × out × height
+    columns = _weights(spans[:, 0], spans[:, 2], grey.shape[1], DCT_SIDE)  # views × out × width
+    small: Floats = rows @ grey @ columns.transpose(0, 2, 1)
+    return small
+
+
+def _weights(start: Floats, stop: Floats, size: int, out: int) -> Floats:
+    """``views × out × size`` resampling weights of the spans ``[start, stop)`` of ``size`` samples."""
+    scale = (stop - start) / out
+    support = np.maximum(scale, 1.0)[:, None, None]
+    centres = start[:, None] + (np.arange(out)[None, :] + 0.5) * scale[:, None]
+    distance = np.abs(np.arange(size)[None, None, :] + 0.5 - centres[:, :, None])
+    weights = np.clip(1.0 - distance / support, 0.0, None)
+    total = weights.sum(axis=2, keepdims=True)
+    normalised: Floats = weights / np.where(total > 0, total, 1.0)
+    return normalised
 
 
 @cache
@@ -164,37 +196,44 @@ def _low_dct(pixels: Floats) -> Floats:
     return low
 
 
+def _median(values: Floats) -> float:
+    """np.median without its overhead (these arrays are small)."""
+    ordered = np.sort(values, axis=None)
+    n = ordered.size
+    return float(ordered[n // 2]) if n % 2 else float(ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
 def _bits(low: Floats) -> int:
     """imagehash's pHash bits: each coefficient above the median, row-major, most significant first."""
-    flags = (low > np.median(low)).ravel()
+    flags = (low > _median(low)).ravel()
     return int.from_bytes(np.packbits(flags).tobytes(), "big")
 
 
-def _detail(grey: Image.Image) -> float:
-    small = np.asarray(grey.resize((DETAIL_SIDE, DETAIL_SIDE), Image.Resampling.BILINEAR), dtype=np.float64)
-    return float((np.abs(np.diff(small, axis=0)).mean() + np.abs(np.diff(small, axis=1)).mean()) / 2)
+def _texture(grey: Floats) -> float:
+    """Share of the interior pixels whose 3×3 neighbourhood spans more than :data:`FLAT_RANGE` grey levels."""
+    h, w = grey.shape
+    if h < 3 or w < 3:
+        return 0.0
+    shifted = [grey[dy : h - 2 + dy, dx : w - 2 + dx] for dy in range(3) for dx in range(3)]
+    spread = np.maximum.reduce(shifted) - np.minimum.reduce(shifted)
+    return float(np.mean(spread > FLAT_RANGE))
 
 
-def _colour_layout(rgb: Floats) -> bytes:
-    """Per cell of a COLOUR_GRID² grid: weight (brightness, 0–255) and two opponent chromaticities
-    ((R−G)/S, (R+G−2B)/(2S), S = R+G+B), each mapped from [−1, 1] to a byte."""
-    h, w, _ = rgb.shape
-    cells = []
-    ys = np.linspace(0, h, COLOUR_GRID + 1).astype(int)
-    xs = np.linspace(0, w, COLOUR_GRID + 1).astype(int)
-    for r in range(COLOUR_GRID):
-        for c in range(COLOUR_GRID):
-            block = rgb[ys[r] : max(ys[r + 1], ys[r] + 1), xs[c] : max(xs[c + 1], xs[c] + 1)]
-            red, green, blue = (float(v) for v in block.reshape(-1, 3).mean(axis=0))
-            total = red + green + blue
-            c1 = (red - green) / total if total > 0 else 0.0
-            c2 = (red + green - 2 * blue) / (2 * total) if total > 0 else 0.0
-            cells += [round(total / 3), _byte(c1), _byte(c2)]
-    return bytes(cells)
+def _colour_layout(picture: Image.Image) -> bytes:
+    """Per cell of a COLOUR_GRID² grid (box-averaged): weight (brightness, 0–255) and two opponent
+    chromaticities ((R−G)/S, (R+G−2B)/(2S), S = R+G+B), each mapped from [−1, 1] to a byte."""
+    cells = np.asarray(picture.resize((COLOUR_GRID, COLOUR_GRID), Image.Resampling.BOX), dtype=np.float64)
+    red, green, blue = (cells[..., i].ravel() for i in range(3))
+    total = red + green + blue
+    safe = np.where(total > 0, total, 1.0)
+    c1 = np.where(total > 0, (red - green) / safe, 0.0)
+    c2 = np.where(total > 0, (red + green - 2 * blue) / (2 * safe), 0.0)
+    out = np.stack([np.round(total / 3), _bytes(c1), _bytes(c2)], axis=1)
+    return bytes(out.astype(np.uint8).ravel().tolist())
 
 
-def _byte(value: float) -> int:
-    return max(0, min(255, round((value + 1) * 127.5)))
+def _bytes(values: Floats) -> Floats:
+    return np.clip(np.round((values + 1) * 127.5), 0, 255)
 
 
 def _split_share(pixels: Floats) -> float:

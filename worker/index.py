@@ -10,14 +10,14 @@ phash           FLOAT_VECTOR(64), HNSW, L2    the whole picture's hash (±1 vect
 embedding       FLOAT_VECTOR(2048), HNSW,     semantic stage (unit vectors; COSINE returns similarity)
                 COSINE
 information,    FLOAT                         the guards (:class:`worker.decision.Guard`)
-split, detail
+split, texture
 colour          VARCHAR(96)                   colour check (hex of the colour layout)
 ==============  ============================  ==========================================================
 
 The perceptual stage searches ``<collection>_hashes``: one row per stored hash of an original (the whole
 picture and each region of :data:`worker.fingerprint.REGIONS`; id ``bucket/key#variant``), with the original's
 guard fields beside it, so that **one** batched search — every image's whole, mirror and region hashes at once
-— finds zoomed, cropped, mirrored and bordered copies whichever arrived first (:func:`worker.decision.allowed`
+— finds zoomed, cropped, mirrored and bordered copies whichever arrived first (:func:`worker.decision.pair_kind`
 says which pairs count).
 
 The same code serves Milvus Lite (``DEDUP_MILVUS_URI=data/milvus-lite.db``, one process per file) and a Milvus
@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 from pymilvus import DataType, MilvusClient
 
 from worker.config import env_name
-from worker.decision import HASH_BITS, REGION_COUNT, Look, Neighbour, Signals, allowed, hashes_of
+from worker.decision import HASH_BITS, REGION_COUNT, Look, Neighbour, Signals, combined_distance, hashes_of, pair_kind
 from worker.errors import TransientError
 from worker.hashing import hamming_from_l2, hash_to_vector
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 ID_MAX_BYTES = 2048  # bucket (≤63) + "/" + key (≤1024 UTF-8 bytes), with room to spare
 HNSW = {"M": 16, "efConstruction": 200}
 STRONG = "Strong"
-_LOOK = ["information", "split", "detail", "colour"]
+_LOOK = ["information", "split", "texture", "colour"]
 _OUTPUT = ["id", "event_time_ms", "sha256", *_LOOK]
 _HASH_OUTPUT = ["owner", "variant", "event_time_ms", *_LOOK]
 _LINK_DIM = 2
@@ -207,19 +207,7 @@ class Index:
             for row in by_sha.get(item.sha256, []):
                 _merge(merged[item.id], row)
 
-        # One search for every hash of every image: whole, mirror, regions. Each original has 1 + REGION_COUNT
-        # rows, so the limit leaves room for all of them of the nearest originals and the batch's own.
-        queries = [(item, variant, h) for item in batch for variant, h in enumerate(hashes_of(item))]
-        hash_limit = min(16_384, limit * (1 + REGION_COUNT))
-        vectors = [hash_to_vector(h).tolist() for _, _, h in queries]
-        for (item, variant, _), hits in zip(
-            queries, self._search(self.hashes_collection, "phash", vectors, hash_limit, _HASH_OUTPUT), strict=True
-        ):
-            for hit in hits:
-                entity = hit["entity"]
-                if not allowed(variant, int(entity["variant"])):
-                    continue
-                _merge(merged[item.id], {**entity, "id": entity["owner"]}, hamming=hamming_from_l2(hit["distance"]))
+        self._perceptual(batch, merged, limit)
 
         embedded = [item for item in batch if item.embedding is not None]
         if embedded:
@@ -231,6 +219,33 @@ class Index:
                     _merge(merged[item.id], hit["entity"], cosine=float(hit["distance"]))
 
         return {item_id: [Neighbour(**fields) for fields in rows_.values()] for item_id, rows_ in merged.items()}
+
+    def _perceptual(self, batch: Sequence[Signals], merged: dict[str, dict[str, dict[str, Any]]], limit: int) -> None:
+        """One search for every hash of every image (whole, mirror, regions) among every stored hash; each pair of
+        variants is scored as :func:`~worker.decision.pair_kind` says, then combined per original."""
+        queries = [(item, variant, h) for item in batch for variant, h in enumerate(hashes_of(item))]
+        # Each original has 1 + REGION_COUNT rows: room for all of them of the nearest originals and the batch's.
+        hash_limit = min(16_384, limit * (1 + REGION_COUNT))
+        vectors = [hash_to_vector(h).tolist() for _, _, h in queries]
+        hits_per_query = self._search(self.hashes_collection, "phash", vectors, hash_limit, _HASH_OUTPUT)
+        regions: dict[tuple[str, str], dict[int, int]] = {}  # (image, original) → region → distance
+        for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
+            for hit in hits:
+                entity = hit["entity"]
+                kind = pair_kind(variant, int(entity["variant"]))
+                if kind is None:
+                    continue
+                distance = hamming_from_l2(hit["distance"])
+                row = {**entity, "id": entity["owner"]}
+                if kind == "view":
+                    _merge(merged[item.id], row, hamming=distance)
+                    continue
+                _merge(merged[item.id], row)
+                found = regions.setdefault((item.id, entity["owner"]), {})
+                found[variant] = min(distance, found.get(variant, HASH_BITS))
+        for (item_id, owner), by_region in regions.items():
+            row = merged[item_id][owner]
+            row["hamming"] = combined_distance(row.get("hamming"), by_region)
 
     def _search(
         self, collection: str, field: str, vectors: list[list[float]], limit: int, output: list[str]
@@ -375,18 +390,18 @@ def milvus_literal_list(values: Iterable[str]) -> str:
 
 
 def _add_look_fields(schema: Any) -> None:
-    for name in ("information", "split", "detail"):
+    for name in ("information", "split", "texture"):
         schema.add_field(name, DataType.FLOAT)
     schema.add_field("colour", DataType.VARCHAR, max_length=COLOUR_HEX)
 
 
 def _look_fields(look: Look | None) -> dict[str, Any]:
     if look is None:  # not measured: stored as passing every guard, with no colour
-        return {"information": 1e9, "split": 0.0, "detail": 1e9, "colour": ""}
+        return {"information": 1e9, "split": 0.0, "texture": 1e9, "colour": ""}
     return {
         "information": look.information,
         "split": look.split,
-        "detail": look.detail,
+        "texture": look.texture,
         "colour": look.colour.hex(),
     }
 
@@ -395,7 +410,7 @@ def _look(entity: dict[str, Any]) -> Look:
     return Look(
         information=float(entity["information"]),
         split=float(entity["split"]),
-        detail=float(entity["detail"]),
+        texture=float(entity["texture"]),
         colour=bytes.fromhex(entity["colour"]),
     )
 

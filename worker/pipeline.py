@@ -43,7 +43,6 @@ from worker.decision import (
     Decision,
     Neighbour,
     Signals,
-    Status,
     Thresholds,
     Vector,
     abstaining_stages,
@@ -237,7 +236,7 @@ class Pipeline:
             times |= _event_times(again)
             for d in decide(originals, again, self.thresholds):
                 if d.is_unique:
-                    verdict[d.id] = Decision(d.id, Status.UNIQUE, supersedes=_union(verdict[d.id], d))
+                    verdict[d.id] = replace(verdict[d.id], supersedes=_union(verdict[d.id], d))
                 else:
                     log.info("%s yields to %s, stored concurrently", d.id, d.match.original if d.match else "")
                     self.index.discard([(d.id, latest[d.id].event_time_ms)])

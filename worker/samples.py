@@ -17,7 +17,7 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageOps
 
 from worker.outcome import Outcome
 
@@ -48,6 +48,7 @@ class Expect:
     status: str  # unique | duplicate | error
     original: str | None = None
     kind: str | None = None
+    note: str | None = None  # e.g. "low-information": the outcome must carry it
 
     def __repr__(self) -> str:
         extra = f", {self.original!r}, {self.kind!r}" if self.original else ""
@@ -59,6 +60,7 @@ class Expect:
             outcome.status == self.status
             and (self.original is None or outcome.original == f"{bucket}/{self.original}")
             and (self.kind is None or outcome.kind == self.kind)
+            and (self.note is None or self.note in outcome.notes)
         )
 
 
@@ -142,3 +144,17 @@ def upload_set(
         samples.append(Sample(f"{prefix}{stem(name)}.jpg", jpeg(photo(name)), "image/jpeg", Expect("unique")))
     samples.append(Sample(f"{prefix}notes.jpg", b"this is not a JPEG", "image/jpeg", Expect("error")))
     return samples
+
+
+def trust_set(prefix: str = "", mirrored: str = PHOTOS[0]) -> list[Sample]:
+    """What the guard and the mirror hash are for, to upload after :func:`upload_set`: two solid colours, which
+    a bare perceptual hash calls duplicates of each other (they are not: both unique, noted low-information), and
+    a mirrored copy of ``mirrored``'s upload, which it misses (a duplicate)."""
+    low = Expect("unique", note="low-information")
+    red, blue = Image.new("RGB", (640, 480), (220, 20, 20)), Image.new("RGB", (640, 480), (20, 40, 220))
+    mirror = Expect("duplicate", f"{prefix}{stem(mirrored)}.jpg", "perceptual")
+    return [
+        Sample(f"{prefix}solid-red.png", png(red), "image/png", low),
+        Sample(f"{prefix}solid-blue.png", png(blue), "image/png", low),
+        Sample(f"{prefix}{stem(mirrored)}-mirror.jpg", jpeg(ImageOps.mirror(photo(mirrored))), "image/jpeg", mirror),
+    ]

@@ -220,6 +220,7 @@ def analyse(
             "variants": len(data.of_role(Role.VARIANT)),
             "transforms": len({item.transform for item in data.items if item.role is Role.VARIANT}),
             "hard_pairs": len(data.of_role(Role.HARD_B)),
+            "low_information": len(data.of_role(Role.LOW_INFO)),
             "skipped": list(data.skipped),
         },
         "hasher": {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits},

@@ -51,6 +51,10 @@ def _threshold(stage: str, value: float) -> str:
     return f"≥ {value:.3f}"
 
 
+def _widest(bits: int) -> str:
+    return f"≤ {bits}" if bits >= 0 else "none (pairs at 0 bits)"
+
+
 def _range(stage: str, low: float, high: float) -> str:
     if stage == "exact":
         return "same bytes"
@@ -104,12 +108,15 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
         "",
         f"* {counts['sources']} source images, {counts['variants']} labelled variants ({counts['transforms']} "
         f"transforms × strengths, each source), {counts['hard_pairs']} hard-negative pairs (two far-apart crops "
-        "of one picture). Negative pairs: every variant and every source against every *other* source, and the "
-        "hard pairs.",
+        f"of one picture), {counts.get('low_information', 0)} low-information pictures (`worker.eval.negatives`). "
+        "Negative pairs: every variant and every source against every *other* source, the hard pairs, and every "
+        "low-information picture against every other one and every source.",
         "* Each upload is decoded, hashed and embedded by the worker's own functions; for the combined column "
         "`worker.decision.decide` decides each variant against every source, with exact in-memory distances "
         "standing in for the Milvus search (same rows as a search whose limit covers every source).",
-        f"* Perceptual hash: `{results['hasher']['name']}` ({results['hasher']['bits']} bits).",
+        f"* Perceptual stage: the worker's fingerprint (`worker.fingerprint`: {results['hasher']['bits']}-bit "
+        "pHash of the picture with uniform borders trimmed, of its mirror and of six regions) with its "
+        "information guard and colour check (`worker.decision.Guard`).",
     ]
     if counts["skipped"]:
         out.append(f"* Skipped (not decodable): {', '.join(counts['skipped'])}.")
@@ -151,8 +158,8 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
         "Per-stage columns count pairs; the combined column counts decisions (a variant pointed at another source, "
         "a source called a duplicate of another, or the later crop of a hard pair called a duplicate of the first). "
         "◆ marks the moderate-strength transforms that keep the picture's geometry: the regression tests hold the "
-        "exact and perceptual stages to them. ◇ marks moderate geometric edits, which global hashes do not survive "
-        "and which are left to the semantic stage.",
+        "exact and perceptual stages to them. ◇ marks moderate geometric edits and overlays: the mirror, border and "
+        "region hashes catch some of them, the rest are left to the semantic stage.",
         "",
         TABLE_START,
         *quality_table(results),
@@ -228,7 +235,7 @@ def hash_section(results: dict[str, Any]) -> list[str]:
     for name, h in hashes.items():
         out.append(
             f"| `{name}` | {h['bits']} | {h['closest_negative']} | ≤ {h['threshold']} | {_pct(h['crop_recall'])} "
-            f"| {_pct(h['moderate_recall'])} | {_pct(h['overall_recall'])} | ≤ {h['zero_fp_threshold']} "
+            f"| {_pct(h['moderate_recall'])} | {_pct(h['overall_recall'])} | {_widest(h['zero_fp_threshold'])} "
             f"| {_pct(h['zero_fp_crop_recall'])} | {_pct(h['zero_fp_overall_recall'])} |"
         )
     names = list(hashes)
