@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from worker.decision import (
     LOW_INFORMATION,
+    REGION_COUNT,
     Decision,
     Kind,
     Look,
@@ -281,8 +282,12 @@ def test_properties_of_any_batch(batch: list[Signals], rnd: object) -> None:
 
 # Guards and colour (rule 7) ------------------------------------------------------------------------------------
 
-RICH = Look(variants=(0,) * 7, information=5.0, split=0.5, texture=0.8, colour=bytes([200, 160, 140] * 16))
-FLAT = Look(variants=(0,) * 7, information=0.0, split=1.0, texture=0.0, colour=bytes([200, 160, 140] * 16))
+RICH = Look(
+    variants=(0,) * (1 + REGION_COUNT), information=5.0, split=0.5, texture=0.8, colour=bytes([200, 160, 140] * 16)
+)
+FLAT = Look(
+    variants=(0,) * (1 + REGION_COUNT), information=0.0, split=1.0, texture=0.0, colour=bytes([200, 160, 140] * 16)
+)
 
 
 def looked(id_: str, t: int, look: Look, phash: int = 0) -> Signals:
@@ -331,10 +336,11 @@ def test_colourways_of_one_layout_are_different_pictures_but_a_grey_copy_is_not(
 def test_a_mirror_or_a_region_matches_in_either_order_of_arrival() -> None:
     thresholds = Thresholds(perceptual=5, semantic=None)
     source_hash, mirror_hash, region_hash = 0, (1 << 64) - 1, 0x00FF00FF00FF00FF
-    source_look = replace(RICH, variants=(mirror_hash, region_hash, *(7,) * 5))
+    others = REGION_COUNT - 1
+    source_look = replace(RICH, variants=(mirror_hash, region_hash, *(7,) * others))
     copies = {
-        "mirror": (mirror_hash, replace(RICH, variants=(source_hash, *(9,) * 6))),
-        "zoom": (region_hash, replace(RICH, variants=(11,) * 7)),
+        "mirror": (mirror_hash, replace(RICH, variants=(source_hash, *(9,) * REGION_COUNT))),
+        "zoom": (region_hash, replace(RICH, variants=(11,) * (1 + REGION_COUNT))),
     }
     for name, (phash, look) in copies.items():
         for source_time, copy_time in ((1, 2), (2, 1)):
@@ -357,10 +363,13 @@ def test_a_mirror_or_a_region_matches_in_either_order_of_arrival() -> None:
 def test_a_region_match_needs_two_regions_to_agree() -> None:
     thresholds = Thresholds(perceptual=5, semantic=None)
     rng = random.Random(7)  # unrelated 64-bit hashes are about 32 bits apart
-    h = [rng.getrandbits(64) for _ in range(24)]
-    source = looked("b/src", 1, replace(RICH, variants=tuple(h[1:8])), phash=h[0])
-    one = looked("b/one", 2, replace(RICH, variants=(h[8], h[2], *h[9:14])), phash=h[14])  # region 2 agrees
-    two = looked("b/two", 3, replace(RICH, variants=(h[15], h[2], h[3], *h[16:20])), phash=h[20])  # 2 and 3
+    h = [rng.getrandbits(64) for _ in range(3 * (2 + REGION_COUNT))]
+    n = 1 + REGION_COUNT  # hashes per look: the mirror and the regions
+    source = looked("b/src", 1, replace(RICH, variants=tuple(h[1 : 1 + n])), phash=h[0])
+    rest = h[1 + n :]
+    one = looked("b/one", 2, replace(RICH, variants=(rest[0], h[2], *rest[1 : n - 1])), phash=rest[n])  # region 2
+    rest = rest[n + 1 :]
+    two = looked("b/two", 3, replace(RICH, variants=(rest[0], h[2], h[3], *rest[1 : n - 2])), phash=rest[n])
     assert perceptual_distance(one, source) > 5
     assert perceptual_distance(two, source) == 0
     assert decide([source, one], {}, thresholds)[1].is_unique

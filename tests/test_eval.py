@@ -40,6 +40,8 @@ ROBUST = {
     "crop 5%": 0.75,
     "zoom 10%": 0.5,
     "side crop 15% right": 0.5,
+    "overlay box 2%": 0.75,
+    "border 5% black": 0.75,
 }
 
 

@@ -201,7 +201,7 @@ class Decision:
 
 #: Regions hashed besides the whole picture (:data:`worker.fingerprint.REGIONS`); a look's variants are the
 #: mirror, then the regions.
-REGION_COUNT = 6
+REGION_COUNT = 10
 
 LOW_INFORMATION = "low-information"
 #: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
