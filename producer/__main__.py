@@ -284,6 +284,27 @@ def confirm(object_id: Annotated[str, typer.Argument(metavar="BUCKET/KEY", help=
     _review_command("confirm", object_id)
 
 
+@cli.command("migrate-links")
+def migrate_links(
+    backup: Annotated[Path, typer.Option(help="Where the old links are kept until the new layout has them")] = Path(
+        "links-backup.jsonl"
+    ),
+) -> None:
+    """Move <collection>_links to the layout with kind, score and action (stop the workers first)."""
+    from worker.migrate import migrate_links as migrate
+
+    settings = _settings()
+    moved = migrate(
+        settings.milvus_uri,
+        collection=settings.collection,
+        token=settings.milvus_token,
+        storage=_storage(settings),
+        quarantine_bucket=settings.quarantine_bucket,
+        backup=backup,
+    )
+    typer.echo(f"{moved} links in the current layout" if moved else "the links collection is already current")
+
+
 def main() -> None:
     cli(prog_name="dedup-producer")
 

@@ -98,7 +98,11 @@ class Index:
         except Exception as exc:
             raise TransientError("milvus", f"cannot connect to {uri}: {exc}") from exc
         index = cls(client, collection, search_limit=search_limit, dim=dim)
-        index.ensure_collection()
+        try:
+            index.ensure_collection()
+        except BaseException:  # e.g. IndexSchemaError: let go of the (Lite) file for whoever fixes it
+            index.close()
+            raise
         return index
 
     def close(self) -> None:
