@@ -51,6 +51,7 @@ from starlette.routing import Route
 
 from producer.gallery import ORDERS, BadFilterError, Filters, Page, paginate, with_reviews
 from producer.thumbnails import NotServedError, Thumbnails
+from worker.config import Settings
 from worker.decision import Kind
 from worker.errors import PermanentError, TransientError
 from worker.index import Index
@@ -114,7 +115,7 @@ def render(
     )
 
 
-def create_review_app(settings: Any, *, index: Index, reviewer: Reviewer, thumbnails: Thumbnails) -> Starlette:
+def create_review_app(settings: Settings, *, index: Index, reviewer: Reviewer, thumbnails: Thumbnails) -> Starlette:
     """The gallery as a Starlette app. ``settings.effective_review_token`` must be set (the CLI refuses to
     start without one)."""
     token = settings.effective_review_token
