@@ -69,7 +69,7 @@ def reviewing(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> It
     milvus, uri = stack.start_milvus("milvus-review")
     try:
         with deploy(
-            stack, tmp_path_factory.mktemp("reviewing"), db=9, action=Action.QUARANTINE, env={"DEDUP_MILVUS_URI": uri}
+            stack, tmp_path_factory.mktemp("reviewing"), db=14, action=Action.QUARANTINE, env={"DEDUP_MILVUS_URI": uri}
         ) as d:
             env = stack.env(
                 {
