@@ -28,6 +28,10 @@ from worker.index import milvus_literal
 from worker.messages import split_id
 
 PER_PAGE = 50
+#: Duplicates shown per group on a page (lowest scores first); the rest are one click away (``original=``).
+PER_GROUP = 24
+#: ... and on the page of one group.
+PER_GROUP_ALONE = 1000
 ORDERS = {"score": "lowest score first", "-score": "highest score first", "newest": "newest first"}
 WHERE = {"tag": "tagged in place", "quarantine": "in quarantine"}
 
@@ -48,6 +52,7 @@ class Filters:
     max_score: float | None = None
     order: str = "score"
     page: int = 1
+    original: str = ""  # one group only
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> Filters:
@@ -70,6 +75,7 @@ class Filters:
             max_score=_score(params, "max_score"),
             order=order,
             page=_page(params.get("page", "")),
+            original=params.get("original", ""),
         )
 
     def expression(self) -> str:
@@ -83,6 +89,8 @@ class Filters:
             clauses.append(f"score >= {self.min_score!r}")
         if self.max_score is not None:
             clauses.append(f"score <= {self.max_score!r}")
+        if self.original:
+            clauses.append(f"original == {milvus_literal(self.original)}")
         return " and ".join(clauses)
 
     def keeps(self, duplicate_id: str) -> bool:
@@ -100,6 +108,7 @@ class Filters:
             "max_score": "" if changed.max_score is None else f"{changed.max_score:g}",
             "order": "" if changed.order == "score" else changed.order,
             "page": "" if changed.page == 1 else str(changed.page),
+            "original": changed.original,
         }
         return urlencode({k: v for k, v in values.items() if v})
 
@@ -130,7 +139,8 @@ class Duplicate:
 @dataclass(frozen=True, slots=True)
 class Group:
     original: str
-    duplicates: tuple[Duplicate, ...]
+    duplicates: tuple[Duplicate, ...]  # those shown
+    more: int = 0  # not shown on this page
 
     @property
     def lowest_score(self) -> float:
@@ -162,7 +172,8 @@ def paginate(rows: Iterable[Mapping[str, Any]], filters: Filters, per_page: int 
     """Group link rows by original, order the groups and cut out ``filters.page`` (a page past the end is empty).
 
     Groups are ordered by their lowest score (``score``, the default), highest (``-score``) or newest duplicate
-    (``newest``); ties by original. Within a group, lowest score first.
+    (``newest``); ties by original. Within a group, lowest score first, at most :data:`PER_GROUP` of them (with
+    ``original`` set, the page of that one group: :data:`PER_GROUP_ALONE`).
     """
     grouped: dict[str, list[Duplicate]] = {}
     count = 0
@@ -179,7 +190,11 @@ def paginate(rows: Iterable[Mapping[str, Any]], filters: Filters, per_page: int 
         )
         grouped.setdefault(duplicate.original, []).append(duplicate)
         count += 1
-    groups = [Group(original, tuple(sorted(ds, key=lambda d: (d.score, d.id)))) for original, ds in grouped.items()]
+    shown = PER_GROUP_ALONE if filters.original else PER_GROUP
+    groups = []
+    for original, duplicates in grouped.items():
+        ordered = sorted(duplicates, key=lambda d: (d.score, d.id))
+        groups.append(Group(original, tuple(ordered[:shown]), max(0, len(ordered) - shown)))
     if filters.order == "-score":
         groups.sort(key=lambda g: (-max(d.score for d in g.duplicates), g.original))
     elif filters.order == "newest":
@@ -196,7 +211,7 @@ def with_reviews(page: Page, verdicts: Mapping[str, Iterable[str]]) -> Page:
     def reviewed(d: Duplicate) -> Duplicate:
         return replace(d, reviewed="confirmed" if "confirmed" in verdicts.get(d.id, ()) else "")
 
-    groups = tuple(Group(g.original, tuple(reviewed(d) for d in g.duplicates)) for g in page.groups)
+    groups = tuple(Group(g.original, tuple(reviewed(d) for d in g.duplicates), g.more) for g in page.groups)
     return replace(page, groups=groups)
 
 

@@ -37,6 +37,7 @@ import hmac
 import logging
 import shlex
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,7 @@ def export(directory: Path, index: Index, thumbnails: Thumbnails, filters: Filte
         return f"thumbs/{name}"
 
     for number in range(1, first.pages + 1):
-        page = first if number == 1 else load_page(index, Filters(**{**_fields(filters), "page": number}))
+        page = first if number == 1 else load_page(index, replace(filters, page=number))
         path = directory / _page_file(number)
         path.write_text(render(page, thumb=thumb, page_url=_page_file, static=True), encoding="utf-8")
         written.append(path)
@@ -243,10 +244,6 @@ def export(directory: Path, index: Index, thumbnails: Thumbnails, filters: Filte
 
 def _page_file(number: int) -> str:
     return "index.html" if number == 1 else f"page-{number}.html"
-
-
-def _fields(filters: Filters) -> dict[str, Any]:
-    return {name: getattr(filters, name) for name in Filters.__slots__}
 
 
 def _message(done: str, object_id: str) -> tuple[str, bool]:

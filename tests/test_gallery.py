@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from producer.gallery import BadFilterError, Filters, paginate, with_reviews
+from producer.gallery import PER_GROUP, BadFilterError, Filters, paginate, with_reviews
 from producer.review import render
 
 
@@ -109,3 +109,16 @@ def test_hostile_keys_are_escaped_everywhere_the_page_shows_them() -> None:
     static = render(page, thumb=lambda i, w: "thumbs/x.jpg", page_url=str, static=True)
     assert "<form" not in static.split("</header>")[1]  # no buttons in an export: the command instead
     assert "python -m producer restore" in static
+
+
+def test_a_large_group_shows_its_lowest_scores_and_links_to_itself_alone() -> None:
+    crowd = [row(f"photos/c/{n:03d}.jpg", 'photos/"o".jpg', 0.9 + n / 1000) for n in range(30)]
+    [group] = paginate(crowd, Filters()).groups
+    assert (len(group.duplicates), group.more) == (PER_GROUP, 30 - PER_GROUP)
+    assert group.duplicates[0].id == "photos/c/000.jpg"
+    alone = Filters.parse({"original": 'photos/"o".jpg'})
+    assert alone.expression() == 'original == "photos/\\"o\\".jpg"'
+    assert paginate(crowd, alone).groups[0].more == 0
+    html = render(paginate(crowd, Filters()), thumb=lambda i, w: "", page_url=str, static=False)
+    assert "and 6 more" in html
+    assert 'href="/?original=photos%2F%22o%22.jpg"' in html
