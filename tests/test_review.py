@@ -196,6 +196,22 @@ def test_a_restore_killed_mid_way_is_finished_by_running_it_again(
     assert reviewing.index.links_of([dup.id]) == {}
 
 
+def test_restore_never_overwrites_a_new_upload_at_the_key(reviewing: Reviewing, prefix: str) -> None:
+    d, storage = reviewing.deployment, reviewing.deployment.storage
+    events = d.upload_bytes(
+        {f"{prefix}moon.jpg": jpeg(photo("moon.png")), f"{prefix}moon-2.jpg": jpeg(photo("moon.png"))}
+    )
+    orig, dup = events
+    assert reviewing.quarantined(events) == {orig.key: "unique", dup.key: "duplicate"}
+    newer = jpeg(photo("coins.png"))
+    storage.put(BUCKET, dup.key, newer)  # someone uploads other bytes under that key before the review
+    refused = reviewing.command("restore", dup.id)
+    assert refused.returncode == 2
+    assert "holds other bytes than its quarantined copy" in refused.stderr
+    assert storage.sha256(BUCKET, dup.key) == _sha(newer)
+    assert Reviews(reviewing.index).restored([dup.id]) == {}
+
+
 @pytest.fixture
 def review_server(reviewing: Reviewing) -> Iterator[str]:
     port = free_port()
