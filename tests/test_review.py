@@ -35,7 +35,7 @@ from worker.localstack import LocalStack, Service, free_port, http_ok, wait_unti
 from worker.messages import ObjectEvent
 from worker.review import NotReviewableError, Reviewer
 from worker.reviews import CONFIRMED, RESTORED, Reviews
-from worker.samples import brightened, jpeg, photo, resized
+from worker.samples import jpeg, photo, resized
 
 pytestmark = pytest.mark.integration
 
@@ -161,8 +161,8 @@ def test_a_restore_killed_mid_way_is_finished_by_running_it_again(
     """SIGKILL as soon as the restore logs a step (the verdict recorded, before the copy back; the copy verified,
     before the tags, the link and the re-decision), then run it again: it ends as one uninterrupted run does."""
     d, storage = reviewing.deployment, reviewing.deployment.storage
-    bright = jpeg(brightened(photo(picture), 1.15))
-    events = d.upload_bytes({f"{prefix}original.jpg": jpeg(photo(picture)), f"{prefix}bright.jpg": bright})
+    small = jpeg(resized(photo(picture)))  # a copy every threshold catches (brightened ones can sit near it)
+    events = d.upload_bytes({f"{prefix}original.jpg": jpeg(photo(picture)), f"{prefix}small.jpg": small})
     orig, dup = events
     assert reviewing.quarantined(events) == {orig.key: "unique", dup.key: "duplicate"}
 
@@ -178,18 +178,18 @@ def test_a_restore_killed_mid_way_is_finished_by_running_it_again(
     process.wait(30)
     assert process.returncode == -signal.SIGKILL, "".join(seen)
     # Where it was killed: the verdict is recorded in either case; after the copy, the bytes are back in place.
-    assert Reviews(reviewing.index).restored([dup.id]) == {dup.id: _sha(bright)}
+    assert Reviews(reviewing.index).restored([dup.id]) == {dup.id: _sha(small)}
     if kill_after == "copied back":
-        assert storage.sha256(BUCKET, dup.key) == _sha(bright)
+        assert storage.sha256(BUCKET, dup.key) == _sha(small)
 
     finished = reviewing.command("restore", dup.id)
     assert finished.returncode == 0, finished.stderr
     reviewing.settle()
-    assert storage.sha256(BUCKET, dup.key) == _sha(bright)
+    assert storage.sha256(BUCKET, dup.key) == _sha(small)
     assert storage.get_tags(BUCKET, dup.key)["dedup-reviewed"] == "restored"
     copy = Actions(storage, Action.QUARANTINE, quarantine_bucket=d.quarantine_bucket).find_copy(BUCKET, dup.key)
     assert copy is not None
-    assert copy.info.metadata[META_SHA256] == _sha(bright)  # the quarantined copy is still there
+    assert copy.info.metadata[META_SHA256] == _sha(small)  # the quarantined copy is still there
     d.deliver([dup])  # and a replay leaves it in place
     reviewing.settle()
     assert storage.get_tags(BUCKET, dup.key)["dedup-status"] == "unique"
@@ -316,8 +316,8 @@ def test_restore_in_tag_mode_retags_and_a_replay_keeps_it_a_reviewed_original(
     index = Index.connect(lite_uri, collection="image_dedup")
     rig = build(stack, index, embedder)
     try:
-        orig = rig.upload(f"{prefix}horse.jpg", jpeg(photo("horse.png")))
-        dup = rig.upload(f"{prefix}horse-small.jpg", jpeg(resized(photo("horse.png"))))
+        orig = rig.upload(f"{prefix}cat.jpg", jpeg(photo("chelsea.png")))
+        dup = rig.upload(f"{prefix}cat-small.jpg", jpeg(resized(photo("chelsea.png"))))
         assert rig.pipeline.process(orig).status is Status.UNIQUE
         assert rig.pipeline.process(dup).status is Status.DUPLICATE
         sent: list[ObjectEvent] = []
