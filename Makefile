@@ -11,11 +11,14 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-# Debian packages: redis-server (broker for the demo and tests), prometheus (metrics tests), python3-venv.
+# Debian packages: redis-server (broker for the demo and tests), prometheus (metrics tests), python3-venv,
+# chromium (headless: the review gallery's tests look at the page as a person would) and a font for it.
 system-deps:  ## install the Debian packages the demo and tests start (needs root or sudo)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

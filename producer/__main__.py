@@ -1,8 +1,12 @@
-"""Command line: ``python -m producer webhook | backfill | dead-letters`` (also installed as ``dedup-producer``).
+"""Command line: ``python -m producer webhook | backfill | dead-letters | review | restore | confirm |
+migrate-links`` (also installed as ``dedup-producer``).
 
 python -m producer webhook                          # serve MinIO notifications
 python -m producer backfill --bucket photos --prefix 2024/ --checkpoint photos.ckpt
 python -m producer dead-letters [--requeue]         # inspect / re-send given-up messages
+python -m producer review [--export DIR]            # the review gallery on 127.0.0.1:8090 (or static HTML)
+python -m producer restore photos/cat-2.jpg         # put a duplicate back: it is no duplicate
+python -m producer confirm photos/cat-3.jpg         # mark a duplicate as reviewed
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
     from producer.enqueue import Enqueuer
+    from worker.index import Index
+    from worker.review import Reviewer
+    from worker.storage import Storage
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Feed image-dedup-worker's queue.")
 log = logging.getLogger("producer")
@@ -160,6 +167,142 @@ def dead_letters(
         client.lrem(DEAD_LETTERS_KEY, -1, entry)
         sent += 1
     typer.echo(f"re-sent {sent} messages")
+
+
+def _storage(settings: Settings) -> Storage:
+    from worker.storage import Storage, make_client
+
+    client = make_client(
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    return Storage(client, max_bytes=settings.max_image_bytes)
+
+
+def _index(settings: Settings) -> Index:
+    from worker.index import Index, IndexSchemaError
+
+    try:
+        return Index.connect(settings.milvus_uri, collection=settings.collection, token=settings.milvus_token)
+    except IndexSchemaError as exc:
+        typer.echo(f"dedup-producer: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _reviewer(settings: Settings, index: Index) -> Reviewer:
+    from worker.messages import PROCESS_TASK, ObjectEvent
+    from worker.review import Reviewer
+
+    enqueuer = _enqueuer(settings, "review")
+
+    def redecide(event: ObjectEvent) -> None:
+        enqueuer.send([(PROCESS_TASK, event)])
+
+    return Reviewer(settings, storage=_storage(settings), index=index, redecide=redecide)
+
+
+@cli.command()
+def review(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: DEDUP_REVIEW_HOST, 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: DEDUP_REVIEW_PORT, 8090]")] = None,
+    export: Annotated[Path | None, typer.Option(help="Write static HTML pages and thumbnails here, then exit")] = None,
+    bucket: Annotated[str, typer.Option(help="Export: only this bucket's duplicates")] = "",
+    prefix: Annotated[str, typer.Option(help="Export: only keys under this prefix")] = "",
+    kind: Annotated[str, typer.Option(help="Export: only exact, perceptual or semantic")] = "",
+    min_score: Annotated[float | None, typer.Option(help="Export: lowest score")] = None,
+    max_score: Annotated[float | None, typer.Option(help="Export: highest score")] = None,
+) -> None:
+    """Serve the review gallery (every duplicate beside its original, with Restore and Confirm), or export it."""
+    from producer.gallery import BadFilterError, Filters
+    from producer.review import create_review_app
+    from producer.review import export as export_pages
+    from producer.thumbnails import Thumbnails
+
+    settings = _settings()
+    index = _index(settings)
+    thumbnails = Thumbnails(settings, _storage(settings))
+    if export is not None:
+        params = {"bucket": bucket, "prefix": prefix, "kind": kind}
+        params |= {k: str(v) for k, v in (("min_score", min_score), ("max_score", max_score)) if v is not None}
+        try:
+            filters = Filters.parse(params)
+        except BadFilterError as exc:
+            typer.echo(f"dedup-producer: {exc}", err=True)
+            raise typer.Exit(2) from None
+        pages = export_pages(export, index, thumbnails, filters)
+        typer.echo(f"wrote {len(pages)} page(s): {pages[0].resolve()}")
+        return
+    if not settings.effective_review_token:
+        typer.echo(
+            f"dedup-producer: invalid configuration: {env_name('review_token')} (or {env_name('webhook_token')}): "
+            "required, the gallery restores and reads people's pictures",
+            err=True,
+        )
+        raise typer.Exit(2)
+    import uvicorn
+
+    app = create_review_app(settings, index=index, reviewer=_reviewer(settings, index), thumbnails=thumbnails)
+    bind_host, bind_port = host or settings.review_host, port or settings.review_port
+    log.info("review gallery on http://%s:%d/ (open it once with ?token=...)", bind_host, bind_port)
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level=settings.log_level.lower(), access_log=False)
+
+
+def _review_command(verdict: str, object_id: str) -> None:
+    from worker.errors import TransientError
+    from worker.review import NotReviewableError
+
+    settings = _settings()
+    index = _index(settings)
+    reviewer = _reviewer(settings, index)
+    act = reviewer.restore if verdict == "restore" else reviewer.confirm
+    try:
+        done = act(object_id)
+    except NotReviewableError as exc:
+        typer.echo(f"dedup-producer: {verdict} refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TransientError as exc:
+        typer.echo(f"dedup-producer: {verdict} interrupted ({exc}); run it again, it continues", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        index.close()
+    typer.echo(f"{done.object}: {done.verdict} ({done.what})")
+
+
+@cli.command()
+def restore(object_id: Annotated[str, typer.Argument(metavar="BUCKET/KEY", help="The duplicate to put back")]) -> None:
+    """Put a duplicate back where it was (the exact version moved, SHA-256 verified) as a reviewed original,
+    and remember it is no duplicate. Idempotent: an interrupted run is finished by running it again."""
+    _review_command("restore", object_id)
+
+
+@cli.command()
+def confirm(object_id: Annotated[str, typer.Argument(metavar="BUCKET/KEY", help="The duplicate")]) -> None:
+    """Mark a duplicate as reviewed and right (dedup-reviewed=confirmed). Idempotent."""
+    _review_command("confirm", object_id)
+
+
+@cli.command("migrate-links")
+def migrate_links(
+    backup: Annotated[Path, typer.Option(help="Where the old links are kept until the new layout has them")] = Path(
+        "links-backup.jsonl"
+    ),
+) -> None:
+    """Move <collection>_links to the layout with kind, score and action (stop the workers first)."""
+    from worker.migrate import migrate_links as migrate
+
+    settings = _settings()
+    moved = migrate(
+        settings.milvus_uri,
+        collection=settings.collection,
+        token=settings.milvus_token,
+        storage=_storage(settings),
+        quarantine_bucket=settings.quarantine_bucket,
+        backup=backup,
+    )
+    typer.echo(f"{moved} links in the current layout" if moved else "the links collection is already current")
 
 
 def main() -> None:

@@ -156,6 +156,10 @@ class Actions:
         found = self._copy_of(event, event.etag)
         return _outcome_from_metadata(found.info.metadata) if found is not None else None
 
+    def find_copy(self, bucket: str, key: str) -> QuarantinedCopy | None:
+        """The newest copy this service quarantined of ``bucket/key`` (its metadata names that source), if any."""
+        return self._copy_of(ObjectEvent(bucket, key, 0), None)
+
     def _copy_of(self, event: ObjectEvent, etag: str | None) -> QuarantinedCopy | None:
         """The newest quarantined copy of ``event``'s object (of the upload with ``etag`` when given)."""
         target = quarantine_key(event.bucket, event.key)
@@ -172,6 +176,11 @@ class Actions:
                 continue  # a copy of another upload under the same key
             return QuarantinedCopy(version, info)
         return None
+
+
+def outcome_from_metadata(metadata: dict[str, str]) -> Outcome | None:
+    """The duplicate outcome recorded in a quarantined copy's metadata (None if it is not ours)."""
+    return _outcome_from_metadata(metadata)
 
 
 def _outcome_from_metadata(metadata: dict[str, str]) -> Outcome | None:

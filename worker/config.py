@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_max_body_bytes: int = Field(default=1 << 20, ge=1024)
 
+    # Review gallery (python -m producer review)
+    review_token: str = Field(default="", repr=False)
+    review_host: str = "127.0.0.1"
+    review_port: int = Field(default=8090, ge=1, le=65535)
+
     # Model and batching
     model_weights: str = "imagenet"
     device: str = "auto"
@@ -188,6 +193,11 @@ class Settings(BaseSettings):
         if "semantic_threshold" in self.model_fields_set:
             return self.semantic_threshold
         return None if self.random_weights else DEFAULT_SEMANTIC_THRESHOLD
+
+    @property
+    def effective_review_token(self) -> str:
+        """The review gallery's token: ``DEDUP_REVIEW_TOKEN``, else the webhook's."""
+        return self.review_token or self.webhook_token
 
     def bucket_allowed(self, bucket: str) -> bool:
         """Whether a bucket is on the ``DEDUP_BUCKETS`` allow-list (``*`` allows every bucket). The quarantine

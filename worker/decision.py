@@ -29,6 +29,8 @@ Rules, in order:
    holds. Such an image, without an embedding, can only be decided a duplicate; if it is not one after all (that
    original changed in the same batch), it is *deferred*: left out of the batch, so that it is no candidate for
    the others, and decided again with its embedding.
+9. A pair listed in ``not_duplicates`` (``(image id, original id)``: what a reviewer said is no duplicate, see
+   :mod:`worker.reviews`) never matches, whatever the stages measure.
 
 Example::
 
@@ -40,7 +42,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -308,12 +310,13 @@ def decide(
     batch: Sequence[Signals],
     neighbours: Mapping[str, Iterable[Neighbour]],
     thresholds: Thresholds,
+    not_duplicates: Container[tuple[str, str]] = (),
 ) -> list[Decision]:
     """Decide every image of ``batch``; the result is in the batch's order.
 
     ``neighbours`` maps an image's id to the originals the index returned for it (missing ids: none).
     Several items with the same id (a replayed event in the same batch) share one decision, made for the
-    latest of them.
+    latest of them. ``not_duplicates`` holds ``(image id, original id)`` pairs that never match (rule 9).
     """
     batch_ids = {item.id for item in batch}
     latest: dict[str, Signals] = {}
@@ -325,7 +328,9 @@ def decide(
     decided: dict[str, Decision] = {}
     originals: list[Signals] = []  # earlier items of this batch that stayed unique
     for item in ordered:
-        stored = [n for n in neighbours.get(item.id, ()) if n.id not in batch_ids]
+        stored = [
+            n for n in neighbours.get(item.id, ()) if n.id not in batch_ids and (item.id, n.id) not in not_duplicates
+        ]
         earlier: list[tuple[Match, tuple[int, str]]] = []
         later: list[str] = []
         for n in stored:
@@ -336,7 +341,7 @@ def decide(
                 earlier.append((found, n.order))
             else:
                 later.append(n.id)
-        for original in originals:
+        for original in (o for o in originals if (item.id, o.id) not in not_duplicates):
             found = _match_signals(item, original, thresholds)
             if found is not None:
                 earlier.append((found, original.order))
@@ -354,6 +359,7 @@ def decide_or_defer(
     batch: Sequence[Signals],
     neighbours: Mapping[str, Iterable[Neighbour]],
     thresholds: Thresholds,
+    not_duplicates: Container[tuple[str, str]] = (),
 ) -> tuple[list[Decision], frozenset[str]]:
     """:func:`decide` for a batch in which some images have no embedding yet (rule 8). Returns the decisions of
     the images that are decided, in the batch's order, and the ids of those deferred until they have one.
@@ -366,7 +372,7 @@ def decide_or_defer(
     deferred: set[str] = set()
     while True:
         kept = [item for item in batch if item.id not in deferred]
-        decisions = decide(kept, neighbours, thresholds)
+        decisions = decide(kept, neighbours, thresholds, not_duplicates)
         without_embedding = {item.id for item in kept if item.embedding is None}
         unsettled = {d.id for d in decisions if d.is_unique and d.id in without_embedding}
         if not unsettled:

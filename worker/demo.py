@@ -3,9 +3,11 @@
 Starts Redis, an S3 server (a real ``minio`` binary if one is on PATH, else moto's S3 server), the webhook
 producer and ``celery -A worker worker`` (with Milvus Lite embedded); uploads sample photos with exact and
 near-duplicate copies; delivers MinIO-format notifications for them to the webhook; waits until the queue has
-drained and every object has its outcome; prints the table; stops everything it started.
+drained and every object has its outcome; prints the table; writes the review gallery of the demo's duplicates
+as static HTML (``--review-dir``, default ``data/demo-review``: each duplicate beside its original) and prints its
+address; stops everything it started.
 
-    python -m worker.demo [--weights auto|imagenet|random|FILE] [--action tag|quarantine]
+    python -m worker.demo [--weights auto|imagenet|random|FILE] [--action tag|quarantine] [--review-dir DIR]
 
 ``--weights auto`` (the default) uses torchvision's ImageNet weights when they can be downloaded or are cached,
 and otherwise falls back — loudly — to random weights, with which the semantic stage takes no part in
@@ -76,14 +78,15 @@ def deliver(url: str, sample: Sample, event_time_ms: int, etag: str) -> None:
             raise RuntimeError(f"webhook answered {response.status}")
 
 
-def run(root: Path, weights: str, action: str, timeout: float) -> bool:
-    """Run the demo in ``root``; returns whether every object got the expected outcome."""
+def run(root: Path, weights: str, action: str, timeout: float, review_dir: Path | None = None) -> bool:
+    """Run the demo in ``root``; returns whether every object got the expected outcome. With ``review_dir``, the
+    review gallery of its duplicates is written there as static HTML."""
     samples = upload_set() + trust_set()
     with LocalStack(root, buckets=(BUCKET,)) as stack:
         typer.echo(f"S3 server: {stack.s3_server}; Redis: {stack.broker_url}; logs in {stack.logs}")
         _, url = stack.start_webhook()
         typer.echo("starting celery -A worker worker (loads ResNet-50) ...")
-        stack.start_worker(
+        worker = stack.start_worker(
             env={
                 "DEDUP_MODEL_WEIGHTS": weights,
                 "DEDUP_ACTION": action,
@@ -112,7 +115,32 @@ def run(root: Path, weights: str, action: str, timeout: float) -> bool:
 
         wait_until(all_decided, timeout, "every object's outcome", interval=0.5)
         elapsed = time.monotonic() - started
-    return print_table(samples, seen, elapsed, quarantined=action == Action.QUARANTINE)
+        ok = print_table(samples, seen, elapsed, quarantined=action == Action.QUARANTINE)
+        if review_dir is not None:
+            stack.stop_service(worker)  # Milvus Lite: one process per file, and the gallery reads it now
+            export_review(stack, review_dir, action)
+    return ok
+
+
+def export_review(stack: LocalStack, directory: Path, action: str) -> None:
+    """Write the demo's review gallery (static HTML and thumbnails) to ``directory`` and print its address."""
+    from producer.gallery import Filters
+    from producer.review import export
+    from producer.thumbnails import Thumbnails
+    from worker.config import load_settings
+    from worker.index import Index
+
+    env = stack.env({"DEDUP_ACTION": action, "DEDUP_QUARANTINE_BUCKET": QUARANTINE})
+    settings = load_settings(
+        **{name.removeprefix("DEDUP_").lower(): value for name, value in env.items() if name.startswith("DEDUP_")}
+    )
+    index = Index.connect(settings.milvus_uri, collection=settings.collection)
+    try:
+        pages = export(directory, index, Thumbnails(settings, stack.storage()), Filters())
+    finally:
+        index.close()
+    typer.echo(f"\nreview the duplicates, each beside its original: file://{pages[0].resolve()}")
+    typer.echo("(live, with Restore and Confirm buttons: python -m producer review, against a running service)")
 
 
 def print_table(samples: list[Sample], seen: dict[str, Outcome], elapsed: float, *, quarantined: bool) -> bool:
@@ -147,15 +175,18 @@ def main(
     action: Annotated[str, typer.Option(help="tag or quarantine")] = "tag",
     workdir: Annotated[Path | None, typer.Option(help="Keep data and logs here (default: a temporary folder)")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every outcome")] = 600.0,
+    review_dir: Annotated[Path, typer.Option(help="Write the review gallery (static HTML) here")] = Path(
+        "data/demo-review"
+    ),
 ) -> None:
     """Run the service end to end on sample photos and print each object's outcome."""
     logging.basicConfig(level=logging.WARNING)
     chosen = choose_weights(weights)
     if workdir is not None:
-        ok = run(workdir, chosen, action, timeout)
+        ok = run(workdir, chosen, action, timeout, review_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="dedup-demo-") as tmp:
-            ok = run(Path(tmp), chosen, action, timeout)
+            ok = run(Path(tmp), chosen, action, timeout, review_dir)
     sys.exit(0 if ok else 1)
 
 

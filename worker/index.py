@@ -29,7 +29,14 @@ previous batch stored. Client errors become :class:`~worker.errors.TransientErro
     >>> index.store(originals); index.discard(duplicates)
 
 Beside it, ``<collection>_links`` records which original each duplicate points at, so that when an original
-stops being one (an earlier copy arrived, it was overwritten or removed) its duplicates are decided again.
+stops being one (an earlier copy arrived, it was overwritten or removed) its duplicates are decided again. Each
+link also carries how the duplicate matched (``kind``, ``score``) and what the worker did with it (``action``:
+``tag`` or ``quarantine``), which the review gallery pages through (:meth:`Index.links`). A links collection of
+the older layout (without those fields) stops the worker at start with :class:`IndexSchemaError`, which names
+the migration: ``python -m producer migrate-links``.
+
+``<collection>_reviews`` holds what people decided on review (:mod:`worker.reviews`): a restored duplicate is
+"not a duplicate" for good, a confirmed one stays where it is.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pymilvus import DataType, MilvusClient
 
@@ -66,12 +73,26 @@ MIGRATE = (
     "`python -m producer backfill --bucket B` for each bucket, then drop the old collections ({name}, "
     "{name}_links)"
 )
+#: Fields of the links collection's current layout; an older one lacks the last three.
+LINK_FIELDS = ("id", "original", "event_time_ms", "kind", "score", "action")
+MIGRATE_LINKS = "python -m producer migrate-links"
 
 R = TypeVar("R")
 
 
 class IndexSchemaError(RuntimeError):
     """The existing collection does not have the layout this version expects."""
+
+
+class Link(NamedTuple):
+    """A duplicate's link to its original, with how it matched and what the worker does with it."""
+
+    id: str
+    original: str
+    event_time_ms: int
+    kind: str = ""
+    score: float = 0.0
+    action: str = ""  # "tag" or "quarantine" (Settings.action when it was decided)
 
 
 def milvus_literal(value: str) -> str:
@@ -97,7 +118,11 @@ class Index:
         except Exception as exc:
             raise TransientError("milvus", f"cannot connect to {uri}: {exc}") from exc
         index = cls(client, collection, search_limit=search_limit, dim=dim)
-        index.ensure_collection()
+        try:
+            index.ensure_collection()
+        except BaseException:  # e.g. IndexSchemaError: let go of the (Lite) file for whoever fixes it
+            index.close()
+            raise
         return index
 
     def close(self) -> None:
@@ -115,6 +140,15 @@ class Index:
     def hashes_collection(self) -> str:
         """The companion collection of every stored perceptual hash (``<collection>_hashes``)."""
         return f"{self.collection}_hashes"
+
+    @property
+    def reviews_collection(self) -> str:
+        """The companion collection of review verdicts (``<collection>_reviews``, see :mod:`worker.reviews`)."""
+        return f"{self.collection}_reviews"
+
+    @property
+    def companions(self) -> tuple[str, ...]:
+        return (self.links_collection, self.hashes_collection, self.reviews_collection)
 
     def ensure_collection(self) -> None:
         existed = self._call(self._client.has_collection, self.collection)
@@ -149,16 +183,22 @@ class Index:
         hash_params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params=HNSW)
         self._create_if_missing(self.hashes_collection, hashes, hash_params)
 
-        # Links are scalar data; Milvus wants one vector field per collection, so they carry a constant 2-d one.
-        links = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        links.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
-        links.add_field("original", DataType.VARCHAR, max_length=ID_MAX_BYTES)
-        links.add_field("event_time_ms", DataType.INT64)
-        links.add_field("unused", DataType.FLOAT_VECTOR, dim=_LINK_DIM)
-        link_params = MilvusClient.prepare_index_params()
-        link_params.add_index(field_name="original", index_type="INVERTED")
-        link_params.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
-        self._create_if_missing(self.links_collection, links, link_params)
+        self._check_links_layout()
+        self._create_if_missing(self.links_collection, links_schema(), link_params())
+        self._create_if_missing(self.reviews_collection, reviews_schema(), reviews_params())
+
+    def _check_links_layout(self) -> None:
+        """Refuse a links collection of the older layout (no kind, score, action): the gallery needs them."""
+        if not self._call(self._client.has_collection, self.links_collection):
+            return
+        described = self._call(self._client.describe_collection, self.links_collection)
+        missing = [name for name in LINK_FIELDS if name not in {f["name"] for f in described["fields"]}]
+        if missing:
+            raise IndexSchemaError(
+                f"{self.links_collection}: an older layout without {', '.join(missing)}; stop the workers and run "
+                f"`{MIGRATE_LINKS}` (it copies every link into the new layout, reading kind and score from the "
+                "duplicate's tags or quarantined copy), then start them again"
+            )
 
     def _create_if_missing(self, name: str, schema: Any, params: Any) -> None:
         if not self._call(self._client.has_collection, name):
@@ -286,6 +326,35 @@ class Index:
         rows = self._query_in(self.links_collection, "original", originals, ["id", "event_time_ms"])
         return {row["id"]: int(row["event_time_ms"]) for row in rows}
 
+    def links(self, expression: str, fields: Sequence[str] = LINK_FIELDS) -> list[dict[str, Any]]:
+        """Every link row matching a Milvus filter ``expression`` (e.g. ``kind == "exact" and score < 0.95``),
+        with ``fields``. Used by the review gallery; 10,000 rows take a few tens of milliseconds."""
+        rows: list[dict[str, Any]] = self._call(
+            self._client.query,
+            self.links_collection,
+            filter=expression or 'id != ""',
+            output_fields=list(fields),
+            consistency_level=STRONG,
+        )
+        return rows
+
+    def links_of(self, ids: Iterable[str]) -> dict[str, Link]:
+        """The links of these duplicates: ``{id: Link}`` (ids that are no duplicate are absent)."""
+        rows = self._query_in(self.links_collection, "id", ids, list(LINK_FIELDS))
+        return {row["id"]: _link(row) for row in rows}
+
+    def query(self, collection: str, expression: str, fields: Sequence[str]) -> list[dict[str, Any]]:
+        """Rows of one of this index's collections matching ``expression`` (Strong); for companion adapters."""
+        rows: list[dict[str, Any]] = self._call(
+            self._client.query, collection, filter=expression, output_fields=list(fields), consistency_level=STRONG
+        )
+        return rows
+
+    def upsert(self, collection: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert rows into one of this index's collections; for companion adapters."""
+        if rows:
+            self._call(self._client.upsert, collection, list(rows))
+
     def _query_in(self, collection: str, field: str, values: Iterable[str], output: list[str]) -> list[dict[str, Any]]:
         """Rows whose ``field`` is one of ``values`` (Strong)."""
         wanted = sorted(set(values))
@@ -337,12 +406,18 @@ class Index:
         self._call(self._client.upsert, self.hashes_collection, hash_rows)
         self._call(self._client.upsert, self.collection, rows)
 
-    def link(self, links: Iterable[tuple[str, str, int]]) -> None:
-        """Record ``(duplicate id, original id, duplicate's event_time_ms)`` so that a duplicate can follow its
-        original when that changes; a duplicate has one link (upsert)."""
-        rows = [{"id": d, "original": o, "event_time_ms": int(t), "unused": [0.0] * _LINK_DIM} for d, o, t in links]
+    def link(self, links: Iterable[Link | tuple[str, str, int]]) -> None:
+        """Record each duplicate's :class:`Link` (or ``(duplicate id, original id, duplicate's event_time_ms)``)
+        so that a duplicate can follow its original when that changes; a duplicate has one link (upsert)."""
+        rows = [link_row(Link(*link)) for link in links]
         if rows:
             self._call(self._client.upsert, self.links_collection, rows)
+
+    def unlink_now(self, ids: Iterable[str]) -> None:
+        """Forget these duplicates' links whatever their time (a reviewer restored them: no longer duplicates)."""
+        wanted = sorted(set(ids))
+        if wanted:
+            self._call(self._client.delete, self.links_collection, filter=f"id in {milvus_literal_list(wanted)}")
 
     def unlink(self, rows: Iterable[tuple[str, int]]) -> None:
         """Forget the links of ``(id, event_time_ms)`` (originals now, or gone), unless a newer upload made them."""
@@ -372,7 +447,7 @@ class Index:
                         raise
                     # A restarted Milvus Lite (or a released collection) answers "load() first": load, go on.
                     log.warning("Milvus collections not loaded (restarted?); loading them again")
-                    for name in (self.collection, self.links_collection, self.hashes_collection):
+                    for name in (self.collection, *self.companions):
                         self._client.load_collection(name)
                     return fn(*args, **kwargs)
             except Exception as exc:
@@ -424,3 +499,78 @@ def _merge(into: dict[str, dict[str, Any]], entity: dict[str, Any], **measured: 
     if "hamming" in measured and row.get("hamming") is not None:
         measured["hamming"] = min(measured["hamming"], row["hamming"])
     row.update(measured)
+
+
+# Companion layouts -------------------------------------------------------------------------------------------
+
+
+def links_schema() -> Any:
+    """``<collection>_links``: one row per duplicate. Links are scalar data; Milvus wants one vector field per
+    collection, so they carry a constant 2-d one."""
+    links = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    links.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+    links.add_field("original", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+    links.add_field("event_time_ms", DataType.INT64)
+    links.add_field("kind", DataType.VARCHAR, max_length=16)
+    links.add_field("score", DataType.FLOAT)
+    links.add_field("action", DataType.VARCHAR, max_length=16)
+    links.add_field("unused", DataType.FLOAT_VECTOR, dim=_LINK_DIM)
+    return links
+
+
+def link_params() -> Any:
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name="original", index_type="INVERTED")
+    params.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
+    return params
+
+
+def reviews_schema() -> Any:
+    """``<collection>_reviews``: one row per (verdict, object); see :mod:`worker.reviews`."""
+    reviews = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    reviews.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES + 16)
+    reviews.add_field("object", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+    reviews.add_field("verdict", DataType.VARCHAR, max_length=16)
+    reviews.add_field("original", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+    reviews.add_field("kind", DataType.VARCHAR, max_length=16)
+    reviews.add_field("score", DataType.FLOAT)
+    reviews.add_field("sha256", DataType.VARCHAR, max_length=64)
+    reviews.add_field("event_time_ms", DataType.INT64)
+    reviews.add_field("reviewed_at_ms", DataType.INT64)
+    reviews.add_field("unused", DataType.FLOAT_VECTOR, dim=_LINK_DIM)
+    return reviews
+
+
+def reviews_params() -> Any:
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name="object", index_type="INVERTED")
+    params.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
+    return params
+
+
+def link_row(link: Link) -> dict[str, Any]:
+    return {
+        "id": link.id,
+        "original": link.original,
+        "event_time_ms": int(link.event_time_ms),
+        "kind": link.kind,
+        "score": float(link.score),
+        "action": link.action,
+        "unused": [0.0] * _LINK_DIM,
+    }
+
+
+def unused_vector() -> list[float]:
+    """The constant vector companion rows carry (Milvus wants one vector field per collection)."""
+    return [0.0] * _LINK_DIM
+
+
+def _link(row: dict[str, Any]) -> Link:
+    return Link(
+        row["id"],
+        row["original"],
+        int(row["event_time_ms"]),
+        str(row.get("kind", "")),
+        float(row.get("score", 0.0)),
+        str(row.get("action", "")),
+    )

@@ -53,9 +53,10 @@ from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
 from worker.fingerprint import fingerprint
 from worker.hashing import sha256_hex
-from worker.index import Index
+from worker.index import Index, Link
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
+from worker.reviews import Reviews
 from worker.storage import Blob, ObjectMissingError, Storage
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Pipeline:
         self.embedder = embedder
         self.actions = Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket)
         self.redecide = redecide
+        self.reviews = Reviews(index)  # what reviewers restored is never a duplicate again
         self.thresholds = Thresholds(
             perceptual=settings.perceptual_threshold, semantic=settings.effective_semantic_threshold
         )
@@ -212,7 +214,8 @@ class Pipeline:
         batch = [_as_stored(s, before) for s in items]
         with metrics.timed("search"):
             found = self.index.neighbours(batch)
-        decisions, deferred = decide_or_defer(batch, found, self.thresholds)
+        not_duplicates = self._not_duplicates(batch, found)
+        decisions, deferred = decide_or_defer(batch, found, self.thresholds, not_duplicates)
         verdict = {d.id: d for d in decisions}
         latest = {s.id: s for s in sorted(batch, key=lambda s: s.order) if s.id not in deferred}  # latest per key
 
@@ -234,7 +237,7 @@ class Pipeline:
             with metrics.timed("search"):
                 again = self.index.neighbours(originals)
             times |= _event_times(again)
-            for d in decide(originals, again, self.thresholds):
+            for d in decide(originals, again, self.thresholds, not_duplicates | self._not_duplicates(originals, again)):
                 if d.is_unique:
                     verdict[d.id] = replace(verdict[d.id], supersedes=_union(verdict[d.id], d))
                 else:
@@ -245,12 +248,24 @@ class Pipeline:
                         self._send_back(self.index.dependents([d.id]), "original_changed", exclude=latest)
 
         final = [verdict[key] for key in latest]
-        self.index.link((d.id, d.match.original, latest[d.id].event_time_ms) for d in final if d.match)
+        action = self.settings.action.value
+        self.index.link(
+            Link(d.id, d.match.original, latest[d.id].event_time_ms, d.match.kind.value, d.match.score, action)
+            for d in final
+            if d.match
+        )
         self.index.unlink((d.id, latest[d.id].event_time_ms) for d in final if d.is_unique)
         for decision in final:
             later = {key: times[key] for key in decision.supersedes}
             self._send_back(later, "superseded", exclude=latest, by=decision.id)
         return [verdict.get(s.id) for s in batch]
+
+    def _not_duplicates(self, batch: Sequence[Signals], found: Mapping[str, list[Neighbour]]) -> set[tuple[str, str]]:
+        """``(image, candidate)`` pairs that must not match: a picture a reviewer restored (these very bytes) is
+        no duplicate of anything, so a replay, a backfill or a re-decision never moves it again."""
+        restored = self.reviews.restored(s.id for s in batch)
+        kept = [s for s in batch if restored.get(s.id) == s.sha256]
+        return {(s.id, other) for s in kept for other in [*(n.id for n in found.get(s.id, ())), *(b.id for b in batch)]}
 
     def _send_back(self, keys: Mapping[str, int], reason: str, *, exclude: Container[str] = (), by: str = "") -> None:
         """Enqueue a new decision for each ``{id: event_time_ms}`` (ids being decided right now excepted)."""

@@ -91,6 +91,7 @@ class Runtime:
         weights = settings.model_weights if settings.model_weights in {"imagenet", "random"} else "file"
         metrics.WORKER_INFO.labels(device=str(embedder.device), weights=weights).set(1)
         metrics.INDEX_SIZE.set_function(pipeline.index_size)
+        metrics.REVIEWS.set_source(pipeline.reviews.counts)
         log.info(
             "worker ready: action=%s, buckets=%s, thresholds perceptual=%s semantic=%s",
             settings.action.value,

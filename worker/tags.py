@@ -35,6 +35,8 @@ KIND = "dedup-kind"
 SCORE = "dedup-score"
 REASON = "dedup-reason"
 NOTE = "dedup-note"
+#: Set by a reviewer (``restored`` or ``confirmed``, see :mod:`worker.review`); the worker's own retagging keeps it.
+REVIEWED = "dedup-reviewed"
 
 MAX_TAGS = 10
 MAX_VALUE = 256
@@ -109,8 +111,9 @@ class Merged:
 
 
 def merge(existing: Mapping[str, str], ours: Mapping[str, str]) -> Merged:
-    """The user's tags plus as many of ours (in priority order) as fit; stale ``dedup-*`` tags are replaced."""
-    user = {k: v for k, v in existing.items() if not k.startswith(PREFIX)}
+    """The user's tags plus as many of ours (in priority order) as fit; stale ``dedup-*`` tags are replaced,
+    except a reviewer's ``dedup-reviewed``, which stays unless ``ours`` sets it."""
+    user = {k: v for k, v in existing.items() if not k.startswith(PREFIX) or (k == REVIEWED and k not in ours)}
     room = max(0, MAX_TAGS - len(user))
     names = list(ours)
     kept, dropped = names[:room], names[room:]

@@ -1,0 +1,124 @@
+"""The gallery's core (filters, grouping, order, pages) and its HTML, with hostile keys: no service needed."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from producer.gallery import PER_GROUP, BadFilterError, Filters, paginate, with_reviews
+from producer.review import render
+
+
+def row(
+    duplicate: str, original: str, score: float, kind: str = "perceptual", when: int = 1, action: str = "tag"
+) -> dict[str, Any]:
+    return {
+        "id": duplicate,
+        "original": original,
+        "score": score,
+        "kind": kind,
+        "event_time_ms": when,
+        "action": action,
+    }
+
+
+ROWS = [
+    row("photos/a/1.jpg", "photos/o1.jpg", 0.97, when=5),
+    row("photos/a/2.jpg", "photos/o1.jpg", 0.91, when=6),
+    row("photos/b/3.jpg", "photos/o2.jpg", 1.0, "exact", when=9, action="quarantine"),
+    row("other/a/4.jpg", "other/o3.jpg", 0.95, when=7),
+]
+
+
+def test_filters_parse_into_a_milvus_expression_and_refuse_what_they_cannot_use() -> None:
+    filters = Filters.parse({"bucket": "photos", "kind": "perceptual", "min_score": "0.9", "max_score": "0.95"})
+    assert filters.expression() == 'id like "photos/%" and kind == "perceptual" and score >= 0.9 and score <= 0.95'
+    assert Filters.parse({}).expression() == ""
+    for bad in (
+        {"bucket": 'x" or id != "'},
+        {"bucket": "a%"},
+        {"kind": "fuzzy"},
+        {"min_score": "lots"},
+        {"max_score": "2"},
+        {"page": "0"},
+        {"page": "-1"},
+        {"order": "random"},
+    ):
+        with pytest.raises(BadFilterError):
+            Filters.parse(bad)
+
+
+def test_a_prefix_matches_keys_exactly_whatever_characters_they_hold() -> None:
+    filters = Filters.parse({"prefix": "a_%/"})
+    assert filters.expression() == ""  # tested here, not by Milvus' LIKE (no wildcard to escape)
+    assert filters.keeps("photos/a_%/x.jpg")
+    assert not filters.keeps("photos/ab%/x.jpg")
+
+
+def test_groups_come_lowest_score_first_and_pages_cut_them() -> None:
+    page = paginate(ROWS, Filters())
+    assert [g.original for g in page.groups] == ["photos/o1.jpg", "other/o3.jpg", "photos/o2.jpg"]
+    assert [d.id for d in page.groups[0].duplicates] == ["photos/a/2.jpg", "photos/a/1.jpg"]
+    assert (page.total_groups, page.total_duplicates, page.pages) == (3, 4, 1)
+    assert next(g.original for g in paginate(ROWS, Filters(order="newest")).groups) == "photos/o2.jpg"
+    assert next(g.original for g in paginate(ROWS, Filters(order="-score")).groups) == "photos/o2.jpg"
+    second = paginate(ROWS, Filters(page=2), per_page=2)
+    assert ([g.original for g in second.groups], second.pages) == (["photos/o2.jpg"], 2)
+    assert paginate(ROWS, Filters(page=9)).groups == ()
+    assert paginate(ROWS, Filters(prefix="a/")).total_duplicates == 3  # any bucket, key prefix
+
+
+def test_a_page_keeps_its_filters_in_its_links() -> None:
+    filters = Filters.parse({"bucket": "photos", "prefix": "2024/ a&b", "max_score": "0.9"})
+    assert filters.query(page=2) == "bucket=photos&prefix=2024%2F+a%26b&max_score=0.9&page=2"
+    assert Filters.parse(dict(re.findall(r"(\w+)=([^&]*)", "page=3"))).page == 3
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.texts: list[str] = []
+        self.attributes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes += [value or "" for _, value in attrs]
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def test_hostile_keys_are_escaped_everywhere_the_page_shows_them() -> None:
+    hostile = "photos/<script>alert('x')</script>\" onerror=\"alert(1)&amp;.jpg"
+    page = with_reviews(paginate([row(hostile, "photos/<b>o</b>.jpg", 0.9)], Filters()), {hostile: ["confirmed"]})
+    html = render(page, thumb=lambda i, w: "/thumb?id=" + i, page_url=str, static=False, token='t"<')
+    assert "<script>" not in html
+    assert "<b>" not in html
+    parsed = _Collect()
+    parsed.feed(html)
+    assert "script" not in parsed.tags
+    assert "b" not in parsed.tags
+    assert hostile in "".join(parsed.texts)  # shown as the very text it is
+    assert hostile in parsed.attributes  # data-id and the form's hidden id carry it intact
+    assert 't"<' in parsed.attributes  # the token's hidden field too
+    assert "confirmed" in "".join(parsed.texts)
+    static = render(page, thumb=lambda i, w: "thumbs/x.jpg", page_url=str, static=True)
+    assert "<form" not in static.split("</header>")[1]  # no buttons in an export: the command instead
+    assert "python -m producer restore" in static
+
+
+def test_a_large_group_shows_its_lowest_scores_and_links_to_itself_alone() -> None:
+    crowd = [row(f"photos/c/{n:03d}.jpg", 'photos/"o".jpg', 0.9 + n / 1000) for n in range(30)]
+    [group] = paginate(crowd, Filters()).groups
+    assert (len(group.duplicates), group.more) == (PER_GROUP, 30 - PER_GROUP)
+    assert group.duplicates[0].id == "photos/c/000.jpg"
+    alone = Filters.parse({"original": 'photos/"o".jpg'})
+    assert alone.expression() == 'original == "photos/\\"o\\".jpg"'
+    assert paginate(crowd, alone).groups[0].more == 0
+    html = render(paginate(crowd, Filters()), thumb=lambda i, w: "", page_url=str, static=False)
+    assert "and 6 more" in html
+    assert 'href="/?original=photos%2F%22o%22.jpg"' in html

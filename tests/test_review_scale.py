@@ -1,0 +1,93 @@
+"""The gallery stays fast with 10,000 duplicates in the index: a page of 50 groups, rendered by the app itself
+(Starlette, in-process) from a Milvus Lite links collection holding 10,000 rows, in well under a second.
+
+Run with ``-s`` to see the figures (README "Review and undo" records them).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from producer.review import create_review_app
+from producer.thumbnails import Thumbnails
+from worker.config import load_settings
+from worker.index import Index, Link
+from worker.review import Reviewer
+from worker.storage import Storage, make_client
+
+pytestmark = pytest.mark.integration
+
+DUPLICATES = 10_000
+PER_ORIGINAL = 4
+TOKEN = "scale-token"
+BUDGET_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    index = Index.connect(str(tmp_path_factory.mktemp("crowded") / "lite.db"), collection="image_dedup")
+    rng = random.Random(11)
+    kinds = ["exact", "perceptual", "perceptual", "semantic"]
+    links = [
+        Link(
+            f"photos/{n // 1000:02d}/copy-{n:05d}.jpg",
+            f"photos/originals/{n // PER_ORIGINAL:05d}.jpg",
+            1_700_000_000_000 + n,
+            kind := rng.choice(kinds),
+            1.0 if kind == "exact" else round(rng.uniform(0.88, 1.0), 4),
+            rng.choice(["tag", "quarantine"]),
+        )
+        for n in range(DUPLICATES)
+    ]
+    for start in range(0, len(links), 2000):
+        index.link(links[start : start + 2000])
+    yield index
+    index.close()
+
+
+@pytest.fixture(scope="module")
+def client(crowded: Index) -> TestClient:
+    settings = load_settings(buckets=("photos",), review_token=TOKEN, model_weights="random")
+    storage = Storage(make_client("127.0.0.1:9", "unused", "unused"), max_bytes=1 << 20)  # pages never touch S3
+    reviewer = Reviewer(settings, storage=storage, index=crowded, redecide=lambda _: None)
+    app = create_review_app(settings, index=crowded, reviewer=reviewer, thumbnails=Thumbnails(settings, storage))
+    return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "page=25", "order=newest", "kind=perceptual&max_score=0.95", "bucket=photos&prefix=07/", "page=999"],
+)
+def test_a_page_of_50_groups_renders_in_under_a_second_with_10000_duplicates(client: TestClient, query: str) -> None:
+    client.get("/")  # warm: connection, template compiled
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        response = client.get(f"/?{query}")
+        timings.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    groups = response.text.count('<section class="group"')
+    found = re.search(r'id="summary">(.*?)</span>', response.text, re.S)
+    summary = " ".join(found.group(1).split()) if found else ""
+    print(
+        f"\n{query or '(first page)'}: {min(timings) * 1000:.0f} ms best, {max(timings) * 1000:.0f} ms worst; "
+        f"{groups} groups; {summary}"
+    )
+    assert max(timings) < BUDGET_S
+    if query in {"", "page=25", "order=newest"}:
+        assert groups == 50
+        assert summary.startswith(f"{DUPLICATES} duplicates in {DUPLICATES // PER_ORIGINAL} groups")
+    if query == "page=999":
+        assert groups == 0
+    if query.startswith("kind="):
+        scores = [float(s) for s in re.findall(r'data-kind="perceptual" data-score="([0-9.]+)"', response.text)]
+        assert scores
+        assert all(s <= 0.95 for s in scores)
+        first_of_groups = re.findall(r'<section class="group".*?data-score="([0-9.]+)"', response.text, re.S)
+        assert first_of_groups == sorted(first_of_groups)  # lowest scores first
