@@ -13,6 +13,8 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   64 DCT coefficients from the median that sets the bits. A solid colour, a smooth gradient, a near-blank scan
   or a light/dark split has almost every coefficient at the median, so its bits are noise that any other such
   picture shares. Below :data:`worker.decision.Guard` floors a stage abstains;
+* ``split`` — the share of the whole view's variance one light/dark split explains (Otsu's effectiveness): a
+  two-tone picture's bits encode where the split runs, not what lies on either side (czkawka PR #2059);
 * ``texture`` — the share of the trimmed thumbnail's pixels whose 3×3 neighbourhood varies by more than
   :data:`FLAT_RANGE` grey levels: a mostly empty picture (a line of text on white, a scan with a mark, a
   transparent overlay) has little, whatever its edges' contrast; both guards use it, since blank and
@@ -25,8 +27,9 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     >>> hamming(fp.phash, fingerprint(ImageOps.mirror(picture)).mirror) <= 4
     True
 
-Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, so the cost stays about that of
-a single pHash of the decoded picture.
+Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the twelve 32×32 views by batched
+matrix products: the hash stage costs about 1.7 × a single pHash of the decoded picture
+(``python -m worker.eval.cost``).
 """
 
 from __future__ import annotations
