@@ -264,15 +264,11 @@ def perceptual_distance(a: Signals, b: Signals) -> int:
     """:func:`combined_distance` over every pair of hashes :func:`pair_kind` allows, either way round: what the
     index search finds for ``a`` among stored ``b`` (and ``b`` among stored ``a``)."""
     ha, hb = hashes_of(a), hashes_of(b)
-    view: int | None = None
-    regions: dict[int, int] = {}
-    for i, x in enumerate(ha):
-        for j, y in enumerate(hb):
-            kind = pair_kind(i, j) or pair_kind(j, i)
-            if kind == "view":
-                view = min(hamming(x, y), view if view is not None else HASH_BITS)
-            elif kind == "region":
-                regions[i] = hamming(x, y)
+    # The pairs pair_kind allows either way round, without trying the others: the whole picture of either side
+    # against every hash of the other ("view"), and region k against region k ("region").
+    view = min(hamming(ha[0], y) for y in hb)
+    view = min(view, *(hamming(x, hb[0]) for x in ha[1:])) if len(ha) > 1 else view
+    regions = {k: hamming(ha[k], hb[k]) for k in range(2, min(len(ha), len(hb)))}
     found = combined_distance(view, regions)
     return HASH_BITS if found is None else found
 
