@@ -17,7 +17,6 @@ Everything is drawn from a seeded generator: the same call gives the same bytes.
 from __future__ import annotations
 
 import colorsys
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -291,9 +290,3 @@ def generate(per_category: int = PER_CATEGORY, categories: tuple[str, ...] | Non
         for i in range(per_category):
             out.append(Negative(f"{slug}-{i:03d}", name, make(i, rng)))
     return out
-
-
-def to_bytes(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
