@@ -21,6 +21,7 @@ import typer
 from worker.config import ConfigError, Settings, env_name, load_settings
 
 if TYPE_CHECKING:
+    from minio import Minio
     from prometheus_client.registry import Collector
 
     from producer.enqueue import Enqueuer
@@ -108,19 +109,12 @@ def backfill(
     from producer.backfill import BackfillInterruptedError
     from producer.backfill import backfill as run_backfill
     from producer.enqueue import EnqueueError
-    from worker.storage import make_client
 
     settings = _settings()
     if not settings.bucket_allowed(bucket):
         typer.echo(f"dedup-producer: {bucket!r} is not in {env_name('buckets')}; the worker would refuse it", err=True)
         raise typer.Exit(2)
-    client = make_client(
-        settings.s3_endpoint,
-        settings.s3_access_key,
-        settings.s3_secret_key,
-        secure=settings.s3_secure,
-        region=settings.s3_region,
-    )
+    client = _client(settings)
     enqueuer = _enqueuer(settings, "backfill")
     try:
         sent = run_backfill(
@@ -169,17 +163,22 @@ def dead_letters(
     typer.echo(f"re-sent {sent} messages")
 
 
-def _storage(settings: Settings) -> Storage:
-    from worker.storage import Storage, make_client
+def _client(settings: Settings) -> Minio:
+    from worker.storage import make_client
 
-    client = make_client(
+    return make_client(
         settings.s3_endpoint,
         settings.s3_access_key,
         settings.s3_secret_key,
         secure=settings.s3_secure,
         region=settings.s3_region,
     )
-    return Storage(client, max_bytes=settings.max_image_bytes)
+
+
+def _storage(settings: Settings) -> Storage:
+    from worker.storage import Storage
+
+    return Storage(_client(settings), max_bytes=settings.max_image_bytes)
 
 
 def _index(settings: Settings) -> Index:
