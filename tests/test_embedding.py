@@ -30,6 +30,15 @@ def test_random_weights_log_a_loud_warning(caplog: pytest.LogCaptureFixture) -> 
     assert any("RANDOM weights" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
+def test_the_noop_model_for_benchmarks_warns_and_gives_unit_vectors(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="worker.embedding"):
+        embedder = Embedder.load("noop", device="cpu")
+    assert any("NO-OP" in r.getMessage() for r in caplog.records)
+    vectors = embedder.embed([preprocess(photo("chelsea.png")), preprocess(photo("coffee.png"))])
+    assert vectors.shape == (2, 2048)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
 def test_random_weights_are_the_same_in_every_process() -> None:
     a, b = build_backbone("random"), build_backbone("random")
     assert torch.equal(weight(a, "conv1.weight"), weight(b, "conv1.weight"))

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
 
     @property
     def random_weights(self) -> bool:
-        return self.model_weights.lower() == "random"
+        return self.model_weights.lower() in {"random", "noop"}
 
     @cached_property
     def effective_semantic_threshold(self) -> float | None:

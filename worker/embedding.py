@@ -7,7 +7,9 @@ Weights come from one of three places (``DEDUP_MODEL_WEIGHTS``):
   machines without internet;
 * ``random`` — a fixed random initialisation, for tests only. Its features carry no meaning (every pair of
   images has cosine ≈ 0.998), so loading it logs a loud warning and the semantic stage stays out of decisions
-  unless its threshold is set explicitly.
+  unless its threshold is set explicitly;
+* ``noop`` — no ResNet-50 at all: a fixed projection of each image's mean colour, for ``make bench``'s
+  model-free mode, which measures everything around the model (same loud warning, same semantic rule).
 
 Preprocessing follows the weights' ImageNet evaluation recipe (resize the short side to 232, centre-crop 224).
 It runs on the CPU in the task threads and yields uint8 tensors; normalisation happens batched on the device.
@@ -74,8 +76,26 @@ def preprocess(image: Image.Image) -> torch.Tensor:
     return tensor
 
 
+class NoopBackbone(nn.Module):
+    """Stands in for ResNet-50 when only the work around the model is measured: each image's mean colour
+    through a fixed 3 → 2048 projection (a valid, cheap, meaningless unit vector after normalising)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.projection = nn.Parameter(torch.randn(3, DIM, generator=generator), requires_grad=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features: torch.Tensor = images.mean(dim=(2, 3)) @ self.projection + 1.0
+        return features
+
+
 def build_backbone(weights: str) -> nn.Module:
-    """ResNet-50 without its classifier, with weights from ``imagenet``, ``random`` or a file path."""
+    """ResNet-50 without its classifier, with weights from ``imagenet``, ``random`` or a file path; or the
+    :class:`NoopBackbone` for ``noop``."""
+    if weights.lower() == "noop":
+        log.warning(RANDOM_WEIGHTS_WARNING.replace("runs with RANDOM weights", "is replaced by a NO-OP (benchmarks)"))
+        return NoopBackbone().eval()
     if weights.lower() == "random":
         log.warning(RANDOM_WEIGHTS_WARNING)
         with torch.random.fork_rng(devices=[]):  # the same "random" model in every process

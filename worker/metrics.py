@@ -9,6 +9,9 @@ metric                                          meaning
 ``dedup_redecided_total{outcome,kind}``         outcomes of decisions the worker asked for itself (below)
 ``dedup_stage_seconds{stage}``                  latency of download, decode, hash (per image), embed,
                                                 search (per batch), act (per image)
+``dedup_stage_cpu_seconds_total{stage}``        CPU time the thread running each stage spent in it (the
+                                                rest of ``process_cpu_seconds_total`` is Celery, Redis,
+                                                client libraries, logging)
 ``dedup_batch_size{stage}``                     images per model batch (embed) and per decision (decide)
 ``dedup_errors_total{reason}``                  error outcomes by reason (undecodable, not_found, poison…),
                                                 re-decisions included
@@ -60,6 +63,7 @@ REDECIDED = Counter(
     "dedup_redecided_total", "Outcomes of objects the worker sent back to be decided again", ["outcome", "kind"]
 )
 STAGE_SECONDS = Histogram("dedup_stage_seconds", "Time spent per pipeline stage", ["stage"], buckets=_LATENCY_BUCKETS)
+STAGE_CPU = Counter("dedup_stage_cpu_seconds", "CPU time of the thread running each pipeline stage", ["stage"])
 BATCH_SIZE = Histogram("dedup_batch_size", "Images per batch", ["stage"], buckets=_BATCH_BUCKETS)
 ERRORS = Counter("dedup_errors_total", "Images that ended in an error outcome, by reason", ["reason"])
 RETRIES = Counter("dedup_retries_total", "Transient failures retried with backoff, by reason", ["reason"])
@@ -130,6 +134,7 @@ def initialise() -> None:
         REDECIDED.labels(outcome=outcome, kind=kind)
     for stage in STAGES:
         STAGE_SECONDS.labels(stage=stage)
+        STAGE_CPU.labels(stage=stage)
     for stage in ("embed", "decide"):
         BATCH_SIZE.labels(stage=stage)
     for reason in ("superseded", "original_changed", "original_removed"):
@@ -150,8 +155,10 @@ def serve(port: int, host: str) -> None:
 
 @contextmanager
 def timed(stage: str) -> Iterator[None]:
-    start = time.perf_counter()
+    """Observe the stage's latency and add the calling thread's CPU time to its CPU counter."""
+    start, cpu = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
         STAGE_SECONDS.labels(stage=stage).observe(time.perf_counter() - start)
+        STAGE_CPU.labels(stage=stage).inc(time.thread_time() - cpu)
