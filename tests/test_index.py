@@ -140,3 +140,57 @@ def test_a_collection_of_an_earlier_version_is_refused_with_the_way_to_reindex(l
         IndexSchemaError, match=r"DEDUP_COLLECTION=old_layout: it was made by an earlier version.*backfill"
     ):
         Index.connect(lite_uri, collection="old_layout", dim=DIM)
+
+
+def test_hashes_collections_made_with_l2_by_the_previous_version_still_measure_hamming(lite_uri: str) -> None:
+    """This version searches ``<collection>_hashes`` by inner product; one made with L2 keeps working."""
+    client = MilvusClient(uri=lite_uri)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=2056)
+    schema.add_field("owner", DataType.VARCHAR, max_length=2048)
+    schema.add_field("variant", DataType.INT64)
+    schema.add_field("event_time_ms", DataType.INT64)
+    schema.add_field("phash", DataType.FLOAT_VECTOR, dim=64)
+    for name in ("information", "split", "texture"):
+        schema.add_field(name, DataType.FLOAT)
+    schema.add_field("colour", DataType.VARCHAR, max_length=96)
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name="owner", index_type="INVERTED")
+    params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 200})
+    client.create_collection("l2_era_hashes", schema=schema, index_params=params, consistency_level="Strong")
+    client.close()
+    index = Index.connect(lite_uri, collection="l2_era", dim=DIM)
+    try:
+        index.store([sig("photos/a.jpg", 1, "sha-a", 0b0000, unit(1, 0))])
+        found = {
+            n.id: n for n in index.neighbours([sig("photos/q.jpg", 2, "sha-q", 0b1011, unit(0, 1))])["photos/q.jpg"]
+        }
+        assert found["photos/a.jpg"].hamming == 3
+    finally:
+        index.close()
+
+
+def test_the_batchs_own_rows_never_crowd_out_the_originals_it_needs(index: Index) -> None:
+    """Re-checking stored originals: each one's own eleven hash rows lie nearest its queries, yet with room for
+    five rows per query the other original is found."""
+    look = Look(
+        variants=tuple(0x0F0F + i for i in range(11)), information=4.0, split=0.5, texture=0.6, colour=bytes(48)
+    )
+    first = Signals("photos/first.jpg", 1, "sha-1", 0x0F0F, unit(1), look=look)
+    index.store([first])
+    again = [Signals(f"photos/b{i}.jpg", 10 + i, f"sha-b{i}", 0x0F0F, unit(1), look=look) for i in range(3)]
+    index.store(again)
+    found = index.neighbours(again)
+    for item in again:
+        ids = {n.id for n in found[item.id]}
+        assert "photos/first.jpg" in ids
+        assert not ids & {s.id for s in again}, "the batch's own rows are left out: decide() ignores them"
+
+
+def test_exact_lookup_answers_a_whole_batch_in_one_call(index: Index) -> None:
+    index.store([sig("photos/a.jpg", 1, "sha-a", 1, unit(1)), sig("photos/b.jpg", 2, "sha-b", 2, unit(2))])
+    found = index.exact(["sha-a", "sha-b", "sha-none"])
+    assert {d: [n.id for n in rows] for d, rows in found.items()} == {
+        "sha-a": ["photos/a.jpg"],
+        "sha-b": ["photos/b.jpg"],
+    }

@@ -9,6 +9,8 @@ Milvus Lite (which has no BINARY_VECTOR) and Milvus server alike: squared L2 = 4
     >>> h = perceptual_hash(picture)
     >>> hamming_from_l2(float(np.sum((hash_to_vector(h) - hash_to_vector(h ^ 0b111)) ** 2)))
     3
+    >>> hamming_from_ip(float(hash_to_vector(h) @ hash_to_vector(h ^ 0b111)))
+    3
     >>> HASHERS["dhash"](picture).bit_length() <= HASHERS["dhash"].bits
     True
 """
@@ -93,10 +95,16 @@ def perceptual_hash(image: Image.Image) -> int:
 
 def hash_to_vector(value: int, bits: int = HASH_BITS) -> Vector:
     """The hash as ±1 floats, most significant bit first."""
-    out = np.array([(value >> (bits - 1 - i)) & 1 for i in range(bits)], dtype=np.float32)
+    packed = np.frombuffer(value.to_bytes((bits + 7) // 8, "big"), dtype=np.uint8)
+    out = np.unpackbits(packed)[-bits:].astype(np.float32)
     return out * 2.0 - 1.0
 
 
 def hamming_from_l2(squared_l2: float) -> int:
     """Hamming distance from the squared L2 distance of two ±1 vectors (what Milvus returns for L2)."""
     return round(squared_l2 / 4.0)
+
+
+def hamming_from_ip(inner_product: float, bits: int = HASH_BITS) -> int:
+    """Hamming distance from the inner product of two ±1 vectors (what Milvus returns for IP): ``bits − 2 × d``."""
+    return round((bits - inner_product) / 2.0)

@@ -5,7 +5,8 @@
     task thread (one per message)            shared batcher threads
     ─────────────────────────────            ─────────────────────────────────────────────
     download → decode → hash → preprocess
-                          │                  (an exact copy of an earlier indexed original skips the model)
+                          └──── submit ────▶ exact:  one SHA-256 query for whatever has gathered
+                          ◀──── earlier? ───┘ (an exact copy of an earlier indexed original skips the model)
                           └──── submit ────▶ embed:  ResNet-50 on whatever has gathered
                           ◀──── vector ─────┘
                           └──── submit ────▶ decide: search Milvus → decide() → store originals
@@ -95,6 +96,9 @@ class Pipeline:
             name="embed",
             on_batch=metrics.BATCH_SIZE.labels(stage="embed").observe,
         )
+        self.exact_stage: DynamicBatcher[Signals, bool] = DynamicBatcher(
+            self._exact_batch, max_size=settings.batch_size, max_wait_s=wait_s, name="exact"
+        )
         self.decide_stage: DynamicBatcher[Signals, Decision | None] = DynamicBatcher(
             self._decide_batch,
             max_size=settings.batch_size,
@@ -109,6 +113,7 @@ class Pipeline:
         imaging.configure(settings.max_image_pixels)
 
     def close(self) -> None:
+        self.exact_stage.close()
         self.embed_stage.close()
         self.decide_stage.close()
 
@@ -149,7 +154,7 @@ class Pipeline:
         del image
         signals = Signals(event.id, _event_time(event, blob), sha256, seen.phash, look=seen.look)
         decision = None
-        if self._earlier_copy_indexed(signals):  # an exact duplicate: the model can be skipped
+        if self._wait(self.exact_stage.submit(signals), "exact"):  # an exact duplicate: the model can be skipped
             decision = self._wait(self.decide_stage.submit(signals), "decide")  # None: deferred after all
             if decision is not None:
                 metrics.EMBEDDINGS_SKIPPED.inc()
@@ -171,10 +176,12 @@ class Pipeline:
         metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
         return outcome
 
-    def _earlier_copy_indexed(self, item: Signals) -> bool:
-        """Whether an earlier original with these very bytes is indexed: then the image is its duplicate whatever
-        the model says, and goes to the decision without an embedding (rule 8 of :mod:`worker.decision`)."""
-        return any(n.id != item.id and n.order < item.order for n in self.index.exact(item.sha256))
+    def _exact_batch(self, items: list[Signals]) -> list[bool]:
+        """For each image, whether an earlier original with these very bytes is indexed: then the image is its
+        duplicate whatever the model says, and goes to the decision without an embedding (rule 8 of
+        :mod:`worker.decision`). One query for the batch, not one per image."""
+        found = self.index.exact(item.sha256 for item in items)
+        return [any(n.id != s.id and n.order < s.order for n in found.get(s.sha256, ())) for s in items]
 
     def try_tag_error(self, event: ObjectEvent, outcome: Outcome) -> None:
         """Tag an object with an error outcome when giving up on it: best-effort, the dead letter keeps the rest."""
