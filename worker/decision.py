@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -106,8 +107,9 @@ class Signals:
 class Neighbour:
     """An original the index returned for one image, with whatever it measured about the pair.
 
-    ``sha256`` is set when the row came from the exact lookup, ``hamming`` from the perceptual search and
-    ``cosine`` from the semantic search; the index adapter merges the three lookups into one Neighbour per id.
+    ``sha256`` is the original's digest (the exact stage compares it), ``hamming`` is set when the perceptual
+    search found it and ``cosine`` when the semantic search did; the index adapter merges the three lookups into
+    one Neighbour per id.
     """
 
     id: str
@@ -273,6 +275,7 @@ def perceptual_distance(a: Signals, b: Signals) -> int:
     return HASH_BITS if found is None else found
 
 
+@lru_cache(maxsize=8192)
 def chroma(colour: bytes) -> float:
     """Weighted mean chroma of a colour layout (0 for a grey picture)."""
     weights, c = _cells(colour)
@@ -296,6 +299,7 @@ def colour_distance(a: bytes, b: bytes) -> float:
     return float(max(ab, ba))
 
 
+@lru_cache(maxsize=8192)  # a batch compares each layout with many others; the arrays are never modified
 def _cells(colour: bytes) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(weight, chroma) per cell: weight from the cell's brightness (dark cells have unreliable chroma)."""
     raw = np.frombuffer(colour, dtype=np.uint8).reshape(-1, 3).astype(np.float64)
@@ -437,20 +441,22 @@ def _best_stage(
     if same_bytes:
         return Match(original, original_time_ms, Kind.EXACT, 1.0)
     guard = thresholds.guard
-    if not guard.colours_agree(*looks):
-        return None
+    # The colour check comes last: it costs more than the comparisons, and most neighbours fail those anyway.
     if (
         distance is not None
         and thresholds.perceptual is not None
         and distance <= thresholds.perceptual
         and all(guard.perceptual_ok(look) for look in looks)
     ):
+        if not guard.colours_agree(*looks):
+            return None  # nor semantically: a colourway is another picture
         return Match(original, original_time_ms, Kind.PERCEPTUAL, 1.0 - distance / HASH_BITS)
     if (
         cosine is not None
         and thresholds.semantic is not None
         and cosine >= thresholds.semantic
         and all(guard.semantic_ok(look) for look in looks)
+        and guard.colours_agree(*looks)
     ):
         return Match(original, original_time_ms, Kind.SEMANTIC, min(1.0, cosine))
     return None
