@@ -5,7 +5,7 @@ Redis has no dead-letter queue and Celery does not count redeliveries, so we do 
 * :meth:`Deliveries.start` counts deliveries of one message attempt (task id + retry number) in a Redis key
   that outlives a crashed worker; past ``max_deliveries`` the message is *poison* (e.g. an image that kills the
   process) and gets an ``error`` outcome instead of another run.
-* :meth:`Deliveries.first_finish` tells whether a message finishes for the first time: one whose
+* :meth:`Deliveries.finish_first` tells whether a message finishes for the first time: one whose
   acknowledgement was lost (a broker restart, a killed worker) runs again, and must not be counted again.
 * :meth:`Deliveries.dead_letter` parks a message that exhausted its retries or was poison in the list
   ``dedup:dead-letters`` (newest first, capped), from where an operator can inspect or re-send it.
@@ -62,11 +62,16 @@ class Deliveries:
         except redis.RedisError as exc:
             log.warning("could not clear delivery count: %s", exc)
 
-    def first_finish(self, task_id: str) -> bool:
-        """Mark the message finished; returns False if it had finished before (it ran again after its
-        acknowledgement was lost). The mark lasts as long as delivery counts; without Redis, True."""
+    def finish_first(self, task_id: str, retries: int) -> bool:
+        """Clear the delivery count and mark the message finished, in one round trip; returns False if it had
+        finished before (it ran again after its acknowledgement was lost). The mark lasts as long as delivery
+        counts; without Redis, True."""
         try:
-            return bool(self.client.set(_DONE_KEY.format(task_id=task_id), 1, nx=True, ex=self.ttl_s))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(_COUNT_KEY.format(task_id=task_id, retries=retries))
+            pipe.set(_DONE_KEY.format(task_id=task_id), 1, nx=True, ex=self.ttl_s)
+            _, first = pipe.execute()
+            return bool(first)
         except redis.RedisError as exc:
             log.warning("could not mark %s finished (%s); counting it", task_id, exc)
             return True

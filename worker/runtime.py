@@ -88,7 +88,7 @@ class Runtime:
             ttl_s=settings.visibility_timeout_s * (settings.max_deliveries + 1),
         )
         metrics.initialise()
-        weights = settings.model_weights if settings.model_weights in {"imagenet", "random"} else "file"
+        weights = settings.model_weights if settings.model_weights in {"imagenet", "random", "noop"} else "file"
         metrics.WORKER_INFO.labels(device=str(embedder.device), weights=weights).set(1)
         metrics.INDEX_SIZE.set_function(pipeline.index_size)
         metrics.REVIEWS.set_source(pipeline.reviews.counts)
@@ -157,10 +157,9 @@ class Runtime:
         metrics.DEAD_LETTERS.labels(reason=outcome.reason or "").inc()
 
     def _finish(self, event: ObjectEvent, outcome: Outcome, task_id: str, retries: int) -> dict[str, Any]:
-        self.deliveries.finish(task_id, retries)
         # One count per accepted event, even if its message runs again after a lost acknowledgement; decisions
         # the worker asked for itself are counted apart.
-        if self.deliveries.first_finish(task_id):
+        if self.deliveries.finish_first(task_id, retries):
             counter = metrics.REDECIDED if event.redecision else metrics.IMAGES
             counter.labels(outcome=outcome.status.value, kind=outcome.kind_label).inc()
             if outcome.status is Status.ERROR:

@@ -19,6 +19,8 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SUPPORTED_POOLS = {"threads", "solo"}
+#: Celery loggers that log every task at INFO; they log at DEBUG level only (DEDUP_LOG_LEVEL=DEBUG).
+QUIET_BELOW_DEBUG = ("celery.worker.strategy", "celery.app.trace")
 
 _runtime: Runtime | None = None
 
@@ -68,6 +70,9 @@ def _start_runtime(sender: Any, **_: Any) -> None:
     pool = _pool_name(sender.pool_cls)
     settings = sender.app.settings
     logging.getLogger("worker").setLevel(settings.log_level)
+    if settings.log_level != "DEBUG":  # Celery's two lines per task ("received", "succeeded"): our outcome line says
+        for name in QUIET_BELOW_DEBUG:  # more, once; at hundreds of images/s the logging lock is a cost of its own
+            logging.getLogger(name).setLevel(logging.WARNING)
     if pool not in SUPPORTED_POOLS:
         log.critical(
             "pool %r is not supported: run `celery -A worker worker` (threads pool, the default here) or --pool "
