@@ -1,34 +1,56 @@
-"""``make bench``: end-to-end images/s through the worker against model-only images/s, in one run.
+"""``make bench``: what the worker reaches against what its model alone reaches, and where its CPU goes.
 
     python -m worker.bench [--images 192] [--batch-size 32] [--weights random] [--device auto]
+                           [--processes 1,2] [--camera 24] [--skip-model]
 
-1. *Model only*: ResNet-50 on preprocessed tensors, ``--batch-size`` at a time — the ceiling.
-2. *End to end*: the same images uploaded to the local S3 server, enqueued (as a backfill would) and taken
-   through ``celery -A worker worker`` with the same batch size: download, decode, hash, embed, search Milvus
-   Lite, decide, tag. Timed from the first enqueue to the last outcome counted in ``dedup_images_total``.
+Everything runs on one local stack (redis-server, the S3 server — MinIO if on PATH, else moto's — and a Milvus
+Lite server process that several workers can share, as a Milvus server would be), in one run:
 
-It prints both rates, their ratio, and where the worker's time went (per-stage sums from its metrics). Weights
-do not change the speed, so random weights are the default (no download needed).
+1. **Model only** — ResNet-50 on preprocessed tensors, ``--batch-size`` at a time: the ceiling.
+2. **End to end** — the images uploaded, enqueued (as a backfill would) and taken through ``celery -A worker
+   worker`` with the same batch size: download, decode, hash, embed, search, decide, tag. Timed from the first
+   enqueue to the last outcome counted in ``dedup_images_total``; the ratio to (1) is the figure to watch.
+3. **Model-free ceiling** — the same pipeline with ``DEDUP_MODEL_WEIGHTS=noop`` (no ResNet-50), for small web
+   images with 1, 2, … worker processes, and for camera-size JPEGs (12 MP, baseline and progressive): how fast
+   everything *around* the model can go, and the worker's CPU milliseconds per image by stage (from
+   ``dedup_stage_cpu_seconds_total``; *other* is the rest of the process: Celery, Redis, client libraries,
+   logging). The CPU of the S3, Milvus and Redis servers per image is listed beside it.
+4. **S3 server ceiling** — requests/s the S3 server answers on its own (tag reads from 16 threads), so that a
+   figure bounded by it (moto is one Python process) says so.
+
+Weights do not change the speed, so random weights are the default (no download needed).
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import random
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.localstack import LocalStack, free_port, wait_until
+from worker.localstack import LocalStack, Service, free_port, wait_until
+from worker.metrics import STAGES
 from worker.samples import PHOTOS, jpeg, photo
 
 BUCKET = "bench"
+CAMERA = (4000, 3000)  # 12 MP
+#: S3 requests the worker makes per image in tag mode: GET object, GET tags, PUT tags.
+S3_REQUESTS_PER_IMAGE = 3
 cli = typer.Typer(add_completion=False)
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def make_images(count: int, seed: int = 7) -> list[bytes]:
@@ -36,14 +58,34 @@ def make_images(count: int, seed: int = 7) -> list[bytes]:
     rng = random.Random(seed)  # noqa: S311 - reproducible crops, not security
     images = []
     for i in range(count):
-        source = photo(PHOTOS[i % len(PHOTOS)])
-        w, h = source.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-        crop = source.crop((x, y, x + cw, y + ch))
+        crop = _crop(photo(PHOTOS[i % len(PHOTOS)]), rng)
         crop.thumbnail((640, 640))
         images.append(jpeg(crop, 85))
     return images
+
+
+def make_camera_images(count: int, *, progressive: bool, seed: int = 11) -> list[bytes]:
+    """``count`` 12 MP JPEGs (quality 90) of random crops of the sample photos, with sensor-like noise so that
+    they weigh what camera files weigh (3–6 MB), baseline or progressive."""
+    rng = random.Random(seed)  # noqa: S311
+    noise = np.random.default_rng(seed)
+    images = []
+    for i in range(count):
+        big = _crop(photo(PHOTOS[i % len(PHOTOS)]), rng).resize(CAMERA, Image.Resampling.BICUBIC)
+        pixels = np.asarray(big, dtype=np.int16) + noise.integers(-6, 7, size=(CAMERA[1], CAMERA[0], 3), dtype=np.int16)
+        out = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+            out, "JPEG", quality=90, progressive=progressive, optimize=progressive
+        )
+        images.append(out.getvalue())
+    return images
+
+
+def _crop(source: Image.Image, rng: random.Random) -> Image.Image:
+    w, h = source.size
+    cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return source.crop((x, y, x + cw, y + ch))
 
 
 def model_only(images: list[bytes], batch_size: int, weights: str, device: str) -> tuple[float, str]:
@@ -80,65 +122,213 @@ def processed(values: dict[str, float]) -> float:
     return sum(v for k, v in values.items() if k.startswith("dedup_images_total{"))
 
 
-def end_to_end(
-    images: list[bytes], batch_size: int, weights: str, device: str, root: Path
-) -> tuple[float, dict[str, float]]:
-    from producer.enqueue import Enqueuer
-    from worker.celery_app import create_app
-    from worker.config import load_settings
-    from worker.messages import PROCESS_TASK, ObjectEvent
+def cpu_seconds(service: Service) -> float:
+    """User + system CPU of a service's process so far (Linux ``/proc``)."""
+    assert service.process is not None
+    fields = Path(f"/proc/{service.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
-    with LocalStack(root, buckets=(BUCKET,)) as stack:
-        port = free_port()
-        env = {
-            "DEDUP_MODEL_WEIGHTS": weights,
-            "DEDUP_DEVICE": device,
-            "DEDUP_BATCH_SIZE": str(batch_size),
-            "DEDUP_METRICS_PORT": str(port),
-        }
-        stack.start_worker("bench-worker", env)
-        storage = stack.storage()
-        base = int(time.time() * 1000)
-        events = []
-        for i, data in enumerate(images):
-            key = f"img-{i:05d}.jpg"
-            etag = storage.put(BUCKET, key, data, "image/jpeg")
-            events.append((PROCESS_TASK, ObjectEvent(BUCKET, key, base + i, etag=etag, size=len(data))))
-        settings = load_settings(broker_url=stack.broker_url, buckets=(BUCKET,))
-        enqueuer = Enqueuer(create_app(settings, include_tasks=False), queue=settings.queue, source="bench")
+
+@dataclass
+class Run:
+    """One pass of a set of images through the workers."""
+
+    label: str
+    images: int
+    seconds: float
+    worker_cpu_s: float  # all worker processes
+    stage_cpu_s: dict[str, float]
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
+    embed_batches: float = 0.0
+    embedded: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+    def ms(self, seconds: float) -> float:
+        return seconds / self.images * 1000
+
+    @property
+    def outside(self) -> float:
+        """Worker CPU ms per image outside decoding and the model."""
+        return self.ms(self.worker_cpu_s - self.stage_cpu_s.get("decode", 0.0) - self.stage_cpu_s.get("embed", 0.0))
+
+
+class Bench:
+    """A local stack with a shared Milvus Lite server, on which workers are started per run."""
+
+    def __init__(self, stack: LocalStack, milvus: Service, milvus_uri: str, batch_size: int, device: str) -> None:
+        self.stack, self.milvus, self.milvus_uri = stack, milvus, milvus_uri
+        self.batch_size, self.device = batch_size, device
+        self._runs = 0
+
+    def run(self, label: str, images: list[bytes], *, weights: str, processes: int = 1) -> Run:
+        from producer.enqueue import Enqueuer
+        from worker.celery_app import create_app
+        from worker.config import load_settings
+        from worker.messages import PROCESS_TASK, ObjectEvent
+
+        self._runs += 1
+        collection = f"bench_{self._runs}"  # a fresh index per run: every run starts from the same state
+        workers: list[tuple[Service, int]] = []
+        for n in range(processes):
+            port = free_port()
+            env = {
+                "DEDUP_MODEL_WEIGHTS": weights,
+                "DEDUP_DEVICE": self.device,
+                "DEDUP_BATCH_SIZE": str(self.batch_size),
+                "DEDUP_METRICS_PORT": str(port),
+                "DEDUP_MILVUS_URI": self.milvus_uri,
+                "DEDUP_COLLECTION": collection,
+            }
+            workers.append((self.stack.start_worker(f"bench-{self._runs}-{n}", env), port))
+        try:
+            storage = self.stack.storage()
+            base = int(time.time() * 1000)
+            events = []
+            for i, data in enumerate(images):
+                key = f"run{self._runs}/img-{i:05d}.jpg"
+                etag = storage.put(BUCKET, key, data, "image/jpeg")
+                events.append((PROCESS_TASK, ObjectEvent(BUCKET, key, base + i, etag=etag, size=len(data))))
+            settings = load_settings(broker_url=self.stack.broker_url, buckets=(BUCKET,))
+            enqueuer = Enqueuer(create_app(settings, include_tasks=False), queue=settings.queue, source="bench")
+            servers = {
+                "S3": self.stack.s3_service,
+                "Milvus Lite": self.milvus,
+                "Redis": self.stack.redis_service,
+            }
+            before = [scrape(port) for _, port in workers]
+            cpu_before = [cpu_seconds(worker) for worker, _ in workers]
+            servers_before = {name: cpu_seconds(s) for name, s in servers.items()}
+            start = time.perf_counter()
+            enqueuer.send(events)
+            done: Callable[[], bool] = lambda: sum(processed(scrape(p)) for _, p in workers) >= len(images)  # noqa: E731
+            wait_until(done, 3600, "every image", interval=0.2)
+            elapsed = time.perf_counter() - start
+            after = [scrape(port) for _, port in workers]
+            worker_cpu = sum(cpu_seconds(w) - c for (w, _), c in zip(workers, cpu_before, strict=True))
+            stage_cpu = {
+                stage: _total(after, before, f"dedup_stage_cpu_seconds_total{{stage={stage}}}") for stage in STAGES
+            }
+            return Run(
+                label,
+                len(images),
+                elapsed,
+                worker_cpu,
+                stage_cpu,
+                {name: cpu_seconds(s) - servers_before[name] for name, s in servers.items()},
+                _total(after, before, "dedup_batch_size_count{stage=embed}"),
+                _total(after, before, "dedup_batch_size_sum{stage=embed}"),
+            )
+        finally:
+            for worker, _ in workers:
+                self.stack.stop_service(worker)
+
+    def s3_ceiling(self, seconds: float = 3.0, threads: int = 16) -> float:
+        """Requests/s the S3 server answers: tag reads of one object from ``threads`` threads."""
+        storage = self.stack.storage()
+        storage.put(BUCKET, "probe.bin", b"probe")
+        count = [0] * threads
+        deadline = time.perf_counter() + seconds
+
+        def hammer(slot: int) -> None:
+            while time.perf_counter() < deadline:
+                storage.get_tags(BUCKET, "probe.bin")
+                count[slot] += 1
+
+        pool = [threading.Thread(target=hammer, args=(i,)) for i in range(threads)]
         start = time.perf_counter()
-        enqueuer.send(events)
-        wait_until(lambda: processed(scrape(port)) >= len(images), 3600, "every image", interval=0.2)
-        elapsed = time.perf_counter() - start
-        return len(images) / elapsed, scrape(port)
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        return sum(count) / (time.perf_counter() - start)
+
+
+def _total(after: Sequence[dict[str, float]], before: Sequence[dict[str, float]], name: str) -> float:
+    """How much the metric ``name`` grew, summed over the workers."""
+    return sum(a.get(name, 0.0) - b.get(name, 0.0) for a, b in zip(after, before, strict=True))
+
+
+def cpu_table(runs: Sequence[Run]) -> list[str]:
+    """Markdown: rate and CPU ms per image by stage, one row per run."""
+    head = ["run", "images/s", *STAGES, "other", "**outside decode+model**", *runs[0].server_cpu_s]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in runs:
+        other = run.worker_cpu_s - sum(run.stage_cpu_s.values())
+        cells = [run.label, f"{run.rate:.1f}"]
+        cells += [f"{run.ms(run.stage_cpu_s[s]):.1f}" for s in STAGES]
+        cells += [f"{run.ms(other):.1f}", f"**{run.outside:.1f}**"]
+        cells += [f"{run.ms(v):.1f}" for v in run.server_cpu_s.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 @cli.command()
 def main(
-    images: Annotated[int, typer.Option(min=8, help="How many images")] = 192,
-    batch_size: Annotated[int, typer.Option(min=1, help="DEDUP_BATCH_SIZE for both runs")] = 32,
+    images: Annotated[int, typer.Option(min=8, help="How many small images")] = 192,
+    batch_size: Annotated[int, typer.Option(min=1, help="DEDUP_BATCH_SIZE for every run")] = 32,
     weights: Annotated[str, typer.Option(help="random (default), imagenet or a file: speed is the same")] = "random",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+    processes: Annotated[str, typer.Option(help="worker processes of the model-free runs, e.g. 1,2")] = "1,2",
+    camera: Annotated[int, typer.Option(min=0, help="12 MP JPEGs per camera run (0: none)")] = 24,
+    skip_model: Annotated[bool, typer.Option(help="only the model-free runs and the S3 ceiling")] = False,
 ) -> None:
-    """Measure end-to-end throughput against the model alone, in one run."""
+    """Measure end-to-end throughput against the model alone, and the model-free ceiling, in one run."""
     logging.basicConfig(level=logging.WARNING)
-    data = make_images(images)
-    typer.echo(f"{images} JPEGs (≤640 px, {sum(map(len, data)) / len(data) / 1024:.0f} KiB mean), batch {batch_size}")
-    model_rate, where = model_only(data, batch_size, weights, device)
-    typer.echo(f"model only     {model_rate:8.1f} images/s   (ResNet-50 on {where})")
-    with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
-        e2e_rate, values = end_to_end(data, batch_size, weights, device, Path(tmp))
-    typer.echo(f"end to end     {e2e_rate:8.1f} images/s   (S3 → decode → hash → embed → Milvus → decide → tag)")
-    typer.echo(f"ratio          {e2e_rate / model_rate:8.2f}   end-to-end / model-only")
-    typer.echo("\nworker time by stage (sum over images or batches, seconds):")
-    for stage in ("download", "decode", "hash", "embed", "search", "act"):
-        total = values.get(f"dedup_stage_seconds_sum{{stage={stage}}}", 0.0)
-        count = values.get(f"dedup_stage_seconds_count{{stage={stage}}}", 0.0)
-        typer.echo(f"  {stage:<9} {total:8.2f} s over {count:5.0f} calls")
-    batches = values.get("dedup_batch_size_count{stage=embed}", 0.0)
-    if batches:
-        mean = values.get("dedup_batch_size_sum{stage=embed}", 0.0) / batches
-        typer.echo(f"  mean embed batch {mean:.1f} images over {batches:.0f} batches")
+    counts = [int(n) for n in processes.split(",") if n.strip()]
+    small = make_images(images)
+    free = make_images(2 * images, seed=8)  # the model-free runs are fast: more images, steadier figures
+    typer.echo(f"{images} JPEGs (≤640 px, {sum(map(len, small)) / len(small) / 1024:.0f} KiB mean), batch {batch_size}")
+    model_rate = 0.0
+    if not skip_model:
+        model_rate, where = model_only(small, batch_size, weights, device)
+        typer.echo(f"model only     {model_rate:8.1f} images/s   (ResNet-50 on {where})")
+    with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp, LocalStack(Path(tmp), buckets=(BUCKET,)) as stack:
+        milvus, uri = stack.start_milvus()
+        bench = Bench(stack, milvus, uri, batch_size, device)
+        runs: list[Run] = []
+        if not skip_model:
+            e2e = bench.run("end to end, ResNet-50", small, weights=weights)
+            runs.append(e2e)
+            typer.echo(
+                f"end to end     {e2e.rate:8.1f} images/s   (S3 → decode → hash → embed → Milvus → decide → tag)"
+            )
+            typer.echo(f"ratio          {e2e.rate / model_rate:8.2f}   end-to-end / model-only")
+            if e2e.embed_batches:
+                typer.echo(f"mean embed batch {e2e.embedded / e2e.embed_batches:.1f} over {e2e.embed_batches:.0f}")
+        typer.echo("\nmodel-free (DEDUP_MODEL_WEIGHTS=noop):")
+        ceilings: dict[int, float] = {}
+        for n in counts:
+            run = bench.run(
+                f"no model, {len(free)} small, {n} process{'es' if n > 1 else ''}", free, weights="noop", processes=n
+            )
+            runs.append(run)
+            ceilings[n] = run.rate
+            typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
+        if len(ceilings) > 1 and 1 in ceilings:
+            for n, rate in ceilings.items():
+                if n > 1:
+                    typer.echo(f"  scaling {n} processes / 1: {rate / ceilings[1]:.2f}")
+        if camera:
+            for progressive in (False, True):
+                kind = "progressive" if progressive else "baseline"
+                data = make_camera_images(camera, progressive=progressive)
+                mean = sum(map(len, data)) / len(data) / 2**20
+                run = bench.run(f"no model, {camera} × 12 MP {kind} ({mean:.1f} MB)", data, weights="noop")
+                runs.append(run)
+                typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
+        s3_rate = bench.s3_ceiling()
+        server = stack.s3_server
+    typer.echo("\nworker CPU per image by stage (ms; servers' CPU per image on the right):\n")
+    for line in cpu_table(runs):
+        typer.echo(line)
+    bound = s3_rate / S3_REQUESTS_PER_IMAGE
+    typer.echo(
+        f"\nS3 server ({server}) alone: {s3_rate:.0f} requests/s (16 threads reading tags); the worker makes "
+        f"{S3_REQUESTS_PER_IMAGE} per image, so this S3 server bounds any run at ≈ {bound:.0f} images/s."
+    )
 
 
 if __name__ == "__main__":
