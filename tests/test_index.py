@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +197,21 @@ def test_exact_lookup_answers_a_whole_batch_in_one_call(index: Index) -> None:
         "sha-a": ["photos/a.jpg"],
         "sha-b": ["photos/b.jpg"],
     }
+
+
+def test_a_lite_file_held_by_another_process_says_how_to_share_one_milvus(tmp_path: Path) -> None:
+    uri = str(tmp_path / "held.db")
+    holder = Index.connect(uri, collection="held")
+    try:
+        second = subprocess.run(
+            [sys.executable, "-c", f"from worker.index import Index; Index.connect({uri!r}, collection='held')"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        holder.close()
+    assert second.returncode != 0
+    assert "milvus-lite server --data-dir" in second.stderr
+    assert "DEDUP_MILVUS_URI=http://127.0.0.1:19530" in second.stderr

@@ -73,6 +73,12 @@ MIGRATE = (
     "`python -m producer backfill --bucket B` for each bucket, then drop the old collections ({name}, "
     "{name}_links)"
 )
+#: What to do when a Milvus Lite file will not open: most often another process holds it.
+LITE_SHARED = (
+    "a Milvus Lite file serves one process; if another worker holds it, run several workers against one Milvus: "
+    "`milvus-lite server --data-dir DIR --port 19530` (or a Milvus server) and "
+    f"{env_name('milvus_uri')}=http://127.0.0.1:19530 for all of them"
+)
 #: Fields of the links collection's current layout; an older one lacks the last three.
 LINK_FIELDS = ("id", "original", "event_time_ms", "kind", "score", "action")
 MIGRATE_LINKS = "python -m producer migrate-links"
@@ -117,7 +123,8 @@ class Index:
         try:
             client = MilvusClient(uri=uri, token=token)
         except Exception as exc:
-            raise TransientError("milvus", f"cannot connect to {uri}: {exc}") from exc
+            hint = f"; {LITE_SHARED}" if uri.endswith(".db") else ""
+            raise TransientError("milvus", f"cannot connect to {uri}: {exc}{hint}") from exc
         index = cls(client, collection, search_limit=search_limit, dim=dim)
         try:
             index.ensure_collection()
