@@ -148,7 +148,8 @@ def test_kubernetes_manifests_validate_against_the_kubernetes_schemas() -> None:
 def test_kustomization_lists_the_manifests_but_no_secret() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
-    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    examples = {p.name for p in K8S.glob("*.example.yaml")}  # a Secret, the device plugin's GPU sharing
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", *examples}
 
 
 def test_kubernetes_env_names_are_settings() -> None:
@@ -186,3 +187,14 @@ def test_the_producer_service_exposes_the_container_ports() -> None:
     config = manifest("ConfigMap", "image-dedup-config")["data"]
     assert ports == {"http": int(config["DEDUP_WEBHOOK_PORT"]), "metrics": int(config["DEDUP_METRICS_PORT"])}
     assert {port["targetPort"] for port in service["spec"]["ports"]} == set(ports)
+
+
+def test_the_gpu_profile_runs_several_worker_processes_on_one_gpu() -> None:
+    gpu = compose()["services"]["worker-gpu"]
+    assert gpu["deploy"]["replicas"] == "${WORKERS_PER_GPU:-4}"
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["device_ids"] == ["${GPU_DEVICE:-0}"]  # every replica on the same GPU
+    assert gpu["environment"]["DEDUP_DEVICE"] == "cuda"
+    sharing = yaml.safe_load((K8S / "gpu-sharing.example.yaml").read_text())
+    config = yaml.safe_load(sharing["data"]["config.yaml"])
+    assert config["sharing"]["mps"]["resources"][0] == {"name": "nvidia.com/gpu", "replicas": 4}
