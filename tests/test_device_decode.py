@@ -4,23 +4,29 @@ the CPU path's outcome, batch-mates are unaffected, and the fingerprints agree w
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 import torch
 from PIL import Image, ImageOps
+from prometheus_client import REGISTRY
 
-from tests.helpers import encoded
+from tests.helpers import BUCKET, encoded
+from tests.rig import build
 from worker import device_decode, imaging
-from worker.decision import hamming
+from worker.decision import Kind, Status, hamming
 from worker.device_decode import Decoded, decode_batch, decode_plans, draft_scale, orient, plan
-from worker.embedding import preprocess
+from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
 from worker.eval.decode_agreement import compare, jpegs
 from worker.eval.sources import distinct_images
 from worker.fingerprint import fingerprint
-from worker.samples import jpeg, photo, png
+from worker.index import Index
+from worker.localstack import LocalStack
+from worker.samples import jpeg, photo, png, resized
 
 CPU = torch.device("cpu")
 LIMIT = 4_000_000
@@ -192,3 +198,69 @@ def test_decoding_the_same_picture_on_its_own_or_in_a_batch_gives_the_same_finge
     assert isinstance(batched, Decoded)
     assert fingerprint(alone.picture) == fingerprint(batched.picture)
     assert torch.equal(alone.pixels, batched.pixels)
+
+
+# The worker pipeline with DEDUP_DECODE=device, on real components ------------------------------------------------
+
+
+def copies() -> list[tuple[str, bytes]]:
+    """Originals and their copies, in upload order: small and camera-sized JPEGs, a PNG copy (Pillow in the
+    device pipeline) and an unrelated photo."""
+    cat, street = photo("chelsea.png"), enlarged("coffee.png", (4096, 2731))  # the street at 1/8
+    return [
+        ("cat.jpg", jpeg(cat)),
+        ("street.jpg", jpeg(street)),
+        ("cat-small.jpg", jpeg(resized(cat))),
+        ("cat-q50.jpg", jpeg(cat, 50)),
+        ("cat.png", png(cat)),
+        ("street-small.jpg", jpeg(resized(street, 0.3))),
+        ("street-q60.jpg", jpeg(street, 60)),
+        ("rocket.jpg", jpeg(photo("rocket.jpg"))),
+    ]
+
+
+Decisions = list[tuple[str, Status, str | None, Kind | None]]
+
+
+def decisions(stack: LocalStack, embedder: Embedder, uri: str, prefix: str, decode: str) -> tuple[Decisions, bool]:
+    """Each copy's decision by a pipeline of its own (its own index) with ``DEDUP_DECODE=decode`` — the two
+    originals first, then the rest at once, as task threads would — and whether it had a decode stage."""
+    index = Index.connect(uri, collection="image_dedup")
+    rig = build(stack, index, embedder, decode=decode)
+    try:
+        events = [rig.upload(f"{prefix}{key}", data) for key, data in copies()]
+        outcomes = [rig.pipeline.process(event) for event in events[:2]]
+        with ThreadPoolExecutor(len(events)) as pool:
+            outcomes += pool.map(rig.pipeline.process, events[2:])
+    finally:
+        rig.pipeline.close()
+        index.close()
+    keys = [event.key.removeprefix(prefix) for event in events]
+    originals = [o.original.removeprefix(f"{BUCKET}/{prefix}") if o.original else None for o in outcomes]
+    found = [(k, o.status, original, o.kind) for k, o, original in zip(keys, outcomes, originals, strict=True)]
+    return found, rig.pipeline.decode_stage is not None
+
+
+@pytest.mark.integration
+def test_the_pipeline_decides_the_same_with_device_decoding_as_with_pillow(
+    stack: LocalStack, embedder: Embedder, prefix: str, tmp_path: Path
+) -> None:
+    decoded_before = REGISTRY.get_sample_value("dedup_batch_size_sum", {"stage": "decode"}) or 0.0
+    with_pillow, staged = decisions(stack, embedder, str(tmp_path / "pillow.db"), f"{prefix}pillow/", "pillow")
+    assert not staged
+    with_device, staged = decisions(stack, embedder, str(tmp_path / "device.db"), f"{prefix}device/", "device")
+    assert staged
+
+    assert with_device == with_pillow
+    assert with_device == [
+        ("cat.jpg", Status.UNIQUE, None, None),
+        ("street.jpg", Status.UNIQUE, None, None),
+        ("cat-small.jpg", Status.DUPLICATE, "cat.jpg", Kind.PERCEPTUAL),
+        ("cat-q50.jpg", Status.DUPLICATE, "cat.jpg", Kind.PERCEPTUAL),
+        ("cat.png", Status.DUPLICATE, "cat.jpg", Kind.PERCEPTUAL),
+        ("street-small.jpg", Status.DUPLICATE, "street.jpg", Kind.PERCEPTUAL),
+        ("street-q60.jpg", Status.DUPLICATE, "street.jpg", Kind.PERCEPTUAL),
+        ("rocket.jpg", Status.UNIQUE, None, None),
+    ]
+    # The seven JPEGs went through the decode stage, in however many batches; the PNG did not.
+    assert REGISTRY.get_sample_value("dedup_batch_size_sum", {"stage": "decode"}) == decoded_before + 7
