@@ -190,22 +190,6 @@ class Pipeline:
         metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
         return outcome
 
-    def _decode(self, data: bytes) -> tuple[Image.Image, torch.Tensor]:
-        """The fingerprint's picture and the model input: from the device decode stage when it is on and takes
-        this object (a JPEG in RGB or grey within the limits), else with Pillow in this thread."""
-        stage = self.decode_stage
-        if stage is not None:
-            planned = device_decode.plan(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
-            decoded = None if planned is None else self._wait(stage.submit(planned), "decode")
-            if decoded is not None:  # None: not for the device, or the device could not decode it; Pillow may
-                return decoded.picture, decoded.pixels
-        with metrics.timed("decode"), self._decode_slots:
-            image = imaging.decode(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
-            pixels = preprocess(image)
-        if stage is not None:  # the batch-mates of device-decoded inputs, which are on the device already
-            pixels = pixels.to(self.embedder.device)
-        return image, pixels
-
     def _earlier_copy_indexed(self, item: Signals) -> bool:
         """Whether an earlier original with these very bytes is indexed: then the image is its duplicate whatever
         the model says, and goes to the decision without an embedding (rule 8 of :mod:`worker.decision`)."""
@@ -224,6 +208,22 @@ class Pipeline:
         except FutureTimeout as exc:
             future.cancel()
             raise TransientError("timeout", f"{stage} took over {self.settings.task_timeout_s} s") from exc
+
+    def _decode(self, data: bytes) -> tuple[Image.Image, torch.Tensor]:
+        """The fingerprint's picture and the model input: from the device decode stage when it is on and takes
+        this object (a JPEG in RGB or grey within the limits), else with Pillow in this thread."""
+        stage = self.decode_stage
+        if stage is not None:
+            planned = device_decode.plan(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
+            decoded = None if planned is None else self._wait(stage.submit(planned), "decode")
+            if decoded is not None:  # None: not for the device, or the device could not decode it; Pillow may
+                return decoded.picture, decoded.pixels
+        with metrics.timed("decode"), self._decode_slots:
+            image = imaging.decode(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
+            pixels = preprocess(image)
+        if stage is not None:  # the batch-mates of device-decoded inputs, which are on the device already
+            pixels = pixels.to(self.embedder.device)
+        return image, pixels
 
     # Per batch (batcher threads) ------------------------------------------------------------------------------
 
