@@ -37,6 +37,9 @@ white by up to 6: clamping), so a perceptual bit whose coefficient sits at the m
 distances 0 for 298, 2 for 92, 4 for 2; no guard verdict differs. tests/test_device_decode.py holds the paths to
 that. nvjpeg's decode on CUDA (its IDCT and chroma upsampling are not libjpeg-turbo's) has not been compared:
 no GPU was available here.
+
+torchvision 0.29 deprecates its image decoders in favour of TorchCodec (``decode_jpeg`` warns with a
+DeprecationWarning); when a torchvision release drops them, this module has to move to TorchCodec's.
 """
 
 from __future__ import annotations
