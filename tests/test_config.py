@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.config import DEFAULT_SEMANTIC_THRESHOLD, Action, ConfigError, load_settings
+from worker.config import DEFAULT_SEMANTIC_THRESHOLD, Action, ConfigError, DecodeMode, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +36,7 @@ def test_defaults_are_usable_on_embedded_services() -> None:
         ("DEDUP_SEMANTIC_THRESHOLD", "1.5"),
         ("DEDUP_MILVUS_URI", "milvus.sqlite"),
         ("DEDUP_DEVICE", "tpu"),
+        ("DEDUP_DECODE", "gpu"),
         ("DEDUP_METRICS_PORT", "70000"),
         ("DEDUP_LOG_LEVEL", "loud"),
         ("DEDUP_MODEL_WEIGHTS", " "),
@@ -45,6 +46,12 @@ def test_an_invalid_value_fails_naming_its_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=f"^{variable}: "):
         load_settings()
+
+
+def test_decoding_follows_the_model_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().decode is DecodeMode.AUTO
+    monkeypatch.setenv("DEDUP_DECODE", " Device ")
+    assert load_settings().decode is DecodeMode.DEVICE
 
 
 def test_buckets_are_a_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,6 +43,14 @@ class Action(StrEnum):
     QUARANTINE = "quarantine"
 
 
+class DecodeMode(StrEnum):
+    """Where JPEGs are decoded (:mod:`worker.device_decode`)."""
+
+    AUTO = "auto"  # on the model's device when that is CUDA, else with Pillow
+    PILLOW = "pillow"
+    DEVICE = "device"  # on the model's device whatever it is (on the CPU: how the tests run the GPU path)
+
+
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 
@@ -96,6 +104,7 @@ class Settings(BaseSettings):
     device: str = "auto"
     batch_size: int = Field(default=32, ge=1, le=1024)
     batch_wait_ms: int = Field(default=50, ge=0, le=60_000)
+    decode: DecodeMode = DecodeMode.AUTO
 
     # Detection thresholds
     perceptual_threshold: int | None = Field(default=DEFAULT_PERCEPTUAL_THRESHOLD, ge=0, le=HASH_BITS)
@@ -130,6 +139,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in _OFF:
             return None
         return value
+
+    @field_validator("decode", mode="before")
+    @classmethod
+    def _decode_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("model_weights")
     @classmethod

@@ -17,6 +17,11 @@
 Many task threads download and decode while a batch is on the model, so I/O overlaps compute. Every message
 waits only for its own image, so it is acknowledged on its own (per-message at-least-once).
 
+With ``DEDUP_DECODE`` on the device (the default on CUDA), decoding is one more batched stage in front of the
+others: the task thread reads a JPEG's header and submits it to ``decode``, which decodes whatever has gathered on
+the model's device (:mod:`worker.device_decode`); other formats, and JPEGs the device refuses, decode with Pillow
+in the task thread as before.
+
     >>> pipeline = Pipeline(settings, storage=storage, index=index, embedder=embedder, redecide=enqueue)
     >>> pipeline.process(ObjectEvent("photos", "cat.jpg", event_time_ms=1732350000000))
     Outcome(status=<Status.UNIQUE: 'unique'>, ...)
@@ -35,11 +40,12 @@ from dataclasses import replace
 from typing import TypeVar
 
 import torch
+from PIL import Image
 
-from worker import imaging, metrics
+from worker import device_decode, imaging, metrics
 from worker.actions import Actions
 from worker.batcher import DynamicBatcher
-from worker.config import Settings
+from worker.config import DecodeMode, Settings
 from worker.decision import (
     Decision,
     Neighbour,
@@ -108,6 +114,19 @@ class Pipeline:
         )
         # Decoding is CPU-bound: more at once than cores only multiplies memory (a 100 MP PNG is 300 MB decoded).
         self._decode_slots = threading.BoundedSemaphore(len(os.sched_getaffinity(0)) or 1)
+        # JPEGs decoded in batches on the model's device (DEDUP_DECODE); None: every image decodes with Pillow.
+        self.decode_stage: DynamicBatcher[device_decode.Plan, device_decode.Decoded | None] | None = None
+        if settings.decode is DecodeMode.DEVICE or (
+            settings.decode is DecodeMode.AUTO and embedder.device.type == "cuda"
+        ):
+            self.decode_stage = DynamicBatcher(
+                self._decode_batch,
+                max_size=settings.batch_size,
+                max_wait_s=wait_s,
+                name="decode",
+                on_batch=metrics.BATCH_SIZE.labels(stage="decode").observe,
+            )
+            log.info("JPEGs decode in batches on %s (DEDUP_DECODE=%s)", embedder.device, settings.decode.value)
         self._index_size_at = float("-inf")
         self._index_size = 0
         imaging.configure(settings.max_image_pixels)
@@ -116,6 +135,8 @@ class Pipeline:
         self.exact_stage.close()
         self.embed_stage.close()
         self.decide_stage.close()
+        if self.decode_stage is not None:
+            self.decode_stage.close()
 
     # Per object (task threads) --------------------------------------------------------------------------------
 
@@ -145,9 +166,7 @@ class Pipeline:
                 log.info("%s: already quarantined by an earlier delivery", event.id)
                 return done
             raise
-        with metrics.timed("decode"), self._decode_slots:
-            image = imaging.decode(blob.data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
-            pixels = preprocess(image)
+        image, pixels = self._decode(blob.data)
         with metrics.timed("hash"):
             sha256 = sha256_hex(blob.data)
             seen = fingerprint(image)
@@ -197,7 +216,27 @@ class Pipeline:
             future.cancel()
             raise TransientError("timeout", f"{stage} took over {self.settings.task_timeout_s} s") from exc
 
+    def _decode(self, data: bytes) -> tuple[Image.Image, torch.Tensor]:
+        """The fingerprint's picture and the model input: from the device decode stage when it is on and takes
+        this object (a JPEG in RGB or grey within the limits), else with Pillow in this thread."""
+        stage = self.decode_stage
+        if stage is not None:
+            planned = device_decode.plan(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
+            decoded = None if planned is None else self._wait(stage.submit(planned), "decode")
+            if decoded is not None:  # None: not for the device, or the device could not decode it; Pillow may
+                return decoded.picture, decoded.pixels
+        with metrics.timed("decode"), self._decode_slots:
+            image = imaging.decode(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
+            pixels = preprocess(image)
+        if stage is not None:  # the batch-mates of device-decoded inputs, which are on the device already
+            pixels = pixels.to(self.embedder.device)
+        return image, pixels
+
     # Per batch (batcher threads) ------------------------------------------------------------------------------
+
+    def _decode_batch(self, plans: list[device_decode.Plan]) -> list[device_decode.Decoded | None]:
+        with metrics.timed("decode"):
+            return device_decode.decode_plans(plans, self.embedder.device)
 
     def _embed_batch(self, images: list[torch.Tensor]) -> Sequence[Vector | BaseException]:
         with metrics.timed("embed"):
