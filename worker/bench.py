@@ -73,7 +73,8 @@ def make_camera_images(count: int, *, progressive: bool, seed: int = 11) -> list
     images = []
     for i in range(count):
         big = _crop(photo(PHOTOS[i % len(PHOTOS)]), rng).resize(CAMERA, Image.Resampling.BICUBIC)
-        pixels = np.asarray(big, dtype=np.int16) + noise.integers(-12, 13, size=(CAMERA[1], CAMERA[0], 3), dtype=np.int16)
+        grain = noise.integers(-12, 13, size=(CAMERA[1], CAMERA[0], 3), dtype=np.int16)
+        pixels = np.asarray(big, dtype=np.int16) + grain
         out = io.BytesIO()
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
             out, "JPEG", quality=90, progressive=progressive, optimize=progressive
