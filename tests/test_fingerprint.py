@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from worker import imaging
+from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import GUARD, Signals, chroma, colour_distance, perceptual_distance
 from worker.eval import negatives
 from worker.eval.transforms import border, crop, letterbox, side_crop, zoom
@@ -63,6 +64,25 @@ def test_without_its_regions_and_mirror_a_copy_is_far() -> None:
     bare = Signals("m", 1, "m", mirrored.phash)  # no look: the whole-picture hash alone
     assert perceptual_distance(bare, Signals("o", 1, "o", full.phash)) > 12
     assert perceptual_distance(sig("m", mirrored), sig("o", full)) <= 4
+
+
+def test_a_brightened_copy_whose_colours_clip_matches_through_the_brightened_hash() -> None:
+    """The logo's saturated colours clip channel by channel when brightened by 20 %: its grey levels change
+    unevenly and the whole-picture hashes drift apart; the stored and searched brightened hash meets the copy,
+    whichever arrives first."""
+    source = photo("logo.png")
+    original, copy = fingerprint(source), fingerprint(jpeg(brightened(source, 1.2)))
+    assert (original.phash ^ copy.phash).bit_count() > DEFAULT_PERCEPTUAL_THRESHOLD
+    assert perceptual_distance(sig("c", copy), sig("o", original)) <= DEFAULT_PERCEPTUAL_THRESHOLD
+    assert perceptual_distance(sig("o", original), sig("c", copy)) <= DEFAULT_PERCEPTUAL_THRESHOLD
+    others = [sig(n, fingerprint(photo(n))) for n in PHOTOS]
+    assert min(perceptual_distance(sig("c", copy), o) for o in others) > 3 * DEFAULT_PERCEPTUAL_THRESHOLD
+
+
+def test_a_picture_with_nothing_to_clip_keeps_its_whole_hash_as_the_brightened_one() -> None:
+    for name in ("astronaut.png", "coffee.png", "chelsea.png"):
+        fp = fingerprint(photo(name))
+        assert fp.bright == fp.phash, name  # no extra row to store or search, no new pair to go wrong
 
 
 def test_uniform_borders_are_trimmed_and_a_solid_picture_is_kept_whole() -> None:

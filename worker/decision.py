@@ -75,9 +75,9 @@ _KIND_RANK = {Kind.EXACT: 0, Kind.PERCEPTUAL: 1, Kind.SEMANTIC: 2}
 @dataclass(frozen=True, slots=True)
 class Look:
     """What the near-duplicate stages know of a picture besides its whole-picture hash (see
-    :mod:`worker.fingerprint`): the mirror's and the regions' hashes (``variants``: mirror first, then
-    :data:`REGION_COUNT` regions), the information behind the hash bits, the share of its variance one light/dark
-    split explains, its mean gradient and its colour layout."""
+    :mod:`worker.fingerprint`): the mirror's, the regions' and the brightened picture's hashes (``variants``:
+    mirror first, then :data:`REGION_COUNT` regions, then the brightened one), the information behind the hash
+    bits, the share of its variance one light/dark split explains, its mean gradient and its colour layout."""
 
     variants: tuple[int, ...] = ()
     information: float = 0.0
@@ -204,8 +204,10 @@ class Decision:
 
 
 #: Regions hashed besides the whole picture (:data:`worker.fingerprint.REGIONS`); a look's variants are the
-#: mirror, then the regions.
+#: mirror, then the regions, then the brightened picture.
 REGION_COUNT = 10
+#: Variant number of the hash of the picture brightened with clipping (:data:`worker.fingerprint.BRIGHTER`).
+BRIGHT = 2 + REGION_COUNT
 
 LOW_INFORMATION = "low-information"
 #: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
@@ -219,17 +221,18 @@ def hamming(a: int, b: int) -> int:
 
 def pair_kind(query_variant: int, stored_variant: int) -> str | None:
     """How a hash of an image may be compared with a stored hash of an original. Variant 0 is the whole
-    picture, 1 its mirror (searched with, never stored), 2… the regions:
+    picture, 1 its mirror (searched with, never stored), 2… the regions, :data:`BRIGHT` the brightened picture:
 
     * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
-      copy is a region of its source): one such pair within the threshold is a match;
+      copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights):
+      one such pair within the threshold is a match;
     * ``"region"``: region k ↔ region k (an overlay or a caption hides one part of the picture, the rest agrees):
       it counts only when :data:`REGIONS_AGREEING` regions agree (one alone lets same-layout screenshots match).
 
-        >>> pair_kind(1, 0), pair_kind(1, 3), pair_kind(3, 3), pair_kind(3, 4)
-        ('view', None, 'region', None)
+        >>> pair_kind(1, 0), pair_kind(1, 3), pair_kind(3, 3), pair_kind(3, 4), pair_kind(BRIGHT, BRIGHT)
+        ('view', None, 'region', None, None)
     """
-    if stored_variant == 1:
+    if stored_variant == 1 or (query_variant == BRIGHT and stored_variant == BRIGHT):
         return None
     if stored_variant == 0 or query_variant == 0:
         return "view"
@@ -256,7 +259,7 @@ def combined_distance(view: int | None, regions: Mapping[int, int]) -> int | Non
 
 
 def hashes_of(item: Signals) -> tuple[int, ...]:
-    """The image's hashes by variant number: whole, mirror, regions (only the whole without a look)."""
+    """The image's hashes by variant number: whole, mirror, regions, brightened (only the whole without a look)."""
     if item.look is None:
         return (item.phash,)
     return (item.phash, *item.look.variants)
@@ -270,7 +273,7 @@ def perceptual_distance(a: Signals, b: Signals) -> int:
     # against every hash of the other ("view"), and region k against region k ("region").
     view = min(hamming(ha[0], y) for y in hb)
     view = min(view, *(hamming(x, hb[0]) for x in ha[1:])) if len(ha) > 1 else view
-    regions = {k: hamming(ha[k], hb[k]) for k in range(2, min(len(ha), len(hb)))}
+    regions = {k: hamming(ha[k], hb[k]) for k in range(2, min(len(ha), len(hb), BRIGHT))}
     found = combined_distance(view, regions)
     return HASH_BITS if found is None else found
 

@@ -9,6 +9,10 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
 * ``regions`` — hashes of sub-rectangles (:data:`REGIONS`: central ones at a few scales and strips without one
   side), stored and searched against whole pictures in both directions, so a zoomed or cropped copy matches its
   source whichever arrives first;
+* ``bright`` — the hash of the picture with every channel brightened by :data:`BRIGHTER` and clipped, stored and
+  searched against whole pictures both ways, so a brightened copy whose saturated colours or near-white areas
+  clipped still matches; it is the whole hash itself when brightening moves it by less than
+  :data:`BRIGHT_MIN_CHANGE` bits (a picture with nothing to clip, most photos);
 * ``information`` — how much structure stands behind the hash bits: the median distance, in grey levels, of the
   64 DCT coefficients from the median that sets the bits. A solid colour, a smooth gradient, a near-blank scan
   or a light/dark split has almost every coefficient at the median, so its bits are noise that any other such
@@ -27,8 +31,8 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     >>> hamming(fp.phash, fingerprint(ImageOps.mirror(picture)).mirror) <= 4
     True
 
-Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the twelve 32×32 views by batched
-matrix products: the hash stage costs about 1.7 × a single pHash of the decoded picture
+Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the thirteen 32×32 views by
+batched matrix products: the hash stage costs 1.7–2.0 × a single pHash of the decoded picture
 (``python -m worker.eval.cost``).
 """
 
@@ -41,13 +45,23 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from worker.decision import REGION_COUNT, Look
+from worker.decision import BRIGHT, REGION_COUNT, Look
 
 HASH_SIDE = 8  # 8×8 low frequencies → 64 bits
 DCT_SIDE = 32  # of a 32×32 grey thumbnail (imagehash's pHash: hash_size 8, highfreq_factor 4)
 WORK_SIDE = 128  # the working thumbnail's longer side
 FLAT_RANGE = 3.0
 COLOUR_GRID = 4
+#: The brightened variant multiplies every channel by this and clips, as an exposure or brightness edit does:
+#: a brightened copy's clipped highlights (saturated colours, near-white areas) change its grey levels unevenly,
+#: which no hash of the unbrightened picture sees. Chosen with ``python -m worker.eval`` between the harness's
+#: two brightening steps (+20 %, +40 %), not at either.
+BRIGHTER = 1.25
+#: Below this many bits from the whole picture's hash, brightening changed nothing that matters (the picture has
+#: nothing to clip) and the variant is the whole hash itself: a 2-bit wobble would only bring unrelated pictures of
+#: one layout closer (two screenshots came 6 → 4 bits apart in the harness).
+BRIGHT_MIN_CHANGE = 4
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 
 #: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the trimmed
 #: picture, in the order of :attr:`Fingerprint.regions`.
@@ -89,7 +103,11 @@ class Fingerprint:
 
     @property
     def regions(self) -> tuple[int, ...]:
-        return self.look.variants[1:]
+        return self.look.variants[1 : 1 + REGION_COUNT]
+
+    @property
+    def bright(self) -> int:
+        return self.look.variants[BRIGHT - 1]
 
 
 def fingerprint(image: Image.Image) -> Fingerprint:
@@ -101,16 +119,20 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     inner = grey[top:bottom, left:right]
     h, w = inner.shape
 
-    views = _thumbs32(inner, [(0.0, 0.0, float(w), float(h)), *(_box(r, w, h) for r in REGIONS)])
+    everything = (0.0, 0.0, float(w), float(h))
+    brightened = np.minimum(np.asarray(trimmed, dtype=np.float32) * BRIGHTER, 255.0) @ _LUMA
+    views = _thumbs32(inner, [everything, *(_box(r, w, h) for r in REGIONS)], also=brightened)
     whole = views[0]
-    low = _low_dct(np.concatenate([views[:1], whole[None, :, ::-1], views[1:]]))  # whole, mirror, regions
-    phash, mirror, *regions = _bits(low)
+    low = _low_dct(np.concatenate([views[:1], whole[None, :, ::-1], views[1:]]))  # the brightened view is last
+    phash, mirror, *regions, bright = _bits(low)  # whole, mirror, regions, brightened
+    if (phash ^ bright).bit_count() < BRIGHT_MIN_CHANGE:
+        bright = phash
     coefficients = low[0]
     information = _median(np.abs(coefficients - _median(coefficients)))
     split = _split_share(whole)
-    texture = _texture(inner)
+    texture = _texture(inner.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(trimmed)
-    return Fingerprint(phash, Look((mirror, *regions), information, split, texture, colour))
+    return Fingerprint(phash, Look((mirror, *regions, bright), information, split, texture, colour))
 
 
 def trim_box(grey: Floats) -> tuple[int, int, int, int]:
@@ -162,23 +184,30 @@ def _box(region: tuple[float, float, float, float], w: int, h: int) -> tuple[flo
     return (left * w, top * h, right * w, bottom * h)
 
 
-def _thumbs32(grey: Floats, boxes: list[tuple[float, float, float, float]]) -> Floats:
+def _thumbs32(grey: Floats, boxes: list[tuple[float, float, float, float]], also: Floats | None = None) -> Floats:
     """Each box of ``grey`` resampled to DCT_SIDE² with an antialiasing triangle filter (as Pillow's BILINEAR
     resize), all at once as batched matrix products: much cheaper than one Pillow resize per region. ``grey`` is
-    first averaged 2×2 when that keeps it at least twice DCT_SIDE, which quarters the products' cost."""
+    first averaged 2×2 when that keeps it at least twice DCT_SIDE, which quarters the products' cost. ``also``, a
+    second picture of ``grey``'s size, is resampled over the first box with the same weights and comes last."""
     spans = np.array(boxes, dtype=np.float64)
     h, w = grey.shape
+    pictures = [grey] if also is None else [grey, also]
     if min(h, w) >= 3 * DCT_SIDE:
-        grey = grey[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        pictures = [p[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for p in pictures]
         spans = spans / 2
-    grey = grey.astype(np.float32)
+    first, *rest = (p.astype(np.float32) for p in pictures)
     row_spans, row_of = np.unique(spans[:, [1, 3]], axis=0, return_inverse=True)
     column_spans, column_of = np.unique(spans[:, [0, 2]], axis=0, return_inverse=True)
-    rows = _weights(row_spans[:, 0], row_spans[:, 1], grey.shape[0], DCT_SIDE)  # spans × out × height
-    columns = _weights(column_spans[:, 0], column_spans[:, 1], grey.shape[1], DCT_SIDE)  # spans × out × width
-    across = grey @ columns.transpose(0, 2, 1)  # column spans × height × out: shared by views of one span
-    small: Floats = (rows[row_of.ravel()] @ across[column_of.ravel()]).astype(np.float64)
-    return small
+    row_of, column_of = row_of.ravel(), column_of.ravel()
+    rows = _weights(row_spans[:, 0], row_spans[:, 1], first.shape[0], DCT_SIDE)  # spans × out × height
+    columns = _weights(column_spans[:, 0], column_spans[:, 1], first.shape[1], DCT_SIDE)  # spans × out × width
+    across = first @ columns.transpose(0, 2, 1)  # column spans × height × out: shared by views of one span
+    small = rows[row_of] @ across[column_of]
+    if rest:
+        extra = rows[row_of[0]] @ rest[0] @ columns[column_of[0]].T
+        small = np.concatenate([small, extra[None]])
+    out: Floats = small.astype(np.float64)
+    return out
 
 
 def _weights(start: Floats, stop: Floats, size: int, out: int) -> Floats:
@@ -186,8 +215,10 @@ def _weights(start: Floats, stop: Floats, size: int, out: int) -> Floats:
     scale = (stop - start) / out
     support = np.maximum(scale, 1.0)[:, None, None]
     centres = start[:, None] + (np.arange(out)[None, :] + 0.5) * scale[:, None]
-    distance = np.abs(np.arange(size)[None, None, :] + 0.5 - centres[:, :, None])
-    weights = np.clip(1.0 - distance / support, 0.0, None)
+    weights = np.abs(np.arange(size)[None, None, :] + 0.5 - centres[:, :, None])  # distance, then the triangle:
+    weights /= support
+    np.subtract(1.0, weights, out=weights)
+    np.maximum(weights, 0.0, out=weights)
     total = weights.sum(axis=2, keepdims=True)
     normalised: Floats = (weights / np.where(total > 0, total, 1.0)).astype(np.float32)
     return normalised
@@ -229,7 +260,7 @@ def _bits(low: Floats) -> list[int]:
     return [int.from_bytes(row.tobytes(), "big") for row in packed]
 
 
-def _texture(grey: Floats) -> float:
+def _texture(grey: npt.NDArray[np.uint8]) -> float:
     """Share of the interior pixels whose 3×3 neighbourhood spans more than :data:`FLAT_RANGE` grey levels."""
     if min(grey.shape) < 3:
         return 0.0
@@ -237,7 +268,7 @@ def _texture(grey: Floats) -> float:
     low = np.minimum(np.minimum(grey[:-2], grey[1:-1]), grey[2:])
     high = np.maximum(np.maximum(high[:, :-2], high[:, 1:-1]), high[:, 2:])
     low = np.minimum(np.minimum(low[:, :-2], low[:, 1:-1]), low[:, 2:])
-    return float(np.mean(high - low > FLAT_RANGE))
+    return float(np.mean((high - low) > FLAT_RANGE))
 
 
 def _colour_layout(picture: Image.Image) -> bytes:

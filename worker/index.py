@@ -15,10 +15,11 @@ colour          VARCHAR(96)                   colour check (hex of the colour la
 ==============  ============================  ==========================================================
 
 The perceptual stage searches ``<collection>_hashes``: one row per stored hash of an original (the whole
-picture and each region of :data:`worker.fingerprint.REGIONS`; id ``bucket/key#variant``; ``phash`` searched by
-inner product, 64 − 2 × Hamming), with the original's guard fields beside it, so that **one** batched search —
-every image's whole, mirror and region hashes at once — finds zoomed, cropped, mirrored and bordered copies
-whichever arrived first (:func:`worker.decision.pair_kind` says which pairs count).
+picture, each region of :data:`worker.fingerprint.REGIONS` and the brightened picture when brightening changes
+its hash; id ``bucket/key#variant``; ``phash`` searched by inner product, 64 − 2 × Hamming), with the original's
+guard fields beside it, so that **one** batched search — every image's whole, mirror, region and brightened
+hashes at once — finds zoomed, cropped, mirrored, bordered and brightened copies whichever arrived first
+(:func:`worker.decision.pair_kind` says which pairs count).
 
 The same code serves Milvus Lite (``DEDUP_MILVUS_URI=data/milvus-lite.db``, one process per file) and a Milvus
 server or cluster (``http://host:19530``). Every read is Strong-consistent: the decision must see what the
@@ -51,7 +52,7 @@ from typing import Any, NamedTuple, TypeVar
 from pymilvus import DataType, MilvusClient
 
 from worker.config import env_name
-from worker.decision import HASH_BITS, Look, Neighbour, Signals, combined_distance, hashes_of, pair_kind
+from worker.decision import BRIGHT, HASH_BITS, Look, Neighbour, Signals, combined_distance, hashes_of, pair_kind
 from worker.errors import TransientError
 from worker.hashing import hamming_from_ip, hamming_from_l2, hash_to_vector
 
@@ -293,7 +294,7 @@ class Index:
     def _perceptual(self, batch: Sequence[Signals], measured: dict[str, dict[str, dict[str, Any]]], where: str) -> None:
         """One search for every hash of every image (whole, mirror, regions) among every stored hash; each pair of
         variants is scored as :func:`~worker.decision.pair_kind` says, then combined per original."""
-        queries = [(item, variant, h) for item in batch for variant, h in enumerate(hashes_of(item))]
+        queries = [(item, variant, h) for item in batch for variant, h in _searched(item)]
         # An original's rows are hashes of different views, so few of them lie near any one query hash: each query
         # hash gets the plain search's room. The cost grows with the rows returned (Milvus Lite materialises each).
         vectors = [hash_to_vector(h).tolist() for _, _, h in queries]
@@ -428,7 +429,7 @@ class Index:
                     **common,
                 }
             )
-            for variant, h in enumerate(hashes_of(item)):
+            for variant, h in _searched(item):
                 if variant != 1:  # the mirror is searched with, never stored
                     hash_rows.append(
                         {
@@ -526,6 +527,13 @@ def _look(entity: dict[str, Any]) -> Look:
         texture=float(entity["texture"]),
         colour=bytes.fromhex(entity["colour"]),
     )
+
+
+def _searched(item: Signals) -> list[tuple[int, int]]:
+    """``(variant, hash)`` of an image's hashes that are stored and searched: a brightened hash equal to the whole
+    picture's (nothing to clip) would only repeat it."""
+    hashes = hashes_of(item)
+    return [(v, h) for v, h in enumerate(hashes) if not (v == BRIGHT and h == hashes[0])]
 
 
 def _neighbour(row: dict[str, Any], **measured: Any) -> Neighbour:

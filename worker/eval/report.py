@@ -115,7 +115,8 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
         "`worker.decision.decide` decides each variant against every source, with exact in-memory distances "
         "standing in for the Milvus search (same rows as a search whose limit covers every source).",
         f"* Perceptual stage: the worker's fingerprint (`worker.fingerprint`: {results['hasher']['bits']}-bit "
-        "pHash of the picture with uniform borders trimmed, of its mirror and of six regions) with its "
+        "pHash of the picture with uniform borders trimmed, of its mirror, of ten regions and of the picture "
+        "brightened with clipping) with its "
         "information guard and colour check (`worker.decision.Guard`).",
     ]
     if counts["skipped"]:
