@@ -1,7 +1,7 @@
 """``make bench``: what the worker reaches against what its model alone reaches, and where its CPU goes.
 
     python -m worker.bench [--images 192] [--batch-size 32] [--weights random] [--device auto]
-                           [--processes 1,2] [--camera 24] [--skip-model]
+                           [--processes 1,2] [--camera 24] [--skip-model] [--profile worker.speedscope.json]
 
 Everything runs on one local stack (redis-server, the S3 server — MinIO if on PATH, else moto's — and a Milvus
 Lite server process that several workers can share, as a Milvus server would be), in one run:
@@ -18,7 +18,9 @@ Lite server process that several workers can share, as a Milvus server would be)
 4. **S3 server ceiling** — requests/s the S3 server answers on its own (tag reads from 16 threads), so that a
    figure bounded by it (moto is one Python process) says so.
 
-Weights do not change the speed, so random weights are the default (no download needed).
+Weights do not change the speed, so random weights are the default (no download needed). ``--profile`` samples
+the first model-free worker with py-spy (``--gil``: the thread holding the GIL, which is what caps a process) into
+a speedscope file (open it at https://www.speedscope.app); this is how the figures in BENCHMARKS.md were found.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ import io
 import logging
 import os
 import random
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -165,7 +171,9 @@ class Bench:
         self.batch_size, self.device = batch_size, device
         self._runs = 0
 
-    def run(self, label: str, images: list[bytes], *, weights: str, processes: int = 1) -> Run:
+    def run(
+        self, label: str, images: list[bytes], *, weights: str, processes: int = 1, profile: Path | None = None
+    ) -> Run:
         from producer.enqueue import Enqueuer
         from worker.celery_app import create_app
         from worker.config import load_settings
@@ -203,11 +211,15 @@ class Bench:
             before = [scrape(port) for _, port in workers]
             cpu_before = [cpu_seconds(worker) for worker, _ in workers]
             servers_before = {name: cpu_seconds(s) for name, s in servers.items()}
+            spy = _profiler(workers[0][0], profile) if profile else None
             start = time.perf_counter()
             enqueuer.send(events)
             done: Callable[[], bool] = lambda: sum(processed(scrape(p)) for _, p in workers) >= len(images)  # noqa: E731
             wait_until(done, 3600, "every image", interval=0.2)
             elapsed = time.perf_counter() - start
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                spy.wait(timeout=60)
             after = [scrape(port) for _, port in workers]
             worker_cpu = sum(cpu_seconds(w) - c for (w, _), c in zip(workers, cpu_before, strict=True))
             stage_cpu = {
@@ -248,6 +260,15 @@ class Bench:
         return sum(count) / (time.perf_counter() - start)
 
 
+def _profiler(worker: Service, output: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` on a worker process until SIGINT: the GIL holder's stacks, every thread, as speedscope."""
+    assert worker.process is not None
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    argv = [binary, "record", "--gil", "--nonblocking", "--rate", "100", "--format", "speedscope"]
+    argv += ["--output", str(output), "--pid", str(worker.process.pid)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+
+
 def _total(after: Sequence[dict[str, float]], before: Sequence[dict[str, float]], name: str) -> float:
     """How much the metric ``name`` grew, summed over the workers."""
     return sum(a.get(name, 0.0) - b.get(name, 0.0) for a, b in zip(after, before, strict=True))
@@ -280,6 +301,7 @@ def main(
     processes: Annotated[str, typer.Option(help="worker processes of the model-free runs, e.g. 1,2")] = "1,2",
     camera: Annotated[int, typer.Option(min=0, help="12 MP JPEGs per camera run (0: none)")] = 24,
     skip_model: Annotated[bool, typer.Option(help="only the model-free runs and the S3 ceiling")] = False,
+    profile: Annotated[Path | None, typer.Option(help="py-spy the first model-free worker into this file")] = None,
 ) -> None:
     """Measure end-to-end throughput against the model alone, and the model-free ceiling, in one run."""
     logging.basicConfig(level=logging.WARNING)
@@ -307,10 +329,9 @@ def main(
             typer.echo(f"servers' CPU per image meanwhile (ms): {servers}; the model's threads use the rest")
         typer.echo("\nmodel-free (DEDUP_MODEL_WEIGHTS=noop):")
         ceilings: dict[int, float] = {}
-        for n in counts:
-            run = bench.run(
-                f"no model, {len(free)} small, {n} process{'es' if n > 1 else ''}", free, weights="noop", processes=n
-            )
+        for i, n in enumerate(counts):
+            label = f"no model, {len(free)} small, {n} process{'es' if n > 1 else ''}"
+            run = bench.run(label, free, weights="noop", processes=n, profile=profile if i == 0 else None)
             runs.append(run)
             ceilings[n] = run.rate
             typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
@@ -326,6 +347,8 @@ def main(
                 run = bench.run(f"no model, {camera} × 12 MP {kind} ({mean:.1f} MB)", data, weights="noop")
                 runs.append(run)
                 typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
+        if profile:
+            typer.echo(f"  py-spy profile of the first: {profile} (https://www.speedscope.app)")
         s3_rate = bench.s3_ceiling()
         server = stack.s3_server
     typer.echo(
