@@ -279,6 +279,50 @@ def test_concurrent_workers_on_near_identical_images_end_with_one_original(
         second.pipeline.close()
 
 
+class StoresMeanwhile:
+    """The real index, except that right after the first search another worker's decision runs (``meanwhile``):
+    what the first search missed is there when the worker re-checks its originals."""
+
+    def __init__(self, index: Index, meanwhile: Any) -> None:
+        self._index, self._meanwhile = index, meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._index, name)
+
+    def neighbours(self, batch: Any) -> Any:
+        found = self._index.neighbours(batch)
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return found
+
+
+def test_batch_mates_of_an_original_that_yields_are_decided_again(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    """b and c share a batch: b is its original and c its duplicate, until the re-check finds a, stored by another
+    worker in the meantime and earlier than b. b yields; c, which pointed at b, is sent back and ends at a."""
+    picture = photo("coffee.png")
+    other = build(stack, index, embedder)
+    a = other.upload(f"{prefix}a.jpg", jpeg(picture))
+    meanwhile = StoresMeanwhile(index, lambda: other.pipeline.process(a))
+    rig = build(stack, meanwhile, embedder, batch_wait_ms=1000)  # type: ignore[arg-type]
+    try:
+        b = rig.upload(f"{prefix}b.jpg", jpeg(resized(picture, 0.8)))
+        c = rig.upload(f"{prefix}c.jpg", jpeg(resized(picture, 0.6)))
+        with ThreadPoolExecutor(2) as pool:  # one batch: both wait for the same decide call
+            first = list(pool.map(rig.pipeline.process, (b, c)))
+        assert [o.original for o in first] == [a.id, b.id]  # b yielded; c was decided against b
+        assert [e.id for e in rig.sent_back] == [c.id]
+        while rig.sent_back:
+            rig.pipeline.process(rig.sent_back.pop())
+        assert index.event_times([a.id, b.id, c.id]) == {a.id: a.event_time_ms}
+        assert rig.tags(b.key)["dedup-of"] == rig.tags(c.key)["dedup-of"] == a.id
+    finally:
+        rig.pipeline.close()
+        other.pipeline.close()
+
+
 # Quarantine ----------------------------------------------------------------------------------------------------
 
 

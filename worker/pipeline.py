@@ -279,6 +279,7 @@ class Pipeline:
         self.index.discard((s.id, s.event_time_ms) for s in latest.values() if not verdict[s.id].is_unique)
         times = _event_times(found)
 
+        yielded: set[str] = set()
         if originals:
             with metrics.timed("search"):
                 again = self.index.neighbours(originals)
@@ -290,6 +291,7 @@ class Pipeline:
                     log.info("%s yields to %s, stored concurrently", d.id, d.match.original if d.match else "")
                     self.index.discard([(d.id, latest[d.id].event_time_ms)])
                     verdict[d.id] = d
+                    yielded.add(d.id)
                     if d.id in before:  # it was an original before this batch: its duplicates follow
                         self._send_back(self.index.dependents([d.id]), "original_changed", exclude=latest)
 
@@ -304,6 +306,10 @@ class Pipeline:
         for decision in final:
             later = {key: times[key] for key in decision.supersedes}
             self._send_back(later, "superseded", exclude=latest, by=decision.id)
+        # Batch-mates decided as duplicates of an original that has just yielded point at a duplicate now: they
+        # are decided again (after their links are written, which the new decision replaces).
+        orphans = {d.id: latest[d.id].event_time_ms for d in final if d.match and d.match.original in yielded}
+        self._send_back(orphans, "original_changed")
         return [verdict.get(s.id) for s in batch]
 
     def _not_duplicates(self, batch: Sequence[Signals], found: Mapping[str, list[Neighbour]]) -> set[tuple[str, str]]:
