@@ -13,6 +13,7 @@ from worker.localstack import LocalStack
 from worker.messages import ObjectEvent
 from worker.pipeline import Pipeline
 from worker.storage import Storage
+from worker.stores import Stores
 
 
 class Rig:
@@ -37,6 +38,7 @@ def build(
     embedder: Embedder,
     *,
     storage: Storage | None = None,
+    stores: Stores | None = None,
     **overrides: Any,
 ) -> Rig:
     defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20}
@@ -50,5 +52,6 @@ def build(
         index=index,
         embedder=embedder,
         redecide=sent_back.append,
+        stores=stores,
     )
     return Rig(pipeline, storage, sent_back)

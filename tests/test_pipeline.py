@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import redis
 from PIL import Image, ImageOps
 from prometheus_client import REGISTRY
 
@@ -31,6 +32,7 @@ from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.samples import brightened, jpeg, photo, png, resized
 from worker.storage import Storage, make_client
+from worker.stores import Stores
 
 pytestmark = pytest.mark.integration
 
@@ -249,11 +251,19 @@ def test_an_object_deleted_after_its_decision_leaves_no_original_behind(
         rig.pipeline.close()
 
 
+def shared_stores(stack: LocalStack, counted: bool, collection: str) -> dict[str, Any]:
+    """``build`` arguments for pipelines that count their stores in one Redis key (as workers do), or not."""
+    return {"stores": Stores(redis.Redis.from_url(stack.broker_url), collection)} if counted else {}
+
+
+@pytest.mark.parametrize("counted", [False, True], ids=["always-rechecking", "counting-stores"])
 def test_concurrent_workers_on_near_identical_images_end_with_one_original(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str, counted: bool
 ) -> None:
-    """Two pipelines (two decision threads) share one index and race, round after round."""
-    first, second = build(stack, index, embedder), build(stack, index, embedder)
+    """Two pipelines (two decision threads) share one index and race, round after round; counting their stores
+    lets a batch skip its re-check only when the other stored nothing meanwhile."""
+    first = build(stack, index, embedder, **shared_stores(stack, counted, prefix))
+    second = build(stack, index, embedder, **shared_stores(stack, counted, prefix))
     try:
         for round_ in range(8):
             a = first.upload(f"{prefix}{round_}-a.jpg", jpeg(photo("hubble_deep_field.jpg")))
@@ -283,30 +293,34 @@ class StoresMeanwhile:
     """The real index, except that right after the first search another worker's decision runs (``meanwhile``):
     what the first search missed is there when the worker re-checks its originals."""
 
-    def __init__(self, index: Index, meanwhile: Any) -> None:
-        self._index, self._meanwhile = index, meanwhile
+    def __init__(self, index: Index, meanwhile: Callable[[], Any] | None) -> None:
+        self._index, self.meanwhile = index, meanwhile
+        self.searches = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._index, name)
 
     def neighbours(self, batch: Any) -> Any:
+        self.searches += 1
         found = self._index.neighbours(batch)
-        meanwhile, self._meanwhile = self._meanwhile, None
+        meanwhile, self.meanwhile = self.meanwhile, None
         if meanwhile is not None:
             meanwhile()
         return found
 
 
+@pytest.mark.parametrize("counted", [False, True], ids=["always-rechecking", "counting-stores"])
 def test_batch_mates_of_an_original_that_yields_are_decided_again(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str, counted: bool
 ) -> None:
     """b and c share a batch: b is its original and c its duplicate, until the re-check finds a, stored by another
-    worker in the meantime and earlier than b. b yields; c, which pointed at b, is sent back and ends at a."""
+    worker in the meantime and earlier than b. b yields; c, which pointed at b, is sent back and ends at a. With
+    counted stores, a's store is what makes the batch re-check."""
     picture = photo("coffee.png")
-    other = build(stack, index, embedder)
+    other = build(stack, index, embedder, **shared_stores(stack, counted, prefix))
     a = other.upload(f"{prefix}a.jpg", jpeg(picture))
     meanwhile = StoresMeanwhile(index, lambda: other.pipeline.process(a))
-    rig = build(stack, meanwhile, embedder, batch_wait_ms=1000)  # type: ignore[arg-type]
+    rig = build(stack, meanwhile, embedder, batch_wait_ms=1000, **shared_stores(stack, counted, prefix))  # type: ignore[arg-type]
     try:
         b = rig.upload(f"{prefix}b.jpg", jpeg(resized(picture, 0.8)))
         c = rig.upload(f"{prefix}c.jpg", jpeg(resized(picture, 0.6)))
@@ -321,6 +335,29 @@ def test_batch_mates_of_an_original_that_yields_are_decided_again(
     finally:
         rig.pipeline.close()
         other.pipeline.close()
+
+
+def test_a_batch_whose_originals_nobody_stored_alongside_skips_the_recheck(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    """One search per batch when the store count shows no other store in between; two when another worker's
+    store came between this batch's reading and its own store."""
+    other = Stores(redis.Redis.from_url(stack.broker_url), prefix)
+    searching = StoresMeanwhile(index, None)
+    rig = build(stack, searching, embedder, **shared_stores(stack, True, prefix))  # type: ignore[arg-type]
+    skipped = REGISTRY.get_sample_value("dedup_rechecks_total", {"result": "skipped"}) or 0.0
+    try:
+        first = rig.pipeline.process(rig.upload(f"{prefix}a.jpg", jpeg(photo("coffee.png"))))
+        assert first.status is Status.UNIQUE
+        assert searching.searches == 1
+        assert REGISTRY.get_sample_value("dedup_rechecks_total", {"result": "skipped"}) == skipped + 1
+
+        searching.meanwhile = lambda: other.alone_since(other.read())  # another worker's store, counted
+        second = rig.pipeline.process(rig.upload(f"{prefix}b.jpg", jpeg(photo("astronaut.png"))))
+        assert second.status is Status.UNIQUE
+        assert searching.searches == 3  # this batch searched twice
+    finally:
+        rig.pipeline.close()
 
 
 # Quarantine ----------------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ metric                                          meaning
 ``dedup_redecisions_total{reason}``             objects sent back to be decided again: superseded (an
                                                 earlier copy arrived later), original_changed (their
                                                 original was demoted or overwritten), original_removed
+``dedup_rechecks_total{result}``                batches of new originals searched again after storing
+                                                (``searched``), or not, because no other worker stored
+                                                anything meanwhile (``skipped``; :mod:`worker.stores`)
 ``dedup_embeddings_skipped_total``              exact duplicates of indexed originals, decided without
                                                 running the model
 ``dedup_removed_total``                         index rows dropped for s3:ObjectRemoved events
@@ -69,6 +72,9 @@ ERRORS = Counter("dedup_errors_total", "Images that ended in an error outcome, b
 RETRIES = Counter("dedup_retries_total", "Transient failures retried with backoff, by reason", ["reason"])
 DEAD_LETTERS = Counter("dedup_dead_letters_total", "Messages given up on and dead-lettered", ["reason"])
 REDECISIONS = Counter("dedup_redecisions_total", "Objects sent back to be decided again", ["reason"])
+RECHECKS = Counter(
+    "dedup_rechecks_total", "Batches of new originals searched again after storing, or skipped", ["result"]
+)
 EMBEDDINGS_SKIPPED = Counter(
     "dedup_embeddings_skipped_total", "Exact duplicates of indexed originals decided without running the model"
 )
@@ -135,8 +141,10 @@ def initialise() -> None:
     for stage in STAGES:
         STAGE_SECONDS.labels(stage=stage)
         STAGE_CPU.labels(stage=stage)
-    for stage in ("embed", "decide"):
+    for stage in ("embed", "decide", "decode"):
         BATCH_SIZE.labels(stage=stage)
+    for result in ("searched", "skipped"):
+        RECHECKS.labels(result=result)
     for reason in ("superseded", "original_changed", "original_removed"):
         REDECISIONS.labels(reason=reason)
     for stage in ("perceptual", "semantic"):

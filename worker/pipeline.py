@@ -10,7 +10,8 @@
                           └──── submit ────▶ embed:  ResNet-50 on whatever has gathered
                           ◀──── vector ─────┘
                           └──── submit ────▶ decide: search Milvus → decide() → store originals
-                                                     → re-check (Strong) → let the later one yield
+                                                     → re-check (Strong), unless no other worker stored
+                                                       meanwhile (worker.stores) → let the later one yield
                           ◀──── decision ───┘
     act (tags / quarantine) → outcome
 
@@ -65,6 +66,7 @@ from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.reviews import Reviews
 from worker.storage import Blob, ObjectMissingError, Storage
+from worker.stores import Stores
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,10 @@ class Pipeline:
         index: Index,
         embedder: Embedder,
         redecide: Callable[[ObjectEvent], None],
+        stores: Stores | None = None,
     ) -> None:
         self.settings = settings
+        self.stores = stores  # None: every batch of new originals is re-checked
         self.storage = storage
         self.index = index
         self.embedder = embedder
@@ -256,6 +260,7 @@ class Pipeline:
         """Search, decide, store the originals, re-check them against what other workers stored, record which
         original each duplicate points at, and send back whatever must be decided again. An image without an
         embedding that turns out not to be a duplicate gets None: deferred, it comes back with its embedding."""
+        seen = self.stores.read() if self.stores is not None else None  # before the first search
         before = self.index.stored(s.id for s in items)  # what the index held for these keys until now
         batch = [_as_stored(s, before) for s in items]
         with metrics.timed("search"):
@@ -280,7 +285,7 @@ class Pipeline:
         times = _event_times(found)
 
         yielded: set[str] = set()
-        if originals:
+        if originals and self._must_recheck(seen):
             with metrics.timed("search"):
                 again = self.index.neighbours(originals)
             times |= _event_times(again)
@@ -311,6 +316,15 @@ class Pipeline:
         orphans = {d.id: latest[d.id].event_time_ms for d in final if d.match and d.match.original in yielded}
         self._send_back(orphans, "original_changed")
         return [verdict.get(s.id) for s in batch]
+
+    def _must_recheck(self, seen: int | None) -> bool:
+        """Whether the originals just stored must be searched again: unless the store count shows that no other
+        worker stored anything since ``seen`` (:mod:`worker.stores`), another may have stored a match meanwhile."""
+        if self.stores is not None and self.stores.alone_since(seen):
+            metrics.RECHECKS.labels(result="skipped").inc()
+            return False
+        metrics.RECHECKS.labels(result="searched").inc()
+        return True
 
     def _not_duplicates(self, batch: Sequence[Signals], found: Mapping[str, list[Neighbour]]) -> set[tuple[str, str]]:
         """``(image, candidate)`` pairs that must not match: a picture a reviewer restored (these very bytes) is

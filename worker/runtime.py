@@ -35,6 +35,7 @@ from worker.messages import PROCESS_TASK, REMOVE_TASK, ObjectEvent
 from worker.outcome import Outcome
 from worker.pipeline import Pipeline
 from worker.storage import Storage, make_client
+from worker.stores import Stores
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,17 @@ class Runtime:
         def redecide(event: ObjectEvent) -> None:
             app.send_task(PROCESS_TASK, kwargs=event.to_kwargs(), queue=settings.queue)
 
+        bookkeeping = redis.Redis.from_url(settings.broker_url)
         pipeline = Pipeline(
             settings,
             storage=storage,
             index=index,
             embedder=embedder,
             redecide=redecide,
+            stores=Stores(bookkeeping, settings.collection),
         )
         deliveries = Deliveries(
-            redis.Redis.from_url(settings.broker_url),
+            bookkeeping,
             max_deliveries=settings.max_deliveries,
             ttl_s=settings.visibility_timeout_s * (settings.max_deliveries + 1),
         )
