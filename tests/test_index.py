@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -126,14 +127,29 @@ def test_one_batched_search_finds_a_mirror_and_a_region_in_either_direction(inde
     assert "photos/src.jpg" not in {n.id for n in index.neighbours([mirrored])["photos/m.jpg"]}
 
 
+def earlier_layout(id_length: int, *fields: tuple[str, DataType, dict[str, Any]]) -> Any:
+    """A schema as an earlier version made it: a VARCHAR primary key, then ``(name, type, params)`` fields."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=id_length)
+    for name, dtype, params in fields:
+        schema.add_field(name, dtype, **params)
+    return schema
+
+
+TIME_AND_HASH: tuple[tuple[str, DataType, dict[str, Any]], ...] = (
+    ("event_time_ms", DataType.INT64, {}),
+    ("phash", DataType.FLOAT_VECTOR, {"dim": 64}),
+)
+
+
 def test_a_collection_of_an_earlier_version_is_refused_with_the_way_to_reindex(lite_uri: str) -> None:
     client = MilvusClient(uri=lite_uri)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=2048)
-    schema.add_field("sha256", DataType.VARCHAR, max_length=64)
-    schema.add_field("event_time_ms", DataType.INT64)
-    schema.add_field("phash", DataType.FLOAT_VECTOR, dim=64)
-    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
+    schema = earlier_layout(
+        2048,
+        ("sha256", DataType.VARCHAR, {"max_length": 64}),
+        *TIME_AND_HASH,
+        ("embedding", DataType.FLOAT_VECTOR, {"dim": DIM}),
+    )
     params = MilvusClient.prepare_index_params()
     params.add_index(field_name="phash", index_type="FLAT", metric_type="L2")
     params.add_index(field_name="embedding", index_type="FLAT", metric_type="COSINE")
@@ -148,15 +164,14 @@ def test_a_collection_of_an_earlier_version_is_refused_with_the_way_to_reindex(l
 def test_hashes_collections_made_with_l2_by_the_previous_version_still_measure_hamming(lite_uri: str) -> None:
     """This version searches ``<collection>_hashes`` by inner product; one made with L2 keeps working."""
     client = MilvusClient(uri=lite_uri)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=2056)
-    schema.add_field("owner", DataType.VARCHAR, max_length=2048)
-    schema.add_field("variant", DataType.INT64)
-    schema.add_field("event_time_ms", DataType.INT64)
-    schema.add_field("phash", DataType.FLOAT_VECTOR, dim=64)
-    for name in ("information", "split", "texture"):
-        schema.add_field(name, DataType.FLOAT)
-    schema.add_field("colour", DataType.VARCHAR, max_length=96)
+    schema = earlier_layout(
+        2056,
+        ("owner", DataType.VARCHAR, {"max_length": 2048}),
+        ("variant", DataType.INT64, {}),
+        *TIME_AND_HASH,
+        *((name, DataType.FLOAT, {}) for name in ("information", "split", "texture")),
+        ("colour", DataType.VARCHAR, {"max_length": 96}),
+    )
     params = MilvusClient.prepare_index_params()
     params.add_index(field_name="owner", index_type="INVERTED")
     params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 200})

@@ -298,17 +298,18 @@ class Index:
         # An original's rows are hashes of different views, so few of them lie near any one query hash: each query
         # hash gets the plain search's room. The cost grows with the rows returned (Milvus Lite materialises each).
         vectors = [hash_to_vector(h).tolist() for _, _, h in queries]
-        hits_per_query = self._search(self.hashes_collection, "phash", vectors, ["owner", "variant"], where)
+        # Ids only (an empty list would mean every field): a hash row's id is ``owner#variant``.
+        hits_per_query = self._search(self.hashes_collection, "phash", vectors, ["id"], where)
         to_hamming = hamming_from_ip if self._hash_metric == "IP" else hamming_from_l2
         views: dict[tuple[str, str], int] = {}  # (image, original) → closest "view" pair
         regions: dict[tuple[str, str], dict[int, int]] = {}  # (image, original) → region → distance
         for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
             for hit in hits:
-                entity = hit["entity"]
-                kind = pair_kind(variant, int(entity["variant"]))
+                owner, _, stored = str(hit["id"]).rpartition("#")
+                kind = pair_kind(variant, int(stored))
                 if kind is None:
                     continue
-                pair, distance = (item.id, str(entity["owner"])), to_hamming(hit["distance"])
+                pair, distance = (item.id, owner), to_hamming(hit["distance"])
                 if kind == "view":
                     views[pair] = min(distance, views.get(pair, HASH_BITS))
                 else:
@@ -344,7 +345,7 @@ class Index:
 
     def stored(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
         """The index's rows for these ids: ``{id: (sha256, event_time_ms)}``."""
-        rows = self._query_in(self.collection, "id", ids, _OUTPUT)
+        rows = self._query_in(self.collection, "id", ids, ["id", "sha256", "event_time_ms"])
         return {row["id"]: (row["sha256"], int(row["event_time_ms"])) for row in rows}
 
     def exact(self, digests: Iterable[str]) -> dict[str, list[Neighbour]]:
