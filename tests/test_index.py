@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from worker.decision import Look, Signals
-from worker.index import Index, IndexSchemaError
+from worker.decision import Look, Signals, Thresholds
+from worker.index import FIRST_HITS, Index, IndexSchemaError
 
 DIM = 8
 
@@ -55,6 +55,47 @@ def test_neighbours_merges_exact_perceptual_and_semantic_lookups(index: Index) -
     assert a.cosine == pytest.approx(float(unit(1, 0.1) @ unit(1, 0)), abs=1e-5)
     assert (b.sha256, b.hamming) == ("sha-b", 61)
     assert b.cosine == pytest.approx(float(unit(1, 0.1) @ unit(0, 1)), abs=1e-5)
+
+
+def limits_asked(index: Index) -> list[tuple[str, int, int]]:
+    """Record ``(collection, queries, limit)`` of every search the index makes from now on."""
+    asked: list[tuple[str, int, int]] = []
+    search = index._client.search
+
+    def recording(collection: str, **kwargs: Any) -> Any:
+        asked.append((collection, len(kwargs["data"]), kwargs["limit"]))
+        return search(collection, **kwargs)
+
+    index._client.search = recording
+    return asked
+
+
+def test_thresholds_fetch_fewer_rows_and_still_every_row_within_them(lite_uri: str) -> None:
+    """With the decision's thresholds, each query first asks for FIRST_HITS rows; a query whose last row is still
+    within the threshold is asked again for search_limit, so a crowd of close rows is found whole."""
+    index = Index.connect(lite_uri, collection="t_within", dim=DIM, search_limit=10)
+    try:
+        close = [sig(f"photos/close-{i}.jpg", i, f"sha-c{i}", 1 << i, unit(1, i)) for i in range(7)]  # 1 bit away
+        far = [sig(f"photos/far-{i}.jpg", 10 + i, f"sha-f{i}", ((1 << 40) - 1) << i, unit(i, 1)) for i in range(5)]
+        index.store(close + far)
+        within = Thresholds(perceptual=3, semantic=0.99)
+        asked = limits_asked(index)
+        crowded = sig("photos/q.jpg", 99, "sha-q", 0, unit(1, 0))
+        found = {n.id: n.hamming for n in index.neighbours([crowded], within)["photos/q.jpg"]}
+        assert {key: found[key] for key in found if key.startswith("photos/close")} == {c.id: 1 for c in close}
+        assert asked[:2] == [("t_within_hashes", 1, FIRST_HITS), ("t_within_hashes", 1, 10)]
+        assert asked[2] == ("t_within", 1, FIRST_HITS)  # its 4th cosine is below 0.99: no second search
+
+        asked.clear()
+        alone = sig("photos/r.jpg", 99, "sha-r", 0xF0F0F0F0F0F0F0F0, unit(0, 0, 1))
+        assert all(n.hamming is None or n.hamming > 3 for n in index.neighbours([alone], within)["photos/r.jpg"])
+        assert asked == [("t_within_hashes", 1, FIRST_HITS), ("t_within", 1, FIRST_HITS)]
+
+        asked.clear()
+        index.neighbours([alone])  # no thresholds: every search asks for search_limit
+        assert asked == [("t_within_hashes", 1, 10), ("t_within", 1, 10)]
+    finally:
+        index.close()
 
 
 def test_exact_lookup_finds_same_bytes_beyond_the_nearest_neighbours(index: Index) -> None:

@@ -300,9 +300,9 @@ class StoresMeanwhile:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._index, name)
 
-    def neighbours(self, batch: Any) -> Any:
+    def neighbours(self, batch: Any, within: Any = None) -> Any:
         self.searches += 1
-        found = self._index.neighbours(batch)
+        found = self._index.neighbours(batch, within)
         meanwhile, self.meanwhile = self.meanwhile, None
         if meanwhile is not None:
             meanwhile()

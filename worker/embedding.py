@@ -150,6 +150,11 @@ class Embedder:
     """Runs the backbone on batches of preprocessed images: fp16 and channels-last on CUDA, fp32 on CPU."""
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
+        if device.type != "cpu" or isinstance(model, NoopBackbone):
+            # The model runs elsewhere (a GPU) or not at all: torch's CPU work is stacking a batch, which one
+            # intra-op thread does as fast, and OpenMP's idle threads would spin after every parallel op (in the
+            # model-free bench that spinning was a third of the worker's CPU outside the stages).
+            torch.set_num_threads(1)
         self.device = device
         self.half = device.type == "cuda"
         dtype = torch.float16 if self.half else torch.float32

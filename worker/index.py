@@ -52,7 +52,17 @@ from typing import Any, NamedTuple, TypeVar
 from pymilvus import DataType, MilvusClient
 
 from worker.config import env_name
-from worker.decision import BRIGHT, HASH_BITS, Look, Neighbour, Signals, combined_distance, hashes_of, pair_kind
+from worker.decision import (
+    BRIGHT,
+    HASH_BITS,
+    Look,
+    Neighbour,
+    Signals,
+    Thresholds,
+    combined_distance,
+    hashes_of,
+    pair_kind,
+)
 from worker.errors import TransientError
 from worker.hashing import hamming_from_ip, hamming_from_l2, hash_to_vector
 
@@ -62,6 +72,10 @@ ID_MAX_BYTES = 2048  # bucket (≤63) + "/" + key (≤1024 UTF-8 bytes), with ro
 HNSW = {"M": 16, "efConstruction": 200}
 HASH_METRIC = "IP"
 STRONG = "Strong"
+#: Hits asked for first when the caller says what is close enough to count (``within``): a query whose last one
+#: still counts is asked again for ``search_limit``. Most hashes have no stored row near them, so most of the
+#: rows a full search returns (and Milvus Lite materialises, and pymilvus parses hit by hit) are never used.
+FIRST_HITS = 4
 _LOOK = ["information", "split", "texture", "colour"]
 _OUTPUT = ["id", "event_time_ms", "sha256", *_LOOK]
 _LINK_DIM = 2
@@ -252,12 +266,15 @@ class Index:
 
     # Reads ----------------------------------------------------------------------------------------------------
 
-    def neighbours(self, batch: Sequence[Signals]) -> dict[str, list[Neighbour]]:
+    def neighbours(self, batch: Sequence[Signals], within: Thresholds | None = None) -> dict[str, list[Neighbour]]:
         """The originals near each image of ``batch``: same SHA-256, nearest perceptual hashes, nearest
         embeddings. A row found by several lookups is merged into one :class:`Neighbour`.
 
         The searches return ids only; one query then reads the fields of every original found. Asking each hit
-        for its fields cost six times the client CPU (a batch of 32 images has 384 hash queries, 3,840 hits)."""
+        for its fields cost six times the client CPU (a batch of 32 images has 416 hash queries, 4,160 hits).
+        With ``within`` (the decision's thresholds), rows that could not match may be left out: each query asks
+        for :data:`FIRST_HITS` rows, and for ``search_limit`` only when the last of those is still within its
+        stage's threshold, so every row a full search would return within it is found."""
         if not batch:
             return {}
         measured: dict[str, dict[str, dict[str, Any]]] = {item.id: {} for item in batch}  # image → original → …
@@ -274,12 +291,14 @@ class Index:
             for original in by_sha.get(item.sha256, []):
                 measured[item.id].setdefault(original, {})
 
-        self._perceptual(batch, measured, f"owner not in {others}")
+        self._perceptual(batch, measured, f"owner not in {others}", None if within is None else within.perceptual)
 
         embedded = [item for item in batch if item.embedding is not None]
         if embedded:
             vectors = [item.embedding.tolist() for item in embedded if item.embedding is not None]
-            hits = self._search(self.collection, "embedding", vectors, ["id"], f"id not in {others}")
+            semantic = None if within is None else within.semantic
+            counts = None if semantic is None else (lambda cosine: cosine >= semantic)
+            hits = self._search(self.collection, "embedding", vectors, ["id"], f"id not in {others}", counts)
             for item, found in zip(embedded, hits, strict=True):
                 for hit in found:
                     measured[item.id].setdefault(str(hit["id"]), {})["cosine"] = float(hit["distance"])
@@ -291,16 +310,20 @@ class Index:
             for item_id, per_image in measured.items()
         }
 
-    def _perceptual(self, batch: Sequence[Signals], measured: dict[str, dict[str, dict[str, Any]]], where: str) -> None:
+    def _perceptual(
+        self, batch: Sequence[Signals], measured: dict[str, dict[str, dict[str, Any]]], where: str, radius: int | None
+    ) -> None:
         """One search for every hash of every image (whole, mirror, regions) among every stored hash; each pair of
-        variants is scored as :func:`~worker.decision.pair_kind` says, then combined per original."""
+        variants is scored as :func:`~worker.decision.pair_kind` says, then combined per original. Rows farther
+        than ``radius`` bits never match (a region pair counts only as the second-closest of two within it)."""
         queries = [(item, variant, h) for item in batch for variant, h in _searched(item)]
         # An original's rows are hashes of different views, so few of them lie near any one query hash: each query
         # hash gets the plain search's room. The cost grows with the rows returned (Milvus Lite materialises each).
         vectors = [hash_to_vector(h).tolist() for _, _, h in queries]
-        # Ids only (an empty list would mean every field): a hash row's id is ``owner#variant``.
-        hits_per_query = self._search(self.hashes_collection, "phash", vectors, ["id"], where)
         to_hamming = hamming_from_ip if self._hash_metric == "IP" else hamming_from_l2
+        counts = None if radius is None else (lambda distance: to_hamming(distance) <= radius)
+        # Ids only (an empty list would mean every field): a hash row's id is ``owner#variant``.
+        hits_per_query = self._search(self.hashes_collection, "phash", vectors, ["id"], where, counts)
         views: dict[tuple[str, str], int] = {}  # (image, original) → closest "view" pair
         regions: dict[tuple[str, str], dict[int, int]] = {}  # (image, original) → region → distance
         for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
@@ -322,7 +345,29 @@ class Index:
             )
 
     def _search(
-        self, collection: str, field: str, vectors: list[list[float]], output: list[str], where: str
+        self,
+        collection: str,
+        field: str,
+        vectors: list[list[float]],
+        output: list[str],
+        where: str,
+        counts: Callable[[float], bool] | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """The ``search_limit`` nearest rows of each query. With ``counts`` (whether a hit's distance can take
+        part in a decision), only :data:`FIRST_HITS` first, then ``search_limit`` for the queries whose last hit
+        still counts: the hits that count are the same, the rest may be left out."""
+        if counts is None or self.search_limit <= FIRST_HITS:
+            return self._nearest(collection, field, vectors, output, where, self.search_limit)
+        found = self._nearest(collection, field, vectors, output, where, FIRST_HITS)
+        crowded = [i for i, hits in enumerate(found) if len(hits) == FIRST_HITS and counts(hits[-1]["distance"])]
+        if crowded:
+            more = self._nearest(collection, field, [vectors[i] for i in crowded], output, where, self.search_limit)
+            for i, hits in zip(crowded, more, strict=True):
+                found[i] = hits
+        return found
+
+    def _nearest(
+        self, collection: str, field: str, vectors: list[list[float]], output: list[str], where: str, limit: int
     ) -> list[list[dict[str, Any]]]:
         result = self._call(
             self._client.search,
@@ -330,8 +375,9 @@ class Index:
             data=vectors,
             anns_field=field,
             filter=where,
-            limit=self.search_limit,
+            limit=limit,
             output_fields=output,
+            # The same ef whatever the limit: the first hits of a FIRST_HITS search are those of a full one.
             search_params={"params": {"ef": max(64, self.search_limit)}},
             consistency_level=STRONG,
         )

@@ -264,7 +264,7 @@ class Pipeline:
         before = self.index.stored(s.id for s in items)  # what the index held for these keys until now
         batch = [_as_stored(s, before) for s in items]
         with metrics.timed("search"):
-            found = self.index.neighbours(batch)
+            found = self.index.neighbours(batch, self.thresholds)
         not_duplicates = self._not_duplicates(batch, found)
         decisions, deferred = decide_or_defer(batch, found, self.thresholds, not_duplicates)
         verdict = {d.id: d for d in decisions}
@@ -287,7 +287,7 @@ class Pipeline:
         yielded: set[str] = set()
         if originals and self._must_recheck(seen):
             with metrics.timed("search"):
-                again = self.index.neighbours(originals)
+                again = self.index.neighbours(originals, self.thresholds)
             times |= _event_times(again)
             for d in decide(originals, again, self.thresholds, not_duplicates | self._not_duplicates(originals, again)):
                 if d.is_unique:
