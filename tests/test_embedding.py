@@ -30,9 +30,17 @@ def test_random_weights_log_a_loud_warning(caplog: pytest.LogCaptureFixture) -> 
     assert any("RANDOM weights" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
-def test_the_noop_model_for_benchmarks_warns_and_gives_unit_vectors(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="worker.embedding"):
-        embedder = Embedder.load("noop", device="cpu")
+def test_the_noop_model_for_benchmarks_warns_gives_unit_vectors_and_one_cpu_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without a model on this CPU, torch gets one intra-op thread: no OpenMP threads spinning between ops."""
+    threads = torch.get_num_threads()
+    try:
+        with caplog.at_level(logging.WARNING, logger="worker.embedding"):
+            embedder = Embedder.load("noop", device="cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)  # the rest of this process runs ResNet-50 on the CPU
     assert any("NO-OP" in r.getMessage() for r in caplog.records)
     vectors = embedder.embed([preprocess(photo("chelsea.png")), preprocess(photo("coffee.png"))])
     assert vectors.shape == (2, 2048)
