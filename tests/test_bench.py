@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import time
 
+import pytest
 from PIL import Image
 
-from worker.bench import CAMERA, CORES, Run, cpu_table, make_camera_images
+from worker.bench import CAMERA, CORES, Run, await_count, cpu_table, make_camera_images
 from worker.metrics import STAGES
 
 
@@ -29,3 +31,19 @@ def test_camera_images_are_12_megapixel_jpegs_baseline_or_progressive() -> None:
             assert (image.format, image.size) == ("JPEG", CAMERA)
             assert bool(image.info.get("progressive")) is progressive
         assert len(data) > 2 << 20  # camera-like weight, not a flat upscale
+
+
+def test_waiting_for_the_last_image_asks_rarely_and_sees_the_end_soon() -> None:
+    """100 images at 200/s: far fewer scrapes than a fixed 0.05 s poll would make, and the end seen soon after."""
+    start = time.perf_counter()
+    asked = []
+
+    def count() -> float:
+        asked.append(time.perf_counter())
+        return min(100.0, (time.perf_counter() - start) * 200)
+
+    await_count(count, 100, start)
+    assert 0.5 <= asked[-1] - start < 0.8  # the end came at 0.5 s
+    assert len(asked) <= 6  # 0.5 s of 0.05 s polls would be 10
+    with pytest.raises(TimeoutError, match="0 of 1 images"):
+        await_count(lambda: 0.0, 1, time.perf_counter(), timeout_s=0.2)
