@@ -14,14 +14,22 @@ from worker.metrics import STAGES
 
 def test_cpu_per_image_outside_decoding_and_the_model_and_what_the_cores_allow() -> None:
     stages = dict.fromkeys(STAGES, 0.0) | {"decode": 0.2, "embed": 0.1, "search": 0.3}
-    run = Run("no model", 100, 2.0, worker_cpu_s=1.5, stage_cpu_s=stages, server_cpu_s={"S3": 0.5, "Milvus Lite": 2.0})
+    run = Run(
+        "no model",
+        100,
+        2.0,
+        worker_cpu_s=1.5,
+        stage_cpu_s=stages,
+        server_cpu_s={"S3": 0.5, "Milvus Lite": 2.0},
+        rechecks={"searched": 1.0, "skipped": 3.0},
+    )
     assert run.rate == 50.0
     assert run.outside == 12.0  # (1.5 − 0.2 − 0.1) s over 100 images
     [head, _, row] = cpu_table([run])
-    assert head.split(" | ")[-2:] == ["all processes", "cores allow |"]
+    assert head.split(" | ")[-3:] == ["all processes", "cores allow", "re-checked |"]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[head.split(" | ").index("other")] == "9.0"  # worker CPU the stages do not account for
-    assert cells[-2:] == ["40.0", f"{CORES * 1000 / 40:.0f}/s"]  # worker 15 + S3 5 + Milvus 20 ms per image
+    assert cells[-3:] == ["40.0", f"{CORES * 1000 / 40:.0f}/s", "25%"]  # worker 15 + S3 5 + Milvus 20 ms an image
 
 
 def test_camera_images_are_12_megapixel_jpegs_baseline_or_progressive() -> None:

@@ -149,6 +149,13 @@ class Run:
     server_cpu_s: dict[str, float] = field(default_factory=dict)
     embed_batches: float = 0.0
     embedded: float = 0.0
+    rechecks: dict[str, float] = field(default_factory=dict)  # dedup_rechecks_total by result
+
+    @property
+    def rechecked(self) -> float:
+        """Share of the batches of new originals that were searched again (another worker stored meanwhile)."""
+        total = sum(self.rechecks.values())
+        return self.rechecks.get("searched", 0.0) / total if total else 0.0
 
     @property
     def rate(self) -> float:
@@ -233,6 +240,7 @@ class Bench:
                 {name: cpu_seconds(s) - servers_before[name] for name, s in servers.items()},
                 _total(after, before, "dedup_batch_size_count{stage=embed}"),
                 _total(after, before, "dedup_batch_size_sum{stage=embed}"),
+                {r: _total(after, before, f"dedup_rechecks_total{{result={r}}}") for r in ("searched", "skipped")},
             )
         finally:
             for worker, _ in workers:
@@ -291,6 +299,7 @@ def cpu_table(runs: Sequence[Run]) -> list[str]:
     the stack spent per image, and the rate the machine's cores allow at that cost."""
     servers = list(runs[0].server_cpu_s)
     head = ["run", "images/s", *STAGES, "other", "**outside decode+model**", *servers, "all processes", "cores allow"]
+    head.append("re-checked")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in runs:
         other = run.worker_cpu_s - sum(run.stage_cpu_s.values())
@@ -299,7 +308,7 @@ def cpu_table(runs: Sequence[Run]) -> list[str]:
         cells += [f"{run.ms(run.stage_cpu_s[s]):.1f}" for s in STAGES]
         cells += [f"{run.ms(other):.1f}", f"**{run.outside:.1f}**"]
         cells += [f"{run.ms(run.server_cpu_s[name]):.1f}" for name in servers]
-        cells += [f"{everything:.1f}", f"{CORES * 1000 / everything:.0f}/s"]
+        cells += [f"{everything:.1f}", f"{CORES * 1000 / everything:.0f}/s", f"{run.rechecked:.0%}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
