@@ -6,6 +6,7 @@ The worker builds its :class:`~worker.runtime.Runtime` (model, Milvus, S3, metri
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any, NoReturn
 
@@ -85,6 +86,10 @@ def _start_runtime(sender: Any, **_: Any) -> None:
     except Exception as exc:
         log.critical("cannot start the worker: %s", exc, exc_info=exc)
         raise SystemExit(1) from exc
+    # What is loaded by now (torch, Celery, the model, the clients: millions of objects) lives as long as the
+    # process; frozen, it is no longer scanned by every full collection that the per-image garbage triggers.
+    gc.collect()
+    gc.freeze()
     metrics.serve(settings.metrics_port, settings.metrics_host)
 
 
