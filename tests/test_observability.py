@@ -220,3 +220,10 @@ def test_the_webhook_reports_the_drained_queue(observed: Deployment) -> None:
     observed.wait_for_metric('dedup_queue_depth{job="webhook",queue="dedup"}', 0)
     observed.wait_for_metric('dedup_queue_unacked{job="webhook"}', 0)
     assert observed.samples('dedup_queue_depth{job="worker"}') == []  # one exporter per fact
+
+
+@pytest.mark.integration
+def test_a_lone_worker_counts_its_stores_and_skips_every_recheck(observed: Deployment) -> None:
+    """The worker counts its stores in Redis (worker.stores): alone, no batch of new originals searches twice."""
+    assert observed.query('sum(dedup_rechecks_total{job="worker",result="skipped"})') >= 1
+    assert observed.query('sum(dedup_rechecks_total{job="worker",result="searched"})') == 0
