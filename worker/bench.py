@@ -2,6 +2,7 @@
 
     python -m worker.bench [--images 384] [--batch-size 32] [--weights random] [--device auto]
                            [--processes 1,2] [--camera 24] [--skip-model] [--profile worker.speedscope.json]
+                           [--compile reduce-overhead]
 
 Everything runs on one local stack (redis-server, the S3 server — MinIO if on PATH, else moto's — and a Milvus
 Lite server process that several workers can share, as a Milvus server would be), in one run:
@@ -96,22 +97,32 @@ def _crop(source: Image.Image, rng: random.Random) -> Image.Image:
     return source.crop((x, y, x + cw, y + ch))
 
 
-def model_only(images: list[bytes], batch_size: int, weights: str, device: str) -> tuple[float, str]:
+def model_only(
+    images: list[bytes], batch_size: int, weights: str, device: str, compile_mode: str = ""
+) -> tuple[float, str]:
+    """Images/s of the model alone on preprocessed tensors; with ``compile_mode``, of ``torch.compile(model,
+    mode=...)`` (``reduce-overhead`` uses CUDA graphs on a GPU), compiled during the warm-up."""
     from worker.embedding import Embedder, preprocess
     from worker.imaging import decode
 
     embedder = Embedder.load(weights, device)
+    if compile_mode:
+        import torch
+
+        embedder.model = torch.compile(embedder.model, mode=compile_mode, dynamic=False)  # type: ignore[assignment]
     tensors = [preprocess(decode(data, max_pixels=100_000_000, min_side=256)) for data in images]
     batches = [tensors[i : i + batch_size] for i in range(0, len(tensors), batch_size)]
-    embedder.embed(batches[0])  # warm-up (allocations, cuDNN autotuning)
+    full = [batch for batch in batches if len(batch) == batch_size] or batches  # one shape: no recompiling
+    for _ in range(3 if compile_mode else 1):
+        embedder.embed(full[0])  # warm-up (allocations, cuDNN autotuning, compiling)
     if embedder.device.type == "cuda":
         import torch
 
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for batch in batches:
+    for batch in full:
         embedder.embed(batch)  # returns host arrays: includes the device→host copy, as the worker does
-    return len(tensors) / (time.perf_counter() - start), str(embedder.device)
+    return sum(map(len, full)) / (time.perf_counter() - start), str(embedder.device)
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -313,6 +324,32 @@ def cpu_table(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def model_free(bench: Bench, small: list[bytes], processes: list[int], camera: int, profile: Path | None) -> list[Run]:
+    """The model-free runs: small images with each number of worker processes, then 12 MP camera JPEGs."""
+    typer.echo("\nmodel-free (DEDUP_MODEL_WEIGHTS=noop):")
+    runs: list[Run] = []
+    ceilings: dict[int, float] = {}
+    for i, n in enumerate(processes):
+        label = f"no model, {len(small)} small, {n} process{'es' if n > 1 else ''}"
+        run = bench.run(label, small, weights="noop", processes=n, profile=profile if i == 0 else None)
+        runs.append(run)
+        ceilings[n] = run.rate
+        typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
+    for n, rate in ceilings.items():
+        if n > 1 and 1 in ceilings:
+            typer.echo(f"  scaling {n} processes / 1: {rate / ceilings[1]:.2f}")
+    for progressive in (False, True) if camera else ():
+        kind = "progressive" if progressive else "baseline"
+        data = make_camera_images(camera, progressive=progressive)
+        mean = sum(map(len, data)) / len(data) / 2**20
+        run = bench.run(f"no model, {camera} × 12 MP {kind} ({mean:.1f} MB)", data, weights="noop")
+        runs.append(run)
+        typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
+    if profile:
+        typer.echo(f"  py-spy profile of the first: {profile} (https://www.speedscope.app)")
+    return runs
+
+
 @cli.command()
 def main(
     # 384, not 192: filling the pipeline before the first model batch and draining it after the last are fixed
@@ -325,6 +362,14 @@ def main(
     camera: Annotated[int, typer.Option(min=0, help="12 MP JPEGs per camera run (0: none)")] = 24,
     skip_model: Annotated[bool, typer.Option(help="only the model-free runs and the S3 ceiling")] = False,
     profile: Annotated[Path | None, typer.Option(help="py-spy the first model-free worker into this file")] = None,
+    compile_mode: Annotated[
+        str,
+        typer.Option(
+            "--compile",
+            help="also time the model alone under torch.compile with this mode (default, reduce-overhead: CUDA "
+            "graphs on a GPU, max-autotune)",
+        ),
+    ] = "",
 ) -> None:
     """Measure end-to-end throughput against the model alone, and the model-free ceiling, in one run."""
     logging.basicConfig(level=logging.WARNING)
@@ -337,10 +382,12 @@ def main(
     if not skip_model:
         model_rate, where = model_only(small, batch_size, weights, device)
         typer.echo(f"model only     {model_rate:8.1f} images/s   (ResNet-50 on {where})")
+        if compile_mode:
+            compiled, _ = model_only(small, batch_size, weights, device, compile_mode)
+            typer.echo(f"model only     {compiled:8.1f} images/s   (torch.compile, mode={compile_mode})")
     with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp, LocalStack(Path(tmp), buckets=(BUCKET,)) as stack:
         milvus, uri = stack.start_milvus()
         bench = Bench(stack, milvus, uri, batch_size, device)
-        runs: list[Run] = []
         if not skip_model:
             e2e = bench.run("end to end, ResNet-50", small, weights=weights)
             typer.echo(
@@ -351,28 +398,7 @@ def main(
                 typer.echo(f"mean embed batch {e2e.embedded / e2e.embed_batches:.1f} over {e2e.embed_batches:.0f}")
             servers = ", ".join(f"{name} {e2e.ms(cpu):.1f}" for name, cpu in e2e.server_cpu_s.items())
             typer.echo(f"servers' CPU per image meanwhile (ms): {servers}; the model's threads use the rest")
-        typer.echo("\nmodel-free (DEDUP_MODEL_WEIGHTS=noop):")
-        ceilings: dict[int, float] = {}
-        for i, n in enumerate(counts):
-            label = f"no model, {len(free)} small, {n} process{'es' if n > 1 else ''}"
-            run = bench.run(label, free, weights="noop", processes=n, profile=profile if i == 0 else None)
-            runs.append(run)
-            ceilings[n] = run.rate
-            typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
-        if len(ceilings) > 1 and 1 in ceilings:
-            for n, rate in ceilings.items():
-                if n > 1:
-                    typer.echo(f"  scaling {n} processes / 1: {rate / ceilings[1]:.2f}")
-        if camera:
-            for progressive in (False, True):
-                kind = "progressive" if progressive else "baseline"
-                data = make_camera_images(camera, progressive=progressive)
-                mean = sum(map(len, data)) / len(data) / 2**20
-                run = bench.run(f"no model, {camera} × 12 MP {kind} ({mean:.1f} MB)", data, weights="noop")
-                runs.append(run)
-                typer.echo(f"  {run.label:<40} {run.rate:8.1f} images/s")
-        if profile:
-            typer.echo(f"  py-spy profile of the first: {profile} (https://www.speedscope.app)")
+        runs = model_free(bench, free, counts, camera, profile)
         s3_rate = bench.s3_ceiling()
         server = stack.s3_server
     if runs:
