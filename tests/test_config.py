@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.config import DEFAULT_SEMANTIC_THRESHOLD, Action, ConfigError, DecodeMode, load_settings
+from worker.config import DEFAULT_SEMANTIC_THRESHOLD, Action, CompileMode, ConfigError, DecodeMode, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +37,7 @@ def test_defaults_are_usable_on_embedded_services() -> None:
         ("DEDUP_MILVUS_URI", "milvus.sqlite"),
         ("DEDUP_DEVICE", "tpu"),
         ("DEDUP_DECODE", "gpu"),
+        ("DEDUP_COMPILE_MODE", "fast"),
         ("DEDUP_METRICS_PORT", "70000"),
         ("DEDUP_LOG_LEVEL", "loud"),
         ("DEDUP_MODEL_WEIGHTS", " "),
@@ -46,6 +47,14 @@ def test_an_invalid_value_fails_naming_its_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=f"^{variable}: "):
         load_settings()
+
+
+def test_the_model_is_compiled_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().compile_mode is CompileMode.OFF
+    monkeypatch.setenv("DEDUP_COMPILE_MODE", " Reduce-Overhead ")
+    assert load_settings().compile_mode is CompileMode.REDUCE_OVERHEAD
+    monkeypatch.setenv("DEDUP_COMPILE_MODE", "none")
+    assert load_settings().compile_mode is CompileMode.OFF
 
 
 def test_decoding_follows_the_model_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:

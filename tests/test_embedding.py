@@ -122,3 +122,15 @@ def test_asking_for_cuda_without_it_is_a_clear_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ModelLoadError, match="DEDUP_DEVICE=cuda: CUDA is not available"):
         Embedder.load("random", device="cuda")
+
+
+def test_a_compiled_model_embeds_batches_of_any_size_as_the_eager_one(random_embedder: Embedder) -> None:
+    """DEDUP_COMPILE_MODE: compiled once, at load, for batches padded to the batch size; the padding's rows are
+    dropped, so every batch size gives the eager model's vectors."""
+    compiled = Embedder(build_backbone("random"), torch.device("cpu"), compile_mode="default", batch_size=4)
+    assert compiled.padded_to == 4
+    images = [preprocess(photo(name)) for name in ("chelsea.png", "coffee.png", "rocket.jpg")]
+    for batch in (images, images[:1]):
+        vectors = compiled.embed(batch)
+        assert vectors.shape == (len(batch), 2048)
+        assert np.allclose(vectors, random_embedder.embed(batch), atol=1e-4)

@@ -51,6 +51,15 @@ class DecodeMode(StrEnum):
     DEVICE = "device"  # on the model's device whatever it is (on the CPU: how the tests run the GPU path)
 
 
+class CompileMode(StrEnum):
+    """Whether and how the model is compiled with ``torch.compile`` (:class:`worker.embedding.Embedder`)."""
+
+    OFF = "off"
+    DEFAULT = "default"
+    REDUCE_OVERHEAD = "reduce-overhead"  # CUDA graphs on a GPU
+    MAX_AUTOTUNE = "max-autotune"
+
+
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 
@@ -105,6 +114,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=32, ge=1, le=1024)
     batch_wait_ms: int = Field(default=50, ge=0, le=60_000)
     decode: DecodeMode = DecodeMode.AUTO
+    compile_mode: CompileMode = CompileMode.OFF
 
     # Detection thresholds
     perceptual_threshold: int | None = Field(default=DEFAULT_PERCEPTUAL_THRESHOLD, ge=0, le=HASH_BITS)
@@ -144,6 +154,14 @@ class Settings(BaseSettings):
     @classmethod
     def _decode_any_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("compile_mode", mode="before")
+    @classmethod
+    def _compile_any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return CompileMode.OFF if value in _OFF else value
+        return value
 
     @field_validator("model_weights")
     @classmethod

@@ -23,6 +23,7 @@ It runs on the CPU in the task threads and yields uint8 tensors; normalisation h
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,15 @@ def _load_file(model: nn.Module, path: Path) -> None:
 
 
 class Embedder:
-    """Runs the backbone on batches of preprocessed images: fp16 and channels-last on CUDA, fp32 on CPU."""
+    """Runs the backbone on batches of preprocessed images: fp16 and channels-last on CUDA, fp32 on CPU.
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
+    With ``compile_mode`` (``DEDUP_COMPILE_MODE``) the backbone runs under ``torch.compile`` for one shape: every
+    batch is padded to ``batch_size`` (a batch comes in any size up to it, and each new shape would compile
+    again), and the compiling happens here, before the worker takes messages, not on its first batch."""
+
+    def __init__(
+        self, model: nn.Module, device: torch.device, *, compile_mode: str = "off", batch_size: int = 32
+    ) -> None:
         if device.type != "cpu" or isinstance(model, NoopBackbone):
             # The model runs elsewhere (a GPU) or not at all: torch's CPU work is stacking a batch, which one
             # intra-op thread does as fast, and OpenMP's idle threads would spin after every parallel op (in the
@@ -161,19 +168,41 @@ class Embedder:
         self.model = model.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(MEAN, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(STD, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
+        self.padded_to = 0  # batches are padded to this size (compiled for it); 0: run as they come
+        if compile_mode != "off" and not isinstance(model, NoopBackbone):
+            self._compile(compile_mode, batch_size)
+
+    def _compile(self, mode: str, batch_size: int) -> None:
+        started = time.perf_counter()
+        self.model = torch.compile(self.model, mode=mode, dynamic=False)  # type: ignore[assignment]
+        self.padded_to = batch_size
+        try:
+            self.embed([torch.zeros(3, CROP, CROP, dtype=torch.uint8)])  # compiles, for the one padded shape
+        except Exception as exc:  # no C++ compiler, an unsupported device...: asked for, so refused loudly
+            raise ModelLoadError(f"{env_name('compile_mode')}={mode}: torch.compile failed: {exc}") from exc
+        log.info(
+            "model compiled (torch.compile mode=%s, batches of %d) in %.0f s",
+            mode,
+            batch_size,
+            time.perf_counter() - started,
+        )
 
     @classmethod
-    def load(cls, weights: str, device: str = "auto") -> Embedder:
+    def load(cls, weights: str, device: str = "auto", *, compile_mode: str = "off", batch_size: int = 32) -> Embedder:
         resolved = resolve_device(device)
-        embedder = cls(build_backbone(weights), resolved)
+        embedder = cls(build_backbone(weights), resolved, compile_mode=compile_mode, batch_size=batch_size)
         log.info("ResNet-50 ready on %s (%s, weights=%s)", resolved, "fp16" if embedder.half else "fp32", weights)
         return embedder
 
     @torch.inference_mode()
     def embed(self, images: Sequence[torch.Tensor]) -> Vector:
         """uint8 3×224×224 tensors → an N×2048 float32 array of unit vectors."""
-        batch = torch.stack(list(images)).to(self.device, non_blocking=True)
+        images = list(images)
+        count = len(images)
+        if count < self.padded_to:  # the compiled shape; the padding's rows are dropped below
+            images += [images[0]] * (self.padded_to - count)
+        batch = torch.stack(images).to(self.device, non_blocking=True)
         batch = batch.to(dtype=self._mean.dtype).contiguous(memory_format=torch.channels_last)
         features = self.model((batch - self._mean) / self._std).float()
-        features = nn.functional.normalize(features, dim=1)
+        features = nn.functional.normalize(features[:count], dim=1)
         return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)

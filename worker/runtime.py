@@ -71,7 +71,12 @@ class Runtime:
             token=settings.milvus_token,
             search_limit=settings.search_limit,
         )
-        embedder = Embedder.load(settings.model_weights, settings.device)
+        embedder = Embedder.load(
+            settings.model_weights,
+            settings.device,
+            compile_mode=settings.compile_mode.value,
+            batch_size=settings.batch_size,
+        )
 
         def redecide(event: ObjectEvent) -> None:
             app.send_task(PROCESS_TASK, kwargs=event.to_kwargs(), queue=settings.queue)
