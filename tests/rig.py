@@ -55,3 +55,8 @@ def build(
         stores=stores,
     )
     return Rig(pipeline, storage, sent_back)
+
+
+def store_count(stack: LocalStack, collection: str) -> Stores:
+    """The store count of ``collection`` in the stack's broker Redis, as the workers keep it."""
+    return Stores(stack.redis(), collection)

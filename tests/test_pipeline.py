@@ -13,12 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import redis
 from PIL import Image, ImageOps
 from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET, next_time_ms
-from tests.rig import Rig, build
+from tests.rig import Rig, build, store_count
 from worker import metrics
 from worker.actions import quarantine_key
 from worker.config import Action
@@ -32,7 +31,6 @@ from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.samples import brightened, jpeg, photo, png, resized
 from worker.storage import Storage, make_client
-from worker.stores import Stores
 
 pytestmark = pytest.mark.integration
 
@@ -253,7 +251,7 @@ def test_an_object_deleted_after_its_decision_leaves_no_original_behind(
 
 def shared_stores(stack: LocalStack, counted: bool, collection: str) -> dict[str, Any]:
     """``build`` arguments for pipelines that count their stores in one Redis key (as workers do), or not."""
-    return {"stores": Stores(redis.Redis.from_url(stack.broker_url), collection)} if counted else {}
+    return {"stores": store_count(stack, collection)} if counted else {}
 
 
 @pytest.mark.parametrize("counted", [False, True], ids=["always-rechecking", "counting-stores"])
@@ -342,7 +340,7 @@ def test_a_batch_whose_originals_nobody_stored_alongside_skips_the_recheck(
 ) -> None:
     """One search per batch when the store count shows no other store in between; two when another worker's
     store came between this batch's reading and its own store."""
-    other = Stores(redis.Redis.from_url(stack.broker_url), prefix)
+    other = store_count(stack, prefix)
     searching = StoresMeanwhile(index, None)
     rig = build(stack, searching, embedder, **shared_stores(stack, True, prefix))  # type: ignore[arg-type]
     skipped = REGISTRY.get_sample_value("dedup_rechecks_total", {"result": "skipped"}) or 0.0

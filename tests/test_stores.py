@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from tests.rig import store_count
 from worker.errors import TransientError
 from worker.localstack import LocalStack, free_port
 from worker.stores import Stores
@@ -12,33 +13,29 @@ from worker.stores import Stores
 pytestmark = pytest.mark.integration
 
 
-def stores(stack: LocalStack, collection: str) -> Stores:
-    return Stores(redis.Redis.from_url(stack.broker_url), collection)
-
-
 def test_a_store_nobody_else_stored_alongside_needs_no_recheck(stack: LocalStack, prefix: str) -> None:
-    mine = stores(stack, prefix)
+    mine = store_count(stack, prefix)
     assert mine.alone_since(mine.read())
     assert mine.alone_since(mine.read())  # and the next batch too
     assert not mine.alone_since(None)  # a reading Redis could not give: re-check
 
 
 def test_a_store_by_another_worker_in_between_means_a_recheck(stack: LocalStack, prefix: str) -> None:
-    mine, theirs = stores(stack, prefix), stores(stack, prefix)
+    mine, theirs = store_count(stack, prefix), store_count(stack, prefix)
     seen = mine.read()
     assert theirs.alone_since(theirs.read())
     assert not mine.alone_since(seen)
 
 
 def test_each_collection_has_its_own_count(stack: LocalStack, prefix: str) -> None:
-    mine, elsewhere = stores(stack, f"{prefix}-a"), stores(stack, f"{prefix}-b")
+    mine, elsewhere = store_count(stack, f"{prefix}-a"), store_count(stack, f"{prefix}-b")
     seen = mine.read()
     elsewhere.alone_since(elsewhere.read())
     assert mine.alone_since(seen)
 
 
 def test_a_reading_from_before_the_count_started_again_means_a_recheck(stack: LocalStack, prefix: str) -> None:
-    mine = stores(stack, prefix)
+    mine = store_count(stack, prefix)
     seen = mine.read()
     mine.client.delete(mine.key)  # what a Redis restart without persistence does to it
     assert not mine.alone_since(seen)
