@@ -5,10 +5,21 @@ from __future__ import annotations
 import io
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from worker.bench import CAMERA, CORES, Run, await_count, cpu_table, make_camera_images
+from worker.bench import (
+    CAMERA,
+    CORES,
+    Run,
+    await_count,
+    cpu_table,
+    growth_table,
+    make_camera_images,
+    synthetic_originals,
+)
+from worker.decision import BRIGHT
 from worker.metrics import STAGES
 
 
@@ -55,3 +66,25 @@ def test_waiting_for_the_last_image_asks_rarely_and_sees_the_end_soon() -> None:
     assert len(asked) <= 6  # 0.5 s of 0.05 s polls would be 10
     with pytest.raises(TimeoutError, match="0 of 1 images"):
         await_count(lambda: 0.0, 1, time.perf_counter(), timeout_s=0.2)
+
+
+def test_synthetic_originals_carry_every_stored_hash_and_a_unit_embedding() -> None:
+    batch = synthetic_originals(64, 3)
+    assert [item.id for item in batch] == ["growth/00000064", "growth/00000065", "growth/00000066"]
+    assert len({item.sha256 for item in batch}) == 3
+    for item in batch:
+        assert item.look is not None
+        assert len(item.look.variants) == BRIGHT  # mirror, regions, brightened: the rows the worker stores
+        assert item.embedding is not None
+        assert float(np.linalg.norm(item.embedding)) == pytest.approx(1.0, abs=1e-5)
+    assert synthetic_originals(64, 1)[0].phash == batch[0].phash  # the same originals every run
+
+
+def test_growth_table_has_a_row_per_step_and_a_column_per_engine_setting() -> None:
+    table = growth_table({"tuned": [(320, 10.0), (640, 12.5)], "defaults": [(320, 11.0), (640, 20.25)]})
+    assert table == [
+        "| originals stored | tuned | defaults |",
+        "|---|---|---|",
+        "| 320 | 10.0 | 11.0 |",
+        "| 640 | 12.5 | 20.2 |",
+    ]

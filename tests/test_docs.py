@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from worker import lite
 from worker.config import Settings, env_name
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -51,3 +52,9 @@ def test_the_default_thresholds_are_the_ones_the_report_chose() -> None:
     assert chosen["hasher"] == {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits}
     assert Settings.model_fields["perceptual_threshold"].default == chosen["chosen"]["perceptual"]
     assert f"| `DEDUP_PERCEPTUAL_THRESHOLD` | `{chosen['chosen']['perceptual']}` |" in README.read_text()
+
+
+def test_the_readme_states_the_lite_settings_the_service_uses() -> None:
+    text = README.read_text()
+    assert f"| `{lite.MEMTABLE_ENV}` | `{lite.MEMTABLE_BYTES}` |" in text
+    assert f"{lite.MEMTABLE_ENV}={lite.MEMTABLE_BYTES} milvus-lite server" in text

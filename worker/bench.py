@@ -2,7 +2,7 @@
 
     python -m worker.bench [--images 384] [--batch-size 32] [--weights random] [--device auto]
                            [--processes 1,2] [--camera 24] [--skip-model] [--profile worker.speedscope.json]
-                           [--compile reduce-overhead]
+                           [--compile reduce-overhead] [--growth 9600]
 
 Everything runs on one local stack (redis-server, the S3 server — MinIO if on PATH, else moto's — and a Milvus
 Lite server process that several workers can share, as a Milvus server would be), in one run:
@@ -18,6 +18,10 @@ Lite server process that several workers can share, as a Milvus server would be)
    logging). The CPU of the S3, Milvus and Redis servers per image is listed beside it.
 4. **S3 server ceiling** — requests/s the S3 server answers on its own (tag reads from 16 threads), so that a
    figure bounded by it (moto is one Python process) says so.
+5. **Milvus Lite as the collection grows** (``--growth N``) — a fresh Lite server filled with N synthetic
+   originals a batch at a time (search, then store, as the worker does), with this service's Lite settings
+   (:mod:`worker.lite`) and with the engine's defaults: the server's CPU per image at each step. The runs above
+   start from an empty collection; this shows what a full one costs.
 
 Weights do not change the speed, so random weights are the default (no download needed). ``--profile`` samples
 the first model-free worker with py-spy (``--gil``: the thread holding the GIL, which is what caps a process) into
@@ -38,7 +42,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +52,9 @@ import typer
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from worker import lite
+from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
+from worker.decision import BRIGHT, Look, Signals, Thresholds
 from worker.localstack import LocalStack, Service, free_port
 from worker.metrics import STAGES
 from worker.samples import PHOTOS, jpeg, photo
@@ -328,6 +335,65 @@ def cpu_table(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def synthetic_originals(start: int, count: int, dim: int = 2048) -> list[Signals]:
+    """``count`` originals as the worker stores them, without images: random hashes (none near another) and random
+    unit embeddings; ids ``growth/<n>``. Index growth is measured on these: fingerprinting thousands of pictures
+    would time the hash stage, not the index."""
+    rng = np.random.default_rng(start)
+    hashes = rng.integers(0, 2**64, size=(count, 1 + BRIGHT), dtype=np.uint64)
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [
+        Signals(
+            f"growth/{start + i:08d}",
+            start + i,
+            f"{start + i:064x}",
+            int(hashes[i, 0]),
+            vectors[i],
+            Look(tuple(int(h) for h in hashes[i, 1:]), information=12.0, split=0.2, texture=0.5, colour=bytes(48)),
+        )
+        for i in range(count)
+    ]
+
+
+def index_growth(
+    stack: LocalStack, name: str, originals: int, batch_size: int, engine: Mapping[str, str] | None, steps: int = 6
+) -> list[tuple[int, float]]:
+    """A fresh Milvus Lite server (``engine``: its settings, as :meth:`LocalStack.start_milvus`), filled with
+    ``originals`` batch by batch the way the worker does it (search with the default thresholds, then store):
+    ``(originals stored, the server's CPU ms per image over the last step)``, ``steps`` times."""
+    from worker.index import Index
+
+    server, uri = stack.start_milvus(name, engine=engine)
+    index = Index.connect(uri, collection="growth")
+    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
+    step = max(batch_size, originals // steps // batch_size * batch_size)
+    points: list[tuple[int, float]] = []
+    try:
+        stored = 0
+        while stored + step <= originals:
+            before = cpu_seconds(server)
+            for first in range(stored, stored + step, batch_size):
+                batch = synthetic_originals(first, batch_size)
+                index.neighbours(batch, within=within)
+                index.store(batch)
+            stored += step
+            points.append((stored, (cpu_seconds(server) - before) / step * 1000))
+    finally:
+        index.close()
+        stack.stop_service(server)
+    return points
+
+
+def growth_table(curves: Mapping[str, Sequence[tuple[int, float]]]) -> list[str]:
+    """Markdown: one row per step, one column of server CPU ms per image per engine setting."""
+    names = list(curves)
+    lines = ["| originals stored | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for row in zip(*curves.values(), strict=True):
+        lines.append(f"| {row[0][0]:,} | " + " | ".join(f"{ms:.1f}" for _, ms in row) + " |")
+    return lines
+
+
 def model_free(bench: Bench, small: list[bytes], processes: list[int], camera: int, profile: Path | None) -> list[Run]:
     """The model-free runs: small images with each number of worker processes, then 12 MP camera JPEGs."""
     typer.echo("\nmodel-free (DEDUP_MODEL_WEIGHTS=noop):")
@@ -366,6 +432,14 @@ def main(
     camera: Annotated[int, typer.Option(min=0, help="12 MP JPEGs per camera run (0: none)")] = 24,
     skip_model: Annotated[bool, typer.Option(help="only the model-free runs and the S3 ceiling")] = False,
     profile: Annotated[Path | None, typer.Option(help="py-spy the first model-free worker into this file")] = None,
+    growth: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="also fill a fresh Milvus Lite server with this many synthetic originals, with this service's Lite "
+            "settings and with the engine's defaults, and report its CPU per image as it grows (0: skip)",
+        ),
+    ] = 0,
     compile_mode: Annotated[
         str,
         typer.Option(
@@ -406,6 +480,18 @@ def main(
         runs = model_free(bench, free, counts, camera, profile)
         s3_rate = bench.s3_ceiling()
         server = stack.s3_server
+        engines: list[tuple[str, Mapping[str, str] | None]] = [
+            (f"{lite.MEMTABLE_ENV}={lite.MEMTABLE_BYTES} (this service)", None),
+            ("engine defaults", {}),
+        ]
+        curves = {
+            label: index_growth(stack, f"milvus-growth-{i}", growth, batch_size, engine)
+            for i, (label, engine) in enumerate(engines if growth else [])
+        }
+    if curves:
+        typer.echo("\nMilvus Lite server CPU per image (ms) as the collection grows (search, then store, per batch):\n")
+        for line in growth_table(curves):
+            typer.echo(line)
     if runs:
         typer.echo(
             f"\nmodel-free: worker CPU per image by stage (ms), the servers' (ms), and what {CORES} cores allow when"

@@ -51,6 +51,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from pymilvus import DataType, MilvusClient
 
+from worker import lite
 from worker.config import env_name
 from worker.decision import (
     BRIGHT,
@@ -91,7 +92,8 @@ MIGRATE = (
 #: What to do when a Milvus Lite file will not open: most often another process holds it.
 LITE_SHARED = (
     "a Milvus Lite file serves one process; if another worker holds it, run several workers against one Milvus: "
-    "`milvus-lite server --data-dir DIR --port 19530` (or a Milvus server) and "
+    f"`{lite.MEMTABLE_ENV}={lite.MEMTABLE_BYTES} milvus-lite server --data-dir DIR --port 19530` (or a Milvus "
+    "server) and "
     f"{env_name('milvus_uri')}=http://127.0.0.1:19530 for all of them"
 )
 #: Fields of the links collection's current layout; an older one lacks the last three.
@@ -135,6 +137,7 @@ class Index:
         """Open the collection, creating it (and, for Milvus Lite, its folder) when missing."""
         if uri.endswith(".db"):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            lite.tune_embedded()  # the engine starts in this process and reads its settings once
         try:
             client = MilvusClient(uri=uri, token=token)
         except Exception as exc:

@@ -38,6 +38,7 @@ from types import TracebackType
 
 import redis
 
+from worker import lite
 from worker.storage import Storage, make_client
 
 log = logging.getLogger(__name__)
@@ -342,13 +343,18 @@ class LocalStack:
         service = Service(f"prometheus-{port}", argv, log_dir=self.logs, ready=lambda: http_ok(f"{url}/-/ready"))
         return self._start(service), url
 
-    def start_milvus(self, name: str = "milvus") -> tuple[Service, str]:
+    def start_milvus(self, name: str = "milvus", *, engine: Mapping[str, str] | None = None) -> tuple[Service, str]:
         """Start a Milvus Lite gRPC server (``python -m milvus_lite server``), which several workers can share
-        (an embedded ``.db`` file serves one process); returns it and its ``http://`` URI."""
+        (an embedded ``.db`` file serves one process); returns it and its ``http://`` URI. It runs with this
+        service's Lite settings (:mod:`worker.lite`); ``engine`` replaces them (``{}``: the engine's defaults)."""
         port = free_port()
         argv = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.root / name)]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-        service = Service(name, argv, log_dir=self.logs, ready=lambda: _listens(port))
+        if engine is None:
+            env = lite.environment()
+        else:  # exactly these settings, over an environment without any of the service's own
+            env = {k: v for k, v in os.environ.items() if k != lite.MEMTABLE_ENV} | dict(engine)
+        service = Service(name, argv, log_dir=self.logs, ready=lambda: _listens(port), env=env)
         return self._start(service), f"http://127.0.0.1:{port}"
 
     def queue_drained(self, queue: str = "dedup", db: int = 0) -> bool:

@@ -1,0 +1,46 @@
+"""The settings this service runs Milvus Lite's engine with, embedded or as a ``milvus-lite server``.
+
+Milvus Lite 3.x keeps recent writes in a memtable and searches it by brute force, converting every memtable row's
+vector to a Python list on every search; rows flushed to segments are searched through their HNSW index. Its
+default memtable holds 128 MiB, which this service's rows take a long time to fill (a hash row is a few hundred
+bytes), so every search paid for tens of thousands of rows. With :data:`MEMTABLE_BYTES` rows reach indexed
+segments sooner: with 9,600 originals stored the engine's CPU per image fell from 108 to 36 ms (BENCHMARKS.md,
+"Milvus Lite as the collection grows"). Its other per-search work still visits every stored row in Python, so
+Lite's cost keeps growing with the collection: past a few thousand images, a Milvus server (README).
+
+    >>> from worker import lite
+    >>> lite.environment({})  # for a ``milvus-lite server`` subprocess
+    {'MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES': '4194304'}
+    >>> lite.tune_embedded()  # before the first embedded (``.db``) Lite client: the engine reads it at import
+
+A value already in the environment wins (the engine's own variable, documented in its ``constants`` module).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, MutableMapping
+
+log = logging.getLogger(__name__)
+
+MEMTABLE_ENV = "MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES"
+MEMTABLE_BYTES = 4 << 20
+_ENGINE = "milvus_lite.constants"  # reads MEMTABLE_ENV once, when imported
+
+
+def environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with this service's Lite settings where it has none."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault(MEMTABLE_ENV, str(MEMTABLE_BYTES))
+    return env
+
+
+def tune_embedded(env: MutableMapping[str, str] = os.environ) -> None:
+    """Set the Lite settings for an engine about to start in this process (an embedded ``.db`` file). Once the
+    engine is imported its settings are fixed: then this only says so when they differ from the service's."""
+    env.setdefault(MEMTABLE_ENV, str(MEMTABLE_BYTES))
+    engine = sys.modules.get(_ENGINE)
+    if engine is not None and getattr(engine, "MEMTABLE_MEMORY_LIMIT", None) != int(env[MEMTABLE_ENV]):
+        log.info("Milvus Lite started before %s=%s could apply: searches cost more", MEMTABLE_ENV, env[MEMTABLE_ENV])
