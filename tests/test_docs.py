@@ -58,3 +58,4 @@ def test_the_readme_states_the_lite_settings_the_service_uses() -> None:
     text = README.read_text()
     assert f"| `{lite.MEMTABLE_ENV}` | `{lite.MEMTABLE_BYTES}` |" in text
     assert f"{lite.MEMTABLE_ENV}={lite.MEMTABLE_BYTES} milvus-lite server" in text
+    assert f"starts on Lite holding {lite.LARGE:,} originals or more logs a warning" in " ".join(text.split())

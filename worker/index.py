@@ -386,6 +386,10 @@ class Index:
         )
         return [list(hits) for hits in result]
 
+    def engine(self) -> str:
+        """The server's version string: ``milvus_lite-3.2.2`` for Milvus Lite, embedded or a server."""
+        return str(self._call(self._client.get_server_version))
+
     def count(self) -> int:
         rows = self._call(
             self._client.query, self.collection, filter="", output_fields=["count(*)"], consistency_level=STRONG

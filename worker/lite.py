@@ -12,6 +12,8 @@ Lite's cost keeps growing with the collection: past a few thousand images, a Mil
     >>> lite.environment({})  # for a ``milvus-lite server`` subprocess
     {'MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES': '4194304'}
     >>> lite.tune_embedded()  # before the first embedded (``.db``) Lite client: the engine reads it at import
+    >>> lite.advice("milvus_lite-3.2.2", originals=12_000)  # at start: a warning past LARGE originals
+    'Milvus Lite holds 12,000 originals: ...'
 
 A value already in the environment wins (the engine's own variable, documented in its ``constants`` module).
 """
@@ -23,10 +25,16 @@ import os
 import sys
 from collections.abc import Mapping, MutableMapping
 
+from worker.config import env_name
+
 log = logging.getLogger(__name__)
 
 MEMTABLE_ENV = "MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES"
 MEMTABLE_BYTES = 4 << 20
+#: Originals past which a worker starting on Milvus Lite warns: each image then costs the engine ≳ 25 ms of CPU
+#: on the CI machine's cores (BENCHMARKS.md), more than the worker's own work around the model.
+LARGE = 5_000
+_VERSION_PREFIX = "milvus_lite"  # what a Lite engine, embedded or a server, answers to get_server_version()
 _ENGINE = "milvus_lite.constants"  # reads MEMTABLE_ENV once, when imported
 
 
@@ -44,3 +52,15 @@ def tune_embedded(env: MutableMapping[str, str] = os.environ) -> None:
     engine = sys.modules.get(_ENGINE)
     if engine is not None and getattr(engine, "MEMTABLE_MEMORY_LIMIT", None) != int(env[MEMTABLE_ENV]):
         log.info("Milvus Lite started before %s=%s could apply: searches cost more", MEMTABLE_ENV, env[MEMTABLE_ENV])
+
+
+def advice(server_version: str, originals: int, large: int = LARGE) -> str | None:
+    """What to tell a user whose Milvus is Lite (by its ``server_version``) and holds ``large`` originals or more;
+    None otherwise."""
+    if not server_version.startswith(_VERSION_PREFIX) or originals < large:
+        return None
+    return (
+        f"Milvus Lite holds {originals:,} originals: every search visits every stored row in Python, so its CPU per "
+        "image grows with the collection (36 ms at 9,600 originals on two cores, BENCHMARKS.md). Run a Milvus "
+        f'server and point {env_name("milvus_uri")} at it (README "The process model")'
+    )

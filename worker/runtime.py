@@ -24,7 +24,7 @@ import redis
 from celery import Celery
 from celery.utils.time import get_exponential_backoff_interval
 
-from worker import metrics
+from worker import lite, metrics
 from worker.config import Action, Settings
 from worker.decision import Status
 from worker.delivery import Deliveries
@@ -71,6 +71,8 @@ class Runtime:
             token=settings.milvus_token,
             search_limit=settings.search_limit,
         )
+        if advice := lite.advice(index.engine(), index.count()):
+            log.warning(advice)
         embedder = Embedder.load(
             settings.model_weights,
             settings.device,
