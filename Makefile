@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench load eval constraints clean
+.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench gpu-kit load eval constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ load: system-deps venv  ## a burst of 10,000 notifications through the webhook; 
 
 bench: system-deps venv  ## end-to-end images/s through the worker vs model-only images/s, as a ratio
 	$(BIN)/python -m worker.bench
+
+gpu-kit:  ## fetch what `make bench` needs on an offline GPU machine (wheels, redis-server) into .gpu-kit
+	bash deploy/gpu/kit.sh fetch
 
 $(VENV)/.eval-stamp: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,eval]'

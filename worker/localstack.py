@@ -49,6 +49,16 @@ WEBHOOK_TOKEN = "local-webhook-token"  # noqa: S105
 BIN = Path(sys.executable).parent
 
 
+def script(name: str) -> Path | None:
+    """A console script of this interpreter's packages: beside it (a virtualenv), else on ``PATH`` (packages
+    installed with ``pip --target``, as deploy/gpu/kit.sh does)."""
+    beside = BIN / name
+    if beside.exists():
+        return beside
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
 class MissingDependencyError(RuntimeError):
     """A program the local stack needs is not installed; the message says how to install it."""
 
@@ -255,8 +265,8 @@ class LocalStack:
             argv = [minio, "server", str(self.root / "minio"), "--address", self.s3_endpoint, "--quiet"]
             health = f"http://{self.s3_endpoint}/minio/health/live"
             return Service("s3-minio", argv, log_dir=self.logs, env=env, ready=lambda: http_ok(health))
-        moto = BIN / "moto_server"
-        if not moto.exists():
+        moto = script("moto_server")
+        if moto is None:
             raise MissingDependencyError("no S3 server: put a `minio` binary on PATH or `pip install 'moto[server]'`")
         argv = [str(moto), "-H", "127.0.0.1", "-p", str(self.s3_port)]
         return Service(
@@ -308,7 +318,8 @@ class LocalStack:
         self, name: str = "worker", env: Mapping[str, str] | None = None, *, timeout: float = 180.0
     ) -> Service:
         """Start ``celery -A worker worker``; ready once Celery logs that it consumes."""
-        argv = [str(BIN / "celery"), "-A", "worker", "worker", "--loglevel", "INFO", "-n", f"{name}@%h"]
+        celery = script("celery") or require("celery", "install the service: pip install -c constraints.txt .")
+        argv = [str(celery), "-A", "worker", "worker", "--loglevel", "INFO", "-n", f"{name}@%h"]
         argv += ["--without-mingle", "--without-gossip"]
         service = Service(name, argv, log_dir=self.logs, env=self.env(env), timeout=timeout, ready=lambda: False)
         service.ready = lambda: " ready." in service.log_text()
