@@ -54,7 +54,22 @@ class QoS(kombu_redis.QoS):
 
 
 class Channel(kombu_redis.Channel):
+    """kombu's channel, with one synchronous Redis client per connection pool. kombu builds a new ``redis.Redis``
+    (≈ 50 µs of CPU) for each delivered message's bookkeeping and for each acknowledgement, every one on the same
+    pool: one client per pool sends the same commands over the same connections (redis-py clients are
+    thread-safe; each command or pipeline takes a connection from the pool)."""
+
     QoS = QoS
+    _reused: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
+        pool = self.pool  # a new one after a lost connection (kombu drops its pools): then a new client
+        reused = self._reused
+        if reused is None or reused.connection_pool is not pool:
+            reused = self._reused = super()._create_client()  # type: ignore[no-untyped-call]
+        return reused
 
 
 class Transport(kombu_redis.Transport):
