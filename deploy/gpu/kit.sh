@@ -14,7 +14,8 @@
 #   bench.txt     python -m worker.bench --device cuda: model only (fp16, channels-last; eager and compiled with
 #                 CUDA graphs), end to end, the model-free ceiling for 1, 2 and 4 worker processes, 12 MP JPEGs
 # Not yet run on a GPU (none was lent to this project); planned to fit in the device tool's 10 minutes a call.
-# KIT_QUICK=1 runs a small bench, for trying the kit without a GPU (DEVICE=cpu): about 1 minute on 2 cores.
+# Tried without a GPU (DEVICE=cpu, in a Python 3.12 venv with only torch 2.11, torchvision 0.26, a few of the
+# image's packages and this kit): the full run took 6 minutes on 2 cores; KIT_QUICK=1 runs a small one in 1.
 set -euo pipefail
 
 KIT=.gpu-kit
