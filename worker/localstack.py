@@ -49,14 +49,11 @@ WEBHOOK_TOKEN = "local-webhook-token"  # noqa: S105
 BIN = Path(sys.executable).parent
 
 
-def script(name: str) -> Path | None:
+def script(name: str, hint: str) -> str:
     """A console script of this interpreter's packages: beside it (a virtualenv), else on ``PATH`` (packages
-    installed with ``pip --target``, as deploy/gpu/kit.sh does)."""
+    installed with ``pip --target``, as deploy/gpu/kit.sh does), else :func:`require`'s error with ``hint``."""
     beside = BIN / name
-    if beside.exists():
-        return beside
-    found = shutil.which(name)
-    return Path(found) if found else None
+    return str(beside) if beside.exists() else require(name, hint)
 
 
 class MissingDependencyError(RuntimeError):
@@ -265,10 +262,8 @@ class LocalStack:
             argv = [minio, "server", str(self.root / "minio"), "--address", self.s3_endpoint, "--quiet"]
             health = f"http://{self.s3_endpoint}/minio/health/live"
             return Service("s3-minio", argv, log_dir=self.logs, env=env, ready=lambda: http_ok(health))
-        moto = script("moto_server")
-        if moto is None:
-            raise MissingDependencyError("no S3 server: put a `minio` binary on PATH or `pip install 'moto[server]'`")
-        argv = [str(moto), "-H", "127.0.0.1", "-p", str(self.s3_port)]
+        moto = script("moto_server", "no S3 server: put a `minio` binary on PATH or `pip install 'moto[server]'`")
+        argv = [moto, "-H", "127.0.0.1", "-p", str(self.s3_port)]
         return Service(
             "s3-moto", argv, log_dir=self.logs, env=env, ready=lambda: http_ok(f"http://{self.s3_endpoint}/")
         )
@@ -318,8 +313,8 @@ class LocalStack:
         self, name: str = "worker", env: Mapping[str, str] | None = None, *, timeout: float = 180.0
     ) -> Service:
         """Start ``celery -A worker worker``; ready once Celery logs that it consumes."""
-        celery = script("celery") or require("celery", "install the service: pip install -c constraints.txt .")
-        argv = [str(celery), "-A", "worker", "worker", "--loglevel", "INFO", "-n", f"{name}@%h"]
+        celery = script("celery", "install the service: pip install -c constraints.txt .")
+        argv = [celery, "-A", "worker", "worker", "--loglevel", "INFO", "-n", f"{name}@%h"]
         argv += ["--without-mingle", "--without-gossip"]
         service = Service(name, argv, log_dir=self.logs, env=self.env(env), timeout=timeout, ready=lambda: False)
         service.ready = lambda: " ready." in service.log_text()
