@@ -96,12 +96,17 @@ def test_an_index_flushed_many_times_still_finds_every_original(tmp_path: Path) 
 
 
 def test_a_large_lite_collection_is_told_to_move_to_a_milvus_server() -> None:
-    assert lite.advice("milvus_lite-3.2.2", lite.LARGE - 1) is None
-    told = lite.advice("milvus_lite-3.2.2", 12_000)
+    assert lite.advice("milvus_lite-3.2.2", lambda: lite.LARGE - 1) is None
+    told = lite.advice("milvus_lite-3.2.2", lambda: 12_000)
     assert told is not None
     assert "12,000 originals" in told
     assert "DEDUP_MILVUS_URI" in told
-    assert lite.advice("v2.5.10", 10_000_000) is None  # a Milvus server: nothing to say
+    assert lite.advice("v2.5.10", lambda: 10_000_000) is None  # a Milvus server: nothing to say
+
+    def never() -> int:
+        raise AssertionError("a Milvus server's collection is not counted at start")
+
+    assert lite.advice("v2.5.10", never) is None
 
 
 def test_the_index_says_when_its_engine_is_lite(tmp_path: Path) -> None:
@@ -109,6 +114,6 @@ def test_the_index_says_when_its_engine_is_lite(tmp_path: Path) -> None:
 
     index = Index.connect(str(tmp_path / "engine.db"), collection="engine", dim=8)
     try:
-        assert lite.advice(index.engine(), lite.LARGE) is not None  # what the worker checks at start
+        assert lite.advice(index.engine(), lambda: lite.LARGE) is not None  # what the worker checks at start
     finally:
         index.close()

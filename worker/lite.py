@@ -12,7 +12,7 @@ Lite's cost keeps growing with the collection: past a few thousand images, a Mil
     >>> lite.environment({})  # for a ``milvus-lite server`` subprocess
     {'MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES': '4194304'}
     >>> lite.tune_embedded()  # before the first embedded (``.db``) Lite client: the engine reads it at import
-    >>> lite.advice("milvus_lite-3.2.2", originals=12_000)  # at start: a warning past LARGE originals
+    >>> lite.advice("milvus_lite-3.2.2", originals=lambda: 12_000)  # at start: a warning past LARGE originals
     'Milvus Lite holds 12,000 originals: ...'
 
 A value already in the environment wins (the engine's own variable, documented in its ``constants`` module).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 
 from worker.config import env_name
 
@@ -54,13 +54,16 @@ def tune_embedded(env: MutableMapping[str, str] = os.environ) -> None:
         log.info("Milvus Lite started before %s=%s could apply: searches cost more", MEMTABLE_ENV, env[MEMTABLE_ENV])
 
 
-def advice(server_version: str, originals: int, large: int = LARGE) -> str | None:
+def advice(server_version: str, originals: Callable[[], int], large: int = LARGE) -> str | None:
     """What to tell a user whose Milvus is Lite (by its ``server_version``) and holds ``large`` originals or more;
-    None otherwise."""
-    if not server_version.startswith(_VERSION_PREFIX) or originals < large:
+    None otherwise. ``originals`` counts them, asked only of a Lite engine."""
+    if not server_version.startswith(_VERSION_PREFIX):
+        return None
+    count = originals()
+    if count < large:
         return None
     return (
-        f"Milvus Lite holds {originals:,} originals: every search visits every stored row in Python, so its CPU per "
+        f"Milvus Lite holds {count:,} originals: every search visits every stored row in Python, so its CPU per "
         "image grows with the collection (36 ms at 9,600 originals on two cores, BENCHMARKS.md). Run a Milvus "
         f'server and point {env_name("milvus_uri")} at it (README "The process model")'
     )

@@ -71,7 +71,7 @@ class Runtime:
             token=settings.milvus_token,
             search_limit=settings.search_limit,
         )
-        if advice := lite.advice(index.engine(), index.count()):
+        if advice := lite.advice(index.engine(), index.count):  # counted only on Lite
             log.warning(advice)
         embedder = Embedder.load(
             settings.model_weights,
