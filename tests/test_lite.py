@@ -56,13 +56,18 @@ EMBEDDED = textwrap.dedent(
     stored = [original(i) for i in range(400)]
     for first in range(0, 400, 40):
         index.store(stored[first : first + 40])
-    found, probed = 0, stored[::37]
+    found, near_found, probed = 0, 0, stored[::37]
     for item in probed:  # early and late originals, flushed or not: each is found by its bytes and its hash
         copy = Signals(f"photos/copy-{item.id}", 999, item.sha256, item.phash, item.embedding)
         near = {n.id: n for n in index.neighbours([copy])[copy.id]}
         found += near[item.id].sha256 == item.sha256 and near[item.id].hamming == 0
+        # and by a hash 6 bits away, which an indexed (approximate) segment must still return
+        moved = Signals(f"photos/near-{item.id}", 999, "other", item.phash ^ 0b111111 << 20, item.embedding)
+        near = {n.id: n for n in index.neighbours([moved])[moved.id]}
+        near_found += item.id in near and near[item.id].hamming == 6
     flushed = len(list(Path(sys.argv[1], "collections", "flushes").rglob("data_*.parquet")))  # segment files
-    report = {"limit": limit, "found": found, "probed": len(probed), "count": index.count(), "flushed": flushed}
+    report = {"limit": limit, "found": found, "near": near_found, "probed": len(probed), "count": index.count()}
+    report["flushed"] = flushed
     print(json.dumps(report))
     """
 )
@@ -88,11 +93,11 @@ def test_an_embedded_index_starts_its_engine_with_the_service_settings(tmp_path:
 
 def test_an_index_flushed_many_times_still_finds_every_original(tmp_path: Path) -> None:
     """A 16 KiB memtable (the user's value wins) flushes every few dozen originals, so most of them are searched
-    in indexed segments, the rest in the memtable."""
+    in indexed segments (HNSW: approximate), the rest in the memtable; exact and near copies find them all."""
     result = _embedded(tmp_path, **{lite.MEMTABLE_ENV: "16384"})
     assert result["limit"] == 16384
     assert result["flushed"] >= 1
-    assert (result["found"], result["probed"], result["count"]) == (11, 11, 400)
+    assert (result["found"], result["near"], result["probed"], result["count"]) == (11, 11, 11, 400)
 
 
 def test_a_large_lite_collection_is_told_to_move_to_a_milvus_server() -> None:
