@@ -1,8 +1,16 @@
-"""MinIO bucket notifications → the events the worker acts on. Pure: no I/O.
+"""S3 bucket notifications → the events the worker acts on. Pure: no I/O.
 
-MinIO posts ``{"EventName": ..., "Key": ..., "Records": [...]}``; each record names the event, the bucket and
-the object key, **query-escaped** (space → ``+``, ``/`` → ``%2F``), which :func:`urllib.parse.unquote_plus`
-undoes. Only new content and removals matter:
+Every S3 server that notifies over HTTP posts the same standard ``{"Records": [...]}`` shape, with differences
+this module absorbs (README "Accepted notification formats"):
+
+* **MinIO** (``"eventSource": "minio:s3"``) adds a top-level ``EventName`` and ``Key``; the record's object key
+  is **query-escaped** (space → ``+``, ``/`` → ``%2F``), which :func:`urllib.parse.unquote_plus` undoes.
+* **AWS S3** (``"aws:s3"``, ``eventVersion`` up to 2.5) names events without the ``s3:`` prefix
+  (``ObjectCreated:Put``) and URL-encodes the key the same way.
+* **Ceph RGW** (``"ceph:s3"``) names events with or without ``s3:`` depending on the release, sends ``size`` as
+  a string, sends the key as stored (not escaped), and has no top-level ``EventName``/``Key``.
+
+Only new content and removals matter:
 
 * ``s3:ObjectCreated:Put``, ``:Post``, ``:Copy``, ``:CompleteMultipartUpload`` → ``dedup.process``
 * ``s3:ObjectRemoved:*`` → ``dedup.remove``
@@ -11,6 +19,8 @@ undoes. Only new content and removals matter:
 
     >>> [r.task for r in parse_notification(body)]
     ['dedup.process']
+    >>> event_type("ObjectCreated:Put")
+    's3:ObjectCreated:Put'
 """
 
 from __future__ import annotations
@@ -32,24 +42,35 @@ CREATED = frozenset(
     }
 )
 REMOVED_PREFIX = "s3:ObjectRemoved:"
+EVENT_PREFIX = "s3:"
+# MinIO (internal/event/event.go) and AWS ("Event message structure": "The object key name value is URL
+# encoded") escape the record's object key; Ceph RGW sends it as stored (doc/radosgw/notifications.rst:
+# "s3.object.key: The object key"). A record from any other source is read as AWS specifies.
+UNESCAPED_KEY_SOURCES = frozenset({"ceph:s3"})
 
 
 class MalformedNotificationError(ValueError):
-    """The body is not a MinIO/S3 notification; the webhook answers 400."""
+    """The body is not an S3 notification; the webhook answers 400."""
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    name: str  # the eventName, e.g. s3:ObjectCreated:Put
+    name: str  # the eventName with its s3: prefix, e.g. s3:ObjectCreated:Put
     task: str | None  # the task it becomes, or None when ignored
     event: ObjectEvent
 
 
+def event_type(event_name: str) -> str:
+    """An eventName as MinIO spells it: AWS and some Ceph releases leave out the ``s3:`` prefix."""
+    return event_name if event_name.startswith(EVENT_PREFIX) else EVENT_PREFIX + event_name
+
+
 def task_for(event_name: str) -> str | None:
-    """The task an event type becomes, or None for events we ignore."""
-    if event_name in CREATED:
+    """The task an event type (with or without ``s3:``) becomes, or None for events we ignore."""
+    name = event_type(event_name)
+    if name in CREATED:
         return PROCESS_TASK
-    if event_name.startswith(REMOVED_PREFIX):
+    if name.startswith(REMOVED_PREFIX):
         return REMOVE_TASK
     return None
 
@@ -67,9 +88,9 @@ def parse_notification(body: bytes) -> list[Record]:
 
 def _record(raw: Any, i: int) -> Record:
     where = f"Records[{i}]"
-    name = _get(raw, str, where, "eventName")
+    name = event_type(_get(raw, str, where, "eventName"))
     bucket = _get(raw, str, where, "s3", "bucket", "name")
-    key = unquote_plus(_get(raw, str, where, "s3", "object", "key"))
+    key = _key(_get(raw, str, where, "s3", "object", "key"), raw.get("eventSource"))
     if not bucket or not key:
         raise MalformedNotificationError(f"{where}: empty bucket or key")
     when = _get(raw, str, where, "eventTime")
@@ -78,16 +99,31 @@ def _record(raw: Any, i: int) -> Record:
     except ValueError:
         raise MalformedNotificationError(f"{where}.eventTime: not an RFC 3339 time: {when!r}") from None
     obj = raw["s3"]["object"]
-    size = obj.get("size")
     event = ObjectEvent(
         bucket=bucket,
         key=key,
         event_time_ms=event_time_ms,
         etag=(obj.get("eTag") or None) if isinstance(obj.get("eTag"), str) else None,
         version_id=(obj.get("versionId") or None) if isinstance(obj.get("versionId"), str) else None,
-        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        size=_size(obj.get("size")),
     )
     return Record(name, task_for(name), event)
+
+
+def _key(raw_key: str, source: object) -> str:
+    """The object key as stored: unescaped for the servers that escape it, as sent for Ceph RGW."""
+    return raw_key if source in UNESCAPED_KEY_SOURCES else unquote_plus(raw_key)
+
+
+def _size(value: object) -> int | None:
+    """A size in bytes, sent as a number (MinIO, AWS) or a string of digits (Ceph RGW); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def _get(raw: Any, kind: type, where: str, *path: str) -> Any:

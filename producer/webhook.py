@@ -1,4 +1,4 @@
-"""The webhook MinIO posts bucket notifications to.
+"""The webhook S3 servers (MinIO, Ceph RGW, anything posting standard S3 event records) post notifications to.
 
 =========================  ==================================================================================
 ``POST /minio/events``     a notification; ``Authorization: Bearer <DEDUP_WEBHOOK_TOKEN>`` (constant-time
