@@ -39,6 +39,7 @@ from worker.decision import Status
 from worker.errors import TransientError
 from worker.index import Index, Link
 from worker.messages import ObjectEvent, split_id
+from worker.object_ids import parse_id
 from worker.reviews import CONFIRMED, RESTORED, Review, Reviews
 from worker.storage import Info, Storage
 from worker.tags import PREFIX, REVIEWED, STATUS, merge, outcome_from_tags
@@ -175,12 +176,8 @@ class Reviewer:
     # Plumbing -------------------------------------------------------------------------------------------------
 
     def _split(self, object_id: str) -> tuple[str, str]:
-        bucket, key = split_id(object_id)
-        if not bucket or not key:
-            raise NotReviewableError(f"{object_id!r}: expected BUCKET/KEY")
-        if not self.settings.bucket_allowed(bucket):
-            raise NotReviewableError(f"{bucket}: not in DEDUP_BUCKETS; left alone")
-        return bucket, key
+        """``(bucket, key)``, or :class:`~worker.object_ids.BadIdError` before any S3 or Milvus call sees it."""
+        return parse_id(object_id, allowed=self.settings.bucket_allowed)
 
     def _tagged_duplicate(self, bucket: str, key: str) -> bool:
         outcome = outcome_from_tags(self.storage.get_tags(bucket, key))
