@@ -148,6 +148,7 @@ class Group:
     original: str
     duplicates: tuple[Duplicate, ...]  # those shown
     more: int = 0  # not shown on this page
+    promoted_from: str = ""  # the original was promoted from quarantine when this one (removed or overwritten) went
 
     @property
     def lowest_score(self) -> float:
@@ -212,13 +213,18 @@ def paginate(rows: Iterable[Mapping[str, Any]], filters: Filters, per_page: int 
     return Page(filters, tuple(groups[start : start + per_page]), len(groups), count, per_page)
 
 
-def with_reviews(page: Page, verdicts: Mapping[str, Iterable[str]]) -> Page:
-    """The page with each duplicate's review verdict (``confirmed``) filled in from ``{id: verdicts}``."""
+def with_reviews(page: Page, verdicts: Mapping[str, Iterable[str]], promoted: Mapping[str, str] | None = None) -> Page:
+    """The page with each duplicate's review verdict (``confirmed``) filled in from ``{id: verdicts}``, and each
+    promoted original's reason from ``promoted`` (``{original: the original it replaced}``)."""
 
     def reviewed(d: Duplicate) -> Duplicate:
         return replace(d, reviewed="confirmed" if "confirmed" in verdicts.get(d.id, ()) else "")
 
-    groups = tuple(Group(g.original, tuple(reviewed(d) for d in g.duplicates), g.more) for g in page.groups)
+    why = promoted or {}
+    groups = tuple(
+        Group(g.original, tuple(reviewed(d) for d in g.duplicates), g.more, why.get(g.original, ""))
+        for g in page.groups
+    )
     return replace(page, groups=groups)
 
 

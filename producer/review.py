@@ -58,7 +58,7 @@ from worker.errors import PermanentError, TransientError
 from worker.index import Index
 from worker.object_ids import BadIdError
 from worker.review import NotReviewableError, Reviewer
-from worker.reviews import Reviews
+from worker.reviews import PROMOTED, Reviews
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,9 @@ _templates = Environment(
 def load_page(index: Index, filters: Filters) -> Page:
     """One page of groups, read from the links collection, with the verdicts of the duplicates on it."""
     page = paginate(index.links(filters.expression()), filters)
-    verdicts = Reviews(index).verdicts(page.ids)
-    return with_reviews(page, {key: list(found) for key, found in verdicts.items()})
+    verdicts = Reviews(index).verdicts([*page.ids, *(g.original for g in page.groups)])
+    promoted = {key: found[PROMOTED].original for key, found in verdicts.items() if PROMOTED in found}
+    return with_reviews(page, {key: list(found) for key, found in verdicts.items()}, promoted)
 
 
 def render(

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from producer.gallery import Filters
+from producer.review import load_page
 from tests.deployment import Deployment, deploy
 from tests.helpers import BUCKET, next_time_ms
 from tests.rig import Rig, build
@@ -286,6 +288,9 @@ def test_deleting_an_original_on_the_real_stack_brings_its_copy_back(
     index = Index.connect(uri, collection="image_dedup")
     try:
         assert index.links_of([small.id])[small.id].original == copy.id
+        [group] = load_page(index, Filters.parse({"prefix": prefix})).groups  # what the gallery shows
+        assert (group.original, group.promoted_from) == (copy.id, original.id)
+        assert [dup.id for dup in group.duplicates] == [small.id]
     finally:
         index.close()
     d.wait_for_metric('dedup_promoted_total{job="worker"}', 1, at_least=True)
