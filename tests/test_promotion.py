@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from worker.localstack import LocalStack, wait_until
 from worker.messages import ObjectEvent
 from worker.review import Reviewer
 from worker.reviews import PROMOTED, Reviews
-from worker.samples import jpeg, photo, resized
+from worker.samples import brightened, grayscale, jpeg, photo, resized
 
 pytestmark = pytest.mark.integration
 
@@ -62,9 +63,12 @@ def settle(rig: Rig) -> None:
         rig.pipeline.process(rig.sent_back.pop(0))
 
 
+def _actions(rig: Rig) -> Actions:
+    return Actions(rig.storage, Action.QUARANTINE, quarantine_bucket=rig.pipeline.settings.quarantine_bucket)
+
+
 def _quarantined(rig: Rig, key: str) -> bool:
-    actions = Actions(rig.storage, Action.QUARANTINE, quarantine_bucket=rig.pipeline.settings.quarantine_bucket)
-    return rig.storage.stat(BUCKET, key) is None and actions.find_copy(BUCKET, key) is not None
+    return rig.storage.stat(BUCKET, key) is None and _actions(rig).find_copy(BUCKET, key) is not None
 
 
 def _group(rig: Rig, prefix: str) -> tuple[bytes, ObjectEvent, ObjectEvent, ObjectEvent]:
@@ -118,6 +122,11 @@ def test_removing_the_original_brings_its_earliest_quarantined_copy_back_and_the
     _assert_promoted(rig, copy, data)
     assert _quarantined(rig, small.key)  # the other duplicate stays in quarantine ...
     assert rig.pipeline.index.links_of([small.id])[small.id].original == copy.id  # ... pointing at the new one
+    kept = _actions(rig).find_copy(BUCKET, small.key)
+    assert kept is not None
+    small_copy = quarantine_key(BUCKET, small.key)
+    quarantine = rig.pipeline.settings.quarantine_bucket
+    assert rig.storage.get_tags(quarantine, small_copy, kept.version)["dedup-of"] == copy.id  # its copy says so too
     assert Reviews(rig.pipeline.index).of(copy.id)[PROMOTED].original == original.id  # why, for the gallery
     assert _counter("dedup_promoted_total") >= promoted_before + 1
 
@@ -126,6 +135,39 @@ def test_removing_the_original_brings_its_earliest_quarantined_copy_back_and_the
         assert rig.pipeline.process(again).status is Status.UNIQUE
     assert rig.sent_back == []
     assert rig.tags(copy.key)["dedup-promoted"] == "original_removed"
+
+
+def test_siblings_decided_in_one_batch_promote_one_picture_not_two(
+    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+) -> None:
+    """The re-decisions of a gone original's duplicates arrive together and meet in one batch, which compares
+    its items by whole-picture hash only: a brightened copy, found through the original's stored brightened
+    hash, must still yield to the promoted exact copy rather than be promoted beside it."""
+    rig = build(stack, index, embedder, action=Action.QUARANTINE, batch_size=16, batch_wait_ms=1500)
+    try:
+        data = jpeg(photo("astronaut.png"))
+        original = rig.upload(f"{prefix}o.jpg", data)
+        copies = {
+            "copy": data,
+            "bright": jpeg(brightened(photo("astronaut.png"))),
+            "gray": jpeg(grayscale(photo("astronaut.png"))),
+            "small": jpeg(resized(photo("astronaut.png"))),
+        }
+        events = [rig.upload(f"{prefix}{name}.jpg", body) for name, body in copies.items()]
+        assert rig.pipeline.process(original).status is Status.UNIQUE
+        assert [rig.pipeline.process(e).status for e in events] == [Status.DUPLICATE] * len(events)
+        _remove(rig, original)
+        sent, rig.sent_back[:] = list(rig.sent_back), []
+        with ThreadPoolExecutor(len(sent)) as pool:  # one batch: they wait for each other
+            list(pool.map(rig.pipeline.process, sent))
+        settle(rig)
+        copy, *others = events
+        _assert_promoted(rig, copy, data)
+        for other in others:
+            assert _quarantined(rig, other.key), other.key
+            assert rig.pipeline.index.links_of([other.id])[other.id].original == copy.id
+    finally:
+        rig.pipeline.close()
 
 
 def test_an_original_overwritten_with_other_bytes_promotes_its_quarantined_copy(quarantining: Rig, prefix: str) -> None:

@@ -8,7 +8,8 @@ buttons of the review gallery).
    the copy's own notification, a replayed event, a backfill, a re-decision.
 2. Quarantined: the exact version that was moved is copied back (server-side) from the quarantine bucket, born
    with ``dedup-status=unique`` and ``dedup-reviewed=restored`` among its tags, and its SHA-256 is verified
-   against the one recorded when it was quarantined. Tagged in place: its tags are rewritten the same way.
+   against the one recorded when it was quarantined (:func:`worker.copyback.copy_back`, which the worker's
+   promotion of a duplicate whose original went uses too). Tagged in place: its tags are rewritten the same way.
 3. Its link is dropped (it points at no original any more) and it is sent to the worker to be decided again,
    which stores it in the index as an original.
 
