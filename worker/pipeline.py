@@ -15,6 +15,10 @@
                           ◀──── decision ───┘
     act (tags / quarantine) → outcome
 
+A quarantined duplicate sent back because its original was removed or overwritten has no object at its key: it
+is decided from its quarantined copy's bytes, then promoted to original or left to follow its new one
+(:mod:`worker.promotion`).
+
 Many task threads download and decode while a batch is on the model, so I/O overlaps compute. Every message
 waits only for its own image, so it is acknowledged on its own (per-message at-least-once).
 
