@@ -165,7 +165,10 @@ def show_promotion(
     try:
         wait_until(back, timeout, f"{earliest} back at its key", interval=0.5)
     except TimeoutError:
-        typer.echo(f"{earliest}: NOT back at its key after {timeout:.0f} s (see the worker log)")
+        typer.echo(
+            f"{earliest}: NOT back at its key with every other duplicate in quarantine after {timeout:.0f} s "
+            "(see the worker log)"
+        )
         return False
     got = storage.sha256(BUCKET, earliest.partition("/")[2])
     tags = storage.get_tags(BUCKET, earliest.partition("/")[2])
