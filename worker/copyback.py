@@ -10,11 +10,12 @@
    step fails with a :class:`~worker.errors.TransientError` to be retried.
 
 The quarantined copy is never touched. Every step starts from what it finds, so a run killed anywhere is
-finished by running it again.
+finished by running it again (below, the second call finds the bytes already back).
 
-    >>> copied = copy_back(storage, "dedup-quarantine", "photos/cat-2.jpg", copy, tags={"dedup-status": "unique"})
-    >>> copied  # False: the bytes were already back (a repeated run)
+    >>> copy_back(storage, "dedup-quarantine", "photos/cat-2.jpg", copy, tags={"dedup-status": "unique"})
     True
+    >>> copy_back(storage, "dedup-quarantine", "photos/cat-2.jpg", copy, tags={"dedup-status": "unique"})
+    False
 """
 
 from __future__ import annotations
