@@ -251,14 +251,23 @@ def review(
 
 def _review_command(verdict: str, object_id: str) -> None:
     from worker.errors import TransientError
+    from worker.object_ids import BadIdError, parse_id
     from worker.review import NotReviewableError
 
     settings = _settings()
+    try:  # before any connection: a bad id is refused even with the index or S3 down
+        parse_id(object_id, allowed=settings.bucket_allowed)
+    except BadIdError as exc:
+        typer.echo(f"dedup-producer: {verdict} refused: not an id this service may touch: {exc}", err=True)
+        raise typer.Exit(2) from None
     index = _index(settings)
     reviewer = _reviewer(settings, index)
     act = reviewer.restore if verdict == "restore" else reviewer.confirm
     try:
         done = act(object_id)
+    except BadIdError as exc:
+        typer.echo(f"dedup-producer: {verdict} refused: not an id this service may touch: {exc}", err=True)
+        raise typer.Exit(2) from None
     except NotReviewableError as exc:
         typer.echo(f"dedup-producer: {verdict} refused: {exc}", err=True)
         raise typer.Exit(2) from None

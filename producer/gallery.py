@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from worker.decision import Kind
 from worker.index import milvus_literal
 from worker.messages import split_id
+from worker.object_ids import BadIdError, parse_id
 
 PER_PAGE = 50
 #: Duplicates shown per group on a page (lowest scores first); the rest are one click away (``original=``).
@@ -64,6 +65,12 @@ class Filters:
         kind = params.get("kind", "").strip()
         if kind and kind not in {k.value for k in Kind}:
             raise BadFilterError(f"kind: must be one of {', '.join(k.value for k in Kind)}")
+        original = params.get("original", "")
+        if original:
+            try:  # the filter reaches Milvus: only an id's syntax (any bucket: links name what they name)
+                parse_id(original, allowed=lambda _: True)
+            except BadIdError as exc:
+                raise BadFilterError(f"original: {exc}") from None
         order = params.get("order", "").strip() or "score"
         if order not in ORDERS:
             raise BadFilterError(f"order: must be one of {', '.join(ORDERS)}")
@@ -75,7 +82,7 @@ class Filters:
             max_score=_score(params, "max_score"),
             order=order,
             page=_page(params.get("page", "")),
-            original=params.get("original", ""),
+            original=original,
         )
 
     def expression(self) -> str:
@@ -141,6 +148,7 @@ class Group:
     original: str
     duplicates: tuple[Duplicate, ...]  # those shown
     more: int = 0  # not shown on this page
+    promoted_from: str = ""  # the original was promoted from quarantine when this one (removed or overwritten) went
 
     @property
     def lowest_score(self) -> float:
@@ -205,13 +213,18 @@ def paginate(rows: Iterable[Mapping[str, Any]], filters: Filters, per_page: int 
     return Page(filters, tuple(groups[start : start + per_page]), len(groups), count, per_page)
 
 
-def with_reviews(page: Page, verdicts: Mapping[str, Iterable[str]]) -> Page:
-    """The page with each duplicate's review verdict (``confirmed``) filled in from ``{id: verdicts}``."""
+def with_reviews(page: Page, verdicts: Mapping[str, Iterable[str]], promoted: Mapping[str, str] | None = None) -> Page:
+    """The page with each duplicate's review verdict (``confirmed``) filled in from ``{id: verdicts}``, and each
+    promoted original's reason from ``promoted`` (``{original: the original it replaced}``)."""
 
     def reviewed(d: Duplicate) -> Duplicate:
         return replace(d, reviewed="confirmed" if "confirmed" in verdicts.get(d.id, ()) else "")
 
-    groups = tuple(Group(g.original, tuple(reviewed(d) for d in g.duplicates), g.more) for g in page.groups)
+    why = promoted or {}
+    groups = tuple(
+        Group(g.original, tuple(reviewed(d) for d in g.duplicates), g.more, why.get(g.original, ""))
+        for g in page.groups
+    )
     return replace(page, groups=groups)
 
 
@@ -229,8 +242,10 @@ def _score(params: Mapping[str, str], name: str) -> float | None:
 
 
 def _page(raw: str) -> int:
-    if not raw.strip():
+    text = raw.strip()
+    if not text:
         return 1
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise BadFilterError(f"page: {raw!r} is not a page number")
-    return min(int(raw), 10**9)
+    # ASCII digits only (``isdigit`` takes "²", which ``int`` refuses), and few enough for ``int`` to take
+    if not (text.isascii() and text.isdigit()) or int(text[:12]) < 1:
+        raise BadFilterError(f"page: {raw[:40]!r} is not a page number")
+    return min(int(text[:12]), 10**9)

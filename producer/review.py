@@ -56,8 +56,9 @@ from worker.config import Settings
 from worker.decision import Kind
 from worker.errors import PermanentError, TransientError
 from worker.index import Index
+from worker.object_ids import BadIdError
 from worker.review import NotReviewableError, Reviewer
-from worker.reviews import Reviews
+from worker.reviews import PROMOTED, Reviews
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ _templates = Environment(
 def load_page(index: Index, filters: Filters) -> Page:
     """One page of groups, read from the links collection, with the verdicts of the duplicates on it."""
     page = paginate(index.links(filters.expression()), filters)
-    verdicts = Reviews(index).verdicts(page.ids)
-    return with_reviews(page, {key: list(found) for key, found in verdicts.items()})
+    verdicts = Reviews(index).verdicts([*page.ids, *(g.original for g in page.groups)])
+    promoted = {key: found[PROMOTED].original for key, found in verdicts.items() if PROMOTED in found}
+    return with_reviews(page, {key: list(found) for key, found in verdicts.items()}, promoted)
 
 
 def render(
@@ -177,6 +179,8 @@ def create_review_app(settings: Settings, *, index: Index, reviewer: Reviewer, t
         object_id, where = request.query_params.get("id", ""), request.query_params.get("where", "bucket")
         try:
             data = await run_in_threadpool(thumbnails.get, object_id, where=where)
+        except BadIdError as exc:
+            return PlainTextResponse(f"400: {exc}\n", status_code=400, headers=HEADERS)
         except NotServedError as exc:
             return PlainTextResponse(f"404: {exc}\n", status_code=404, headers=HEADERS)
         except PermanentError as exc:
@@ -194,6 +198,8 @@ def create_review_app(settings: Settings, *, index: Index, reviewer: Reviewer, t
             object_id, back = str(form.get("id", "")), str(form.get("next", ""))
             try:
                 done = await run_in_threadpool(act, object_id)
+            except BadIdError as exc:
+                return _answer(request, back, "refused", object_id, 400, str(exc))
             except NotReviewableError as exc:
                 return _answer(request, back, "refused", object_id, 409, str(exc))
             except TransientError as exc:

@@ -5,6 +5,10 @@ objects in ``DEDUP_BUCKETS`` or of this service's own copies in the quarantine b
     >>> jpeg = thumbnails.get("photos/cat.jpg", where="bucket")      # the object where it is
     >>> jpeg = thumbnails.get("photos/cat-2.jpg", where="quarantine")  # its quarantined copy
 
+* Ids are checked first (:func:`worker.object_ids.parse_id`): a malformed one is
+  :class:`~worker.object_ids.BadIdError`, one outside ``DEDUP_BUCKETS`` (the quarantine bucket included)
+  :class:`NotServedError`.
+
 * Objects are read with the worker's size limit (``DEDUP_MAX_IMAGE_BYTES``) and decoded by
   :func:`worker.imaging.decode` (its formats, ``DEDUP_MAX_IMAGE_PIXELS``, bomb checks, EXIF orientation); the
   thumbnail is re-encoded as a small JPEG, so no byte of the object itself ever reaches the page.
@@ -24,7 +28,7 @@ from PIL import Image
 from worker import imaging
 from worker.actions import Actions, quarantine_key
 from worker.config import Settings
-from worker.messages import split_id
+from worker.object_ids import BadIdError, NotAllowedIdError, parse_id
 from worker.storage import ObjectMissingError, Storage
 
 SIZE = 256
@@ -48,11 +52,12 @@ class Thumbnails:
 
     def get(self, object_id: str, *, where: str = "bucket") -> bytes:
         """A JPEG thumbnail of ``bucket/key`` where it is (``bucket``) or of its quarantined copy."""
-        bucket, key = split_id(object_id)
         if where not in WHERE:
-            raise NotServedError(f"where must be one of {WHERE}")
-        if not key or not self.settings.bucket_allowed(bucket):
-            raise NotServedError(f"{bucket}: not in DEDUP_BUCKETS")
+            raise BadIdError(f"where must be one of {WHERE}")
+        try:
+            bucket, key = parse_id(object_id, allowed=self.settings.bucket_allowed)
+        except NotAllowedIdError as exc:
+            raise NotServedError(str(exc)) from None
         version: str | None = None
         if where == "quarantine":
             copy = self.actions.find_copy(bucket, key)

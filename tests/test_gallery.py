@@ -122,3 +122,16 @@ def test_a_large_group_shows_its_lowest_scores_and_links_to_itself_alone() -> No
     html = render(paginate(crowd, Filters()), thumb=lambda i, w: "", page_url=str, static=False)
     assert "and 6 more" in html
     assert 'href="/?original=photos%2F%22o%22.jpg"' in html
+
+
+def test_a_promoted_original_shows_as_an_original_with_why() -> None:
+    rows = [row("photos/d/small.jpg", "photos/d/copy.jpg", 0.97, action="quarantine")]
+    page = with_reviews(paginate(rows, Filters()), {}, {"photos/d/copy.jpg": "photos/o/<gone>.jpg"})
+    assert page.groups[0].promoted_from == "photos/o/<gone>.jpg"
+    html = render(page, thumb=lambda i, w: "", page_url=str, static=False)
+    parsed = _Collect()
+    parsed.feed(html)
+    text = " ".join(" ".join(parsed.texts).split())
+    assert "original photos/d/copy.jpg promoted from quarantine: its original photos/o/<gone>.jpg was removed" in text
+    plain = render(paginate(rows, Filters()), thumb=lambda i, w: "", page_url=str, static=False)
+    assert "promoted from quarantine" not in plain

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.decision import Kind, Match
+from worker.decision import Kind, Match, Status
 from worker.outcome import Outcome
 from worker.tags import MAX_TAGS, decode_value, encode_value, merge, outcome_from_tags, outcome_tags
 
@@ -86,3 +86,13 @@ def test_a_full_tag_set_is_left_alone() -> None:
     merged = merge(user, {"dedup-status": "unique"})
     assert merged.tags == user
     assert merged.dropped == ("dedup-status",)
+
+
+def test_dedup_promoted_stays_while_the_object_is_unique_and_goes_when_it_is_a_duplicate() -> None:
+    promoted = {"owner": "ann", "dedup-status": "unique", "dedup-promoted": "original_removed"}
+    again = merge(promoted, outcome_tags(Outcome.unique())).tags  # its copy-back's own event, a replay
+    assert again == promoted
+    demoted = merge(promoted, outcome_tags(Outcome(Status.DUPLICATE, original="photos/a.jpg"))).tags
+    assert "dedup-promoted" not in demoted
+    assert demoted["owner"] == "ann"
+    assert demoted["dedup-of"] == "photos/a.jpg"

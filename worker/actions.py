@@ -96,8 +96,14 @@ class Actions:
         target = quarantine_key(event.bucket, event.key)
         earlier = self._copy_of(event, etag) if etag else None
         if earlier is not None and self.storage.sha256(self.quarantine_bucket, target, earlier.version) == sha256:
-            # An earlier delivery copied and verified it, then stopped before the delete: no second copy.
+            # An earlier delivery copied and verified it, then stopped before the delete: no second copy. (Or a
+            # promoted duplicate, copied back from this very copy, goes back to quarantine: the copy's tags name
+            # its new original.)
             log.info("%s: reusing the copy an earlier delivery made", event.id)
+            existing = self.storage.get_tags(self.quarantine_bucket, target, earlier.version)
+            merged = merge(existing, outcome_tags(outcome)).tags
+            if merged != existing:
+                self.storage.set_tags(self.quarantine_bucket, target, merged, earlier.version)
         else:
             self._copy(event, outcome, target, etag=etag, sha256=sha256, version_id=version_id)
         source = self.storage.stat(event.bucket, event.key, version_id)

@@ -43,6 +43,13 @@ class Action(StrEnum):
     QUARANTINE = "quarantine"
 
 
+class OnOriginalRemoved(StrEnum):
+    """What happens to quarantined duplicates when their original is removed or overwritten with other bytes."""
+
+    PROMOTE = "promote"  # the earliest is copied back (verified) and becomes the original; the rest follow it
+    KEEP = "keep"  # all stay in quarantine ("deleting the original deletes the picture"); logged and counted
+
+
 class DecodeMode(StrEnum):
     """Where JPEGs are decoded (:mod:`worker.device_decode`)."""
 
@@ -95,6 +102,7 @@ class Settings(BaseSettings):
     # Action
     action: Action = Action.TAG
     quarantine_bucket: str = "dedup-quarantine"
+    on_original_removed: OnOriginalRemoved = OnOriginalRemoved.PROMOTE
 
     # Producer
     webhook_token: str = Field(default="", repr=False)

@@ -3,7 +3,9 @@
 Starts Redis, an S3 server (a real ``minio`` binary if one is on PATH, else moto's S3 server), the webhook
 producer and ``celery -A worker worker`` (with Milvus Lite embedded); uploads sample photos with exact and
 near-duplicate copies; delivers MinIO-format notifications for them to the webhook; waits until the queue has
-drained and every object has its outcome; prints the table; writes the review gallery of the demo's duplicates
+drained and every object has its outcome; prints the table; with ``--action quarantine``, deletes the original
+with the most quarantined duplicates and shows the earliest of them coming back to its key as the new original
+(SHA-256 verified) and the others following it; writes the review gallery of the demo's duplicates
 as static HTML (``--review-dir``, default ``data/demo-review``: each duplicate beside its original) and prints its
 address; stops everything it started.
 
@@ -24,18 +26,19 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from producer.events import notification
-from worker.actions import Actions
+from worker.actions import META_SHA256, Actions, quarantine_key
 from worker.config import Action
 from worker.decision import Status
 from worker.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.samples import Sample, trust_set, upload_set
+from worker.tags import decode_value
 
 BUCKET = "photos"
 QUARANTINE = "dedup-quarantine"
@@ -67,6 +70,10 @@ def deliver(url: str, sample: Sample, event_time_ms: int, etag: str) -> None:
     body = notification(
         "s3:ObjectCreated:Put", BUCKET, sample.key, event_time_ms=event_time_ms, etag=etag, size=len(sample.data)
     )
+    post(url, body)
+
+
+def post(url: str, body: dict[str, Any]) -> None:
     request = urllib.request.Request(  # noqa: S310 - our own loopback webhook
         url,
         data=json.dumps(body).encode(),
@@ -116,9 +123,70 @@ def run(root: Path, weights: str, action: str, timeout: float, review_dir: Path 
         wait_until(all_decided, timeout, "every object's outcome", interval=0.5)
         elapsed = time.monotonic() - started
         ok = print_table(samples, seen, elapsed, quarantined=action == Action.QUARANTINE)
+        if action == Action.QUARANTINE:
+            ok = show_promotion(stack, url, samples, seen, timeout) and ok
         if review_dir is not None:
             stack.stop_service(worker)  # Milvus Lite: one process per file, and the gallery reads it now
             export_review(stack, review_dir, action)
+    return ok
+
+
+def show_promotion(
+    stack: LocalStack, url: str, samples: list[Sample], seen: dict[str, Outcome], timeout: float
+) -> bool:
+    """Delete the original with the most quarantined duplicates, deliver its ``s3:ObjectRemoved:Delete``, and
+    show its earliest duplicate coming back from quarantine (SHA-256 verified) and the others following it."""
+    storage = stack.storage()
+    actions = Actions(storage, Action.QUARANTINE, quarantine_bucket=QUARANTINE)
+    order = {f"{BUCKET}/{s.key}": i for i, s in enumerate(samples)}
+    groups: dict[str, list[str]] = {}
+    for key, outcome in seen.items():
+        if outcome.status is Status.DUPLICATE and outcome.original in order:
+            groups.setdefault(outcome.original, []).append(f"{BUCKET}/{key}")
+    if not groups:
+        typer.echo("\nno quarantined duplicates: nothing to show of an original's removal")
+        return True
+    original, duplicates = max(groups.items(), key=lambda item: (len(item[1]), item[0]))
+    duplicates.sort(key=order.__getitem__)  # uploaded in this order: the first is the earliest
+    earliest, others = duplicates[0], duplicates[1:]
+    copy = actions.find_copy(BUCKET, earliest.partition("/")[2])
+    expected = copy.info.metadata.get(META_SHA256, "") if copy is not None else ""
+    typer.echo(f"\ndeleting the original {original} (its duplicates {', '.join(duplicates)} are in quarantine) ...")
+    key = original.partition("/")[2]
+    storage.remove(BUCKET, key)
+    post(url, notification("s3:ObjectRemoved:Delete", BUCKET, key, event_time_ms=int(time.time() * 1000)))
+    started = time.monotonic()
+
+    def back() -> bool:  # the earliest at its key, every other one out of its own, nothing left to do
+        if storage.stat(BUCKET, earliest.partition("/")[2]) is None or not stack.queue_drained():
+            return False
+        return all(storage.stat(BUCKET, other.partition("/")[2]) is None for other in others)
+
+    try:
+        wait_until(back, timeout, f"{earliest} back at its key", interval=0.5)
+    except TimeoutError:
+        typer.echo(
+            f"{earliest}: NOT back at its key with every other duplicate in quarantine after {timeout:.0f} s "
+            "(see the worker log)"
+        )
+        return False
+    got = storage.sha256(BUCKET, earliest.partition("/")[2])
+    tags = storage.get_tags(BUCKET, earliest.partition("/")[2])
+    verified = "verified" if got == expected else f"MISMATCH (quarantined {expected[:12]})"
+    typer.echo(
+        f"{earliest}: back at its key after {time.monotonic() - started:.1f} s, SHA-256 {got[:16]}… {verified}, "
+        f"tagged dedup-status={tags.get('dedup-status')} dedup-promoted={tags.get('dedup-promoted')}"
+    )
+    ok = got == expected and tags.get("dedup-promoted") == "original_removed"
+    for other in others:
+        other_key = other.partition("/")[2]
+        found = actions.find_copy(BUCKET, other_key)
+        now_of = ""
+        if found is not None and storage.stat(BUCKET, other_key) is None:
+            copy_tags = storage.get_tags(QUARANTINE, quarantine_key(BUCKET, other_key), found.version)
+            now_of = decode_value(copy_tags.get("dedup-of", "")) or ""
+        typer.echo(f"{other}: stays in quarantine, now a duplicate of {now_of or '?'}")
+        ok = ok and now_of == earliest
     return ok
 
 

@@ -85,6 +85,14 @@ LOW_INFORMATION = Counter(
     ["stage"],
 )
 REMOVED = Counter("dedup_removed_total", "Index rows removed for s3:ObjectRemoved events")
+PROMOTED = Counter(
+    "dedup_promoted_total", "Quarantined duplicates copied back as the original because their original went"
+)
+LEFT_IN_QUARANTINE = Counter(
+    "dedup_left_in_quarantine_total",
+    "Quarantined duplicates of a removed or overwritten original that were not promoted, by reason",
+    ["reason"],  # keep (DEDUP_ON_ORIGINAL_REMOVED=keep), original_back, key_taken
+)
 TAGS_DROPPED = Counter("dedup_tags_dropped_total", "dedup-* tags left out because of S3's 10-tag limit")
 INDEX_SIZE = Gauge("dedup_index_size", "Originals stored in the Milvus collection")
 WORKER_INFO = Gauge("dedup_worker_info", "Static facts about this worker", ["device", "weights"])
@@ -154,6 +162,8 @@ def initialise() -> None:
     # never raise DedupMessagesDeadLettered (deploy/prometheus/alerts.yml).
     for reason in ("retries_exhausted", "poison"):
         DEAD_LETTERS.labels(reason=reason)
+    for reason in ("keep", "original_back", "key_taken"):
+        LEFT_IN_QUARANTINE.labels(reason=reason)
 
 
 def serve(port: int, host: str) -> None:

@@ -15,6 +15,10 @@
                           ◀──── decision ───┘
     act (tags / quarantine) → outcome
 
+A quarantined duplicate sent back because its original was removed or overwritten has no object at its key: it
+is decided from its quarantined copy's bytes, then promoted to original or left to follow its new one
+(:mod:`worker.promotion`).
+
 Many task threads download and decode while a batch is on the model, so I/O overlaps compute. Every message
 waits only for its own image, so it is acknowledged on its own (per-message at-least-once).
 
@@ -64,6 +68,7 @@ from worker.hashing import sha256_hex
 from worker.index import Index, Link
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
+from worker.promotion import Pending, Promotion
 from worker.reviews import Reviews
 from worker.storage import Blob, ObjectMissingError, Storage
 from worker.stores import Stores
@@ -95,6 +100,7 @@ class Pipeline:
         self.actions = Actions(storage, settings.action, quarantine_bucket=settings.quarantine_bucket)
         self.redecide = redecide
         self.reviews = Reviews(index)  # what reviewers restored is never a duplicate again
+        self.promotion = Promotion(settings, storage=storage, index=index, actions=self.actions, reviews=self.reviews)
         self.thresholds = Thresholds(
             perceptual=settings.perceptual_threshold, semantic=settings.effective_semantic_threshold
         )
@@ -161,15 +167,21 @@ class Pipeline:
             return outcome
 
     def _process(self, event: ObjectEvent) -> Outcome:
+        pending: Pending | None = None
         try:
             with metrics.timed("download"):
                 blob = self.storage.fetch(event.bucket, event.key, event.version_id)
         except ObjectMissingError:
-            done = self.actions.already_quarantined(event)
-            if done is not None:
-                log.info("%s: already quarantined by an earlier delivery", event.id)
-                return done
-            raise
+            found = self.promotion.pending(event)  # a quarantined duplicate whose original went?
+            if isinstance(found, Outcome):
+                return found
+            if found is None:
+                done = self.actions.already_quarantined(event)
+                if done is not None:
+                    log.info("%s: already quarantined by an earlier delivery", event.id)
+                    return done
+                raise
+            pending, blob = found, found.blob
         image, pixels = self._decode(blob.data)
         with metrics.timed("hash"):
             sha256 = sha256_hex(blob.data)
@@ -190,6 +202,9 @@ class Pipeline:
             metrics.LOW_INFORMATION.labels(stage=stage.value).inc()
         notes = decision.notes
         outcome = Outcome.duplicate(decision.match, notes) if decision.match else Outcome.unique(notes)
+        if pending is not None:  # decided from its quarantined copy: promoted, or following its new original
+            with metrics.timed("act"):
+                return self.promotion.finish(event, pending, outcome)
         with metrics.timed("act"):
             try:
                 applied = self.actions.apply(event, outcome, etag=blob.etag, sha256=sha256, version_id=blob.version_id)

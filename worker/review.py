@@ -8,7 +8,8 @@ buttons of the review gallery).
    the copy's own notification, a replayed event, a backfill, a re-decision.
 2. Quarantined: the exact version that was moved is copied back (server-side) from the quarantine bucket, born
    with ``dedup-status=unique`` and ``dedup-reviewed=restored`` among its tags, and its SHA-256 is verified
-   against the one recorded when it was quarantined. Tagged in place: its tags are rewritten the same way.
+   against the one recorded when it was quarantined (:func:`worker.copyback.copy_back`, which the worker's
+   promotion of a duplicate whose original went uses too). Tagged in place: its tags are rewritten the same way.
 3. Its link is dropped (it points at no original any more) and it is sent to the worker to be decided again,
    which stores it in the index as an original.
 
@@ -35,12 +36,13 @@ from dataclasses import dataclass
 
 from worker.actions import META_SHA256, Actions, QuarantinedCopy, outcome_from_metadata, quarantine_key
 from worker.config import Settings
+from worker.copyback import CopyBackRefusedError, copy_back
 from worker.decision import Status
-from worker.errors import TransientError
 from worker.index import Index, Link
 from worker.messages import ObjectEvent, split_id
+from worker.object_ids import parse_id
 from worker.reviews import CONFIRMED, RESTORED, Review, Reviews
-from worker.storage import Info, Storage
+from worker.storage import Storage
 from worker.tags import PREFIX, REVIEWED, STATUS, merge, outcome_from_tags
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ class Reviewer:
         current = self.storage.stat(bucket, key)
 
         if copy is not None and (current is None or link is None or link.action != "tag"):
-            what = self._restore_copy(object_id, link, earlier, copy, current)
+            what = self._restore_copy(object_id, link, earlier, copy)
         elif current is not None and self._tagged_duplicate(bucket, key):
             sha256 = self.storage.sha256(bucket, key)
             match = self._match(object_id, link, earlier, None)
@@ -107,42 +109,25 @@ class Reviewer:
         log.info("%s: restored (%s)", object_id, what)
         return Done(object_id, RESTORED, what, stored.kind)
 
-    def _restore_copy(
-        self, object_id: str, link: Link | None, earlier: Review | None, copy: QuarantinedCopy, current: Info | None
-    ) -> str:
+    def _restore_copy(self, object_id: str, link: Link | None, earlier: Review | None, copy: QuarantinedCopy) -> str:
+        """Copy the quarantined version back (:func:`worker.copyback.copy_back`), the verdict recorded first."""
         bucket, key = split_id(object_id)
-        sha256 = copy.info.metadata.get(META_SHA256, "")
-        if not sha256:
-            raise NotReviewableError(f"{object_id}: its quarantined copy records no SHA-256; left alone")
-        if current is not None and self.storage.sha256(bucket, key) != sha256:
-            raise NotReviewableError(
-                f"{object_id}: holds other bytes than its quarantined copy (a new upload?); not overwritten"
-            )
-        self._record(object_id, RESTORED, self._match(object_id, link, earlier, copy), sha256)  # before it is back
-        log.info("%s: verdict recorded; copying back version %s", object_id, copy.version)
-        what = "already back in place"
-        if current is None:
-            target = quarantine_key(bucket, key)
-            copy_tags = self.storage.get_tags(self.settings.quarantine_bucket, target, copy.version)
-            tags = merge(copy_tags, {STATUS: Status.UNIQUE.value, REVIEWED: RESTORED}).tags
-            version = self.storage.copy(
-                source_bucket=self.settings.quarantine_bucket,
-                source_key=target,
-                version_id=copy.version,
-                bucket=bucket,
-                key=key,
-                metadata={},
-                tags=tags,
-            )
-            copied = self.storage.sha256(bucket, key, version)
-            if copied != sha256:  # the quarantined copy is still there, verified: this bad one can go
-                self.storage.remove(bucket, key, version)
-                raise TransientError("restore_verify", f"{object_id}: restored bytes have sha256 {copied}")
-            what = "copied back from quarantine"
-            log.info("%s: copied back and verified (sha256 %s)", object_id, sha256)
+        match = self._match(object_id, link, earlier, copy)
+
+        def record(sha256: str) -> None:  # before the bytes are back: a replay must find the verdict
+            self._record(object_id, RESTORED, match, sha256)
+            log.info("%s: verdict recorded; copying back version %s", object_id, copy.version)
+
+        target = quarantine_key(bucket, key)
+        copy_tags = self.storage.get_tags(self.settings.quarantine_bucket, target, copy.version)
+        tags = merge(copy_tags, {STATUS: Status.UNIQUE.value, REVIEWED: RESTORED}).tags
+        try:
+            copied = copy_back(self.storage, self.settings.quarantine_bucket, object_id, copy, tags=tags, before=record)
+        except CopyBackRefusedError as exc:
+            raise NotReviewableError(str(exc)) from None
         self._retag(bucket, key, {STATUS: Status.UNIQUE.value, REVIEWED: RESTORED})
-        self._retag(self.settings.quarantine_bucket, quarantine_key(bucket, key), {REVIEWED: RESTORED}, copy.version)
-        return what
+        self._retag(self.settings.quarantine_bucket, target, {REVIEWED: RESTORED}, copy.version)
+        return "copied back from quarantine" if copied else "already back in place"
 
     # Confirm --------------------------------------------------------------------------------------------------
 
@@ -175,12 +160,8 @@ class Reviewer:
     # Plumbing -------------------------------------------------------------------------------------------------
 
     def _split(self, object_id: str) -> tuple[str, str]:
-        bucket, key = split_id(object_id)
-        if not bucket or not key:
-            raise NotReviewableError(f"{object_id!r}: expected BUCKET/KEY")
-        if not self.settings.bucket_allowed(bucket):
-            raise NotReviewableError(f"{bucket}: not in DEDUP_BUCKETS; left alone")
-        return bucket, key
+        """``(bucket, key)``, or :class:`~worker.object_ids.BadIdError` before any S3 or Milvus call sees it."""
+        return parse_id(object_id, allowed=self.settings.bucket_allowed)
 
     def _tagged_duplicate(self, bucket: str, key: str) -> bool:
         outcome = outcome_from_tags(self.storage.get_tags(bucket, key))

@@ -1,7 +1,9 @@
 """The Milvus adapter for review verdicts: ``<collection>_reviews``, beside the index's other collections.
 
 A person who looked at a duplicate in the review gallery either **restored** it (it was no duplicate: it is put
-back and must never be moved again) or **confirmed** it (it is a duplicate; it stays where it is). One row per
+back and must never be moved again) or **confirmed** it (it is a duplicate; it stays where it is). The worker
+adds one row of its own, **promoted**, when it puts a quarantined duplicate back as the new original because
+its original was removed or overwritten (``original`` names the one that went). One row per
 ``(verdict, object)``, upserted, so recording a verdict twice changes nothing; a confirmed duplicate that is
 restored later keeps both rows (the counts below only grow).
 
@@ -10,7 +12,7 @@ field           type                          meaning
 ==============  ============================  ===========================================================
 id              VARCHAR primary key           ``<verdict>:<bucket/key>``
 object          VARCHAR, inverted index       ``bucket/key`` of the duplicate reviewed
-verdict         VARCHAR                       ``restored`` or ``confirmed``
+verdict         VARCHAR                       ``restored``, ``confirmed`` or ``promoted``
 original        VARCHAR                       the original it had been matched with
 kind, score     VARCHAR, FLOAT                how it had matched
 sha256          VARCHAR(64)                   the reviewed bytes: a restore covers these bytes only
@@ -36,7 +38,10 @@ from worker.index import Index, milvus_literal, milvus_literal_list, unused_vect
 
 RESTORED = "restored"
 CONFIRMED = "confirmed"
-VERDICTS = (RESTORED, CONFIRMED)
+VERDICTS = (RESTORED, CONFIRMED)  # a person's: counted in dedup_reviews_total
+#: Not a person's verdict: the worker put a quarantined duplicate back as the original when its original went
+#: (:mod:`worker.promotion`); recorded here so that the gallery can say why a picture is an original.
+PROMOTED = "promoted"
 KINDS = tuple(kind.value for kind in Kind)
 
 _FIELDS = ["object", "verdict", "original", "kind", "score", "sha256", "event_time_ms", "reviewed_at_ms"]
@@ -65,8 +70,8 @@ class Reviews:
 
     def record(self, review: Review) -> Review:
         """Store a verdict (idempotent: a verdict already recorded keeps its first time); returns what is stored."""
-        if review.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, not {review.verdict!r}")
+        if review.verdict not in (*VERDICTS, PROMOTED):
+            raise ValueError(f"verdict must be one of {(*VERDICTS, PROMOTED)}, not {review.verdict!r}")
         earlier = self.of(review.object).get(review.verdict)
         when = earlier.reviewed_at_ms if earlier else review.reviewed_at_ms or int(time.time() * 1000)
         stored = replace(review, reviewed_at_ms=when)

@@ -37,6 +37,9 @@ REASON = "dedup-reason"
 NOTE = "dedup-note"
 #: Set by a reviewer (``restored`` or ``confirmed``, see :mod:`worker.review`); the worker's own retagging keeps it.
 REVIEWED = "dedup-reviewed"
+#: Set on a duplicate put back as the original when its original went (``original_removed`` or
+#: ``original_changed``, see :mod:`worker.promotion`); kept while the object stays ``unique``.
+PROMOTED = "dedup-promoted"
 
 MAX_TAGS = 10
 MAX_VALUE = 256
@@ -112,8 +115,11 @@ class Merged:
 
 def merge(existing: Mapping[str, str], ours: Mapping[str, str]) -> Merged:
     """The user's tags plus as many of ours (in priority order) as fit; stale ``dedup-*`` tags are replaced,
-    except a reviewer's ``dedup-reviewed``, which stays unless ``ours`` sets it."""
-    user = {k: v for k, v in existing.items() if not k.startswith(PREFIX) or (k == REVIEWED and k not in ours)}
+    except a reviewer's ``dedup-reviewed``, which stays unless ``ours`` sets it, and ``dedup-promoted``, which
+    stays unless ``ours`` sets it or makes the object anything but ``unique``."""
+    still_unique = ours.get(STATUS, Status.UNIQUE.value) == Status.UNIQUE.value
+    sticky = {REVIEWED} | ({PROMOTED} if still_unique else set())
+    user = {k: v for k, v in existing.items() if not k.startswith(PREFIX) or (k in sticky and k not in ours)}
     room = max(0, MAX_TAGS - len(user))
     names = list(ours)
     kept, dropped = names[:room], names[room:]
