@@ -1,7 +1,8 @@
 """Pair scores per stage, and precision / recall / F1 / threshold sweeps over them.
 
-Every stage scores a pair of items by a *similarity*: exact 1 or 0 (same SHA-256), perceptual ``-hamming``
-(so that "≥ -t" is "at most t bits apart"), semantic the cosine. A pair matches at threshold τ when its
+Every stage scores a pair of items by a *similarity*: exact 1 or 0 (same SHA-256), perceptual the descriptors'
+cosine (:func:`worker.decision.perceptual_similarity`), a plain hash ``-hamming`` (so that "≥ -t" is "at most t
+bits apart"), semantic the cosine. A pair matches at threshold τ when its
 similarity is ≥ τ. Positive pairs are (variant, its source); negative pairs are (variant, every other source),
 (source, source) and the hard pairs::
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from worker.decision import Guard, Signals, perceptual_distance
+from worker.decision import Guard, Signals, perceptual_similarity
 from worker.eval.dataset import Dataset, Role
 
 Floats = npt.NDArray[np.float64]
@@ -155,9 +156,10 @@ def hamming_scorer(hashes: Sequence[int], bits: int) -> Scorer:
 ABSTAINED = -1000.0
 
 
-def look_scorer(signals: Sequence[Signals], guard: Guard) -> Scorer:
-    """The worker's perceptual stage: ``-perceptual_distance`` over the allowed pairs of hashes (whole, mirror,
-    regions), or :data:`ABSTAINED` when the guard keeps either picture out or their colours disagree."""
+def look_scorer(signals: Sequence[Signals], guard: Guard, detail: float | None) -> Scorer:
+    """The worker's perceptual stage: :func:`~worker.decision.perceptual_similarity` over the allowed pairs of
+    descriptors (whole, mirror, regions, brightened) whose details agree at ``detail``, or :data:`ABSTAINED` when
+    the guard keeps either picture out or their colours disagree."""
 
     def score(a: Ints, b: Ints) -> Floats:
         out = np.empty(len(a), dtype=np.float64)
@@ -168,7 +170,8 @@ def look_scorer(signals: Sequence[Signals], guard: Guard) -> Scorer:
             ):
                 out[n] = ABSTAINED
             else:
-                out[n] = -perceptual_distance(x, y)
+                found = perceptual_similarity(x, y, detail)
+                out[n] = ABSTAINED if found is None else found
         return out
 
     return score
