@@ -185,7 +185,7 @@ class Guard:
 
 GUARD = Guard()
 #: Two views' details must agree this well for their descriptors' similarity to count (``Thresholds.detail``).
-DETAIL = 0.9
+DETAIL = 0.98
 #: No guard and no colour check: every pair is compared (the harness's "unguarded" column).
 NO_GUARD = Guard(information=-1.0, texture=-1.0, split=2.0, semantic_texture=-1.0, semantic_split=2.0, colour=9.0)
 

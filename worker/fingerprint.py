@@ -88,11 +88,18 @@ REGIONS: tuple[tuple[float, float, float, float], ...] = (
 
 assert len(REGIONS) == REGION_COUNT
 
+#: Coefficients whose length is below this many grey levels describe no structure: the descriptor is all zeros.
+NO_STRUCTURE = 1e-3
 #: Side of the box blur a view's details are taken against: what it removes is the view's coarse shading.
 DETAIL_BOX = 5
 
-#: A row or column is part of a uniform border when its grey levels stay within this of the border's colour.
+#: A row or column is part of a uniform border when its grey levels stay within this of the border's colour...
 BORDER_TOLERANCE = 10.0
+#: ...or within this share of the picture's own spread of grey levels (2nd to 98th percentile), when that is
+#: less: the dark background of a low-contrast picture varies by a few grey levels and is the picture, not a
+#: border to trim (down to :data:`BORDER_TOLERANCE_MIN`, JPEG's noise in a bar).
+BORDER_SHARE = 0.1
+BORDER_TOLERANCE_MIN = 3.0
 #: Lines dropped after a border: the blend of border and picture.
 BLEND = 1
 #: Most of a side that trimming may remove (more is the picture, not a border).
@@ -156,31 +163,33 @@ def trim_box(grey: Floats) -> tuple[int, int, int, int]:
     strip on one side only (a clipped sky, a title bar) is part of the picture. A picture that is all border (a
     solid colour) is kept whole."""
     h, w = grey.shape
-    top, bottom = _paired(grey, h)
-    left, right = _paired(grey.T, w)
+    low, high = np.percentile(grey, [2, 98])
+    tolerance = min(BORDER_TOLERANCE, max(BORDER_TOLERANCE_MIN, BORDER_SHARE * float(high - low)))
+    top, bottom = _paired(grey, h, tolerance)
+    left, right = _paired(grey.T, w, tolerance)
     inner = grey[top : h - bottom, left : w - right]
-    if w - right - left < 8 or h - bottom - top < 8 or float(np.ptp(inner)) <= 2 * BORDER_TOLERANCE:
+    if w - right - left < 8 or h - bottom - top < 8 or float(np.ptp(inner)) <= 2 * tolerance:
         return (0, 0, w, h)  # nothing but border: a uniform picture
     return (left, top, w - right, h - bottom)
 
 
-def _paired(lines: Floats, length: int) -> tuple[int, int]:
+def _paired(lines: Floats, length: int, tolerance: float) -> tuple[int, int]:
     """The border runs at both ends of ``lines``, or none when either end has none or their colours differ."""
-    first, last = _flat_run(lines, length), _flat_run(lines[::-1], length)
+    first, last = _flat_run(lines, length, tolerance), _flat_run(lines[::-1], length, tolerance)
     if not first or not last:
         return (0, 0)
-    if abs(_median(lines[0]) - _median(lines[-1])) > BORDER_TOLERANCE:
+    if abs(_median(lines[0]) - _median(lines[-1])) > tolerance:
         return (0, 0)
     return (first, last)
 
 
-def _flat_run(lines: Floats, length: int) -> int:
+def _flat_run(lines: Floats, length: int, tolerance: float) -> int:
     """How many leading lines (rows of ``lines``) are uniform and of the first line's colour, plus the line after
     them, a blend of border and picture (thumbnail resampling, JPEG ringing) that would shift the hash."""
     limit = int(length * BORDER_MAX)
     colour = _median(lines[0])
     n = 0
-    while n < limit and float(np.max(np.abs(lines[n] - colour))) <= BORDER_TOLERANCE:
+    while n < limit and float(np.max(np.abs(lines[n] - colour))) <= tolerance:
         n += 1
     return n + BLEND if n >= 2 else 0  # a single edge line is JPEG ringing or a frame, not a border
 
@@ -275,7 +284,8 @@ def descriptors(low: Floats) -> Vector:
     centred = np.zeros_like(flat)
     centred[:, 1:] = ac - ordered[:, half : half + 1]
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    out: Vector = (centred / np.where(norms > 1e-9, norms, 1.0)).astype(np.float32)
+    # A view with no structure has coefficients of float rounding (~1e-7 grey levels): all zeros, not their noise.
+    out: Vector = (centred / np.where(norms > NO_STRUCTURE, norms, np.inf)).astype(np.float32)
     assert out.shape[1] == DESCRIPTOR_DIM
     return out
 

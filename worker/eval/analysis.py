@@ -21,6 +21,7 @@ from worker.eval import combined
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
 from worker.eval.metrics import (
+    CONFIRM_FROM,
     NEGATIVE_GROUPS,
     Scores,
     at,
@@ -182,7 +183,7 @@ def analyse(
     if "perceptual" in stages:
         every = combined.signals(data, measured, None)
         scored["perceptual"] = score_pairs(pairs, look_scorer(every, guard, detail))
-        grids["perceptual"] = COSINE_GRID
+        grids["perceptual"] = [t for t in COSINE_GRID if t >= CONFIRM_FROM]
     for setup, rows in measured.embeddings.items():
         scored[f"semantic {setup}"] = score_pairs(pairs, cosine_scorer(rows))
         grids[f"semantic {setup}"] = COSINE_GRID

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.decision import Neighbour, Signals, Status, Thresholds, decide, perceptual_similarity
+from worker.eval import similarity
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
 from worker.eval.metrics import NEGATIVE_GROUPS
+from worker.eval.similarity import Floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,28 +55,44 @@ def signals(data: Dataset, measured: Measured, embedding: str | None) -> list[Si
     ]
 
 
-def neighbours_of(item: Signals, originals: list[Signals], detail: float | None) -> list[Neighbour]:
-    """What the index adapter would return for ``item``: every original with all three measurements (the
-    perceptual one confirmed by details at ``detail``, as the index confirms the rows it finds)."""
+def neighbours_of(
+    item: Signals, originals: list[Signals], thresholds: Thresholds, near: Floats | None = None
+) -> list[Neighbour]:
+    """What the index adapter would return for ``item``: every original with all three measurements, the
+    perceptual one confirmed by details as the index confirms the rows it finds at the threshold. ``near``, the
+    unconfirmed similarities to ``originals`` (:func:`worker.eval.similarity.matrix`), spares the confirmation
+    of every pair that could not match anyway."""
+
+    def perceptual(n: int, o: Signals) -> float | None:
+        if near is None or (thresholds.perceptual is not None and near[n] >= thresholds.perceptual):
+            return perceptual_similarity(item, o, thresholds.detail)
+        return float(near[n])
+
     return [
         Neighbour(
             o.id,
             o.event_time_ms,
             sha256=o.sha256,
-            perceptual=perceptual_similarity(item, o, detail),
+            perceptual=perceptual(n, o),
             look=o.look,
             cosine=None
             if item.embedding is None or o.embedding is None
             else float(np.dot(item.embedding, o.embedding)),
         )
-        for o in originals
+        for n, o in enumerate(originals)
     ]
 
 
 def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: str | None = None) -> Combined:
     """Decide every variant against the originals, the originals as one batch, and each hard pair."""
     every = signals(data, measured, embedding)
-    originals = [every[i] for i in data.of_role(Role.ORIGINAL)]
+    first = data.of_role(Role.ORIGINAL)
+    originals = [every[i] for i in first]
+    views = similarity.stack(every) if measured.fingerprints else None
+
+    def near(i: int, among: list[int]) -> Floats | None:
+        return None if views is None else similarity.matrix(views[[i]], views[among])[0]
+
     source_id = {data.items[i].source: data.items[i].id for i in data.of_role(Role.ORIGINAL)}
 
     found: dict[str, int] = {}
@@ -86,7 +104,7 @@ def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: st
     for i in data.of_role(Role.VARIANT):
         item, key = data.items[i], str(data.items[i].transform)
         (decision,) = decide(
-            [every[i]], {every[i].id: neighbours_of(every[i], originals, thresholds.detail)}, thresholds
+            [every[i]], {every[i].id: neighbours_of(every[i], originals, thresholds, near(i, first))}, thresholds
         )
         total[key] = total.get(key, 0) + 1
         decided["other sources"] += 1
@@ -105,16 +123,16 @@ def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: st
         fp["other sources"] += decision.status is Status.DUPLICATE
 
     # Low-information pictures are uploaded after the sources, as one batch: every duplicate among them is false.
-    weak = [every[i] for i in data.of_role(Role.LOW_INFO)]
+    weak = data.of_role(Role.LOW_INFO)
     if weak:
-        neighbours = {w.id: neighbours_of(w, originals, thresholds.detail) for w in weak}
-        for decision in decide(weak, neighbours, thresholds):
+        neighbours = {every[i].id: neighbours_of(every[i], originals, thresholds, near(i, first)) for i in weak}
+        for decision in decide([every[i] for i in weak], neighbours, thresholds):
             decided["low-information"] += 1
             fp["low-information"] += decision.status is Status.DUPLICATE
 
     for a, b in zip(data.of_role(Role.HARD_A), data.of_role(Role.HARD_B), strict=True):
         (decision,) = decide(
-            [every[b]], {every[b].id: neighbours_of(every[b], [every[a]], thresholds.detail)}, thresholds
+            [every[b]], {every[b].id: neighbours_of(every[b], [every[a]], thresholds, near(b, [a]))}, thresholds
         )
         decided["hard"] += 1
         fp["hard"] += decision.status is Status.DUPLICATE

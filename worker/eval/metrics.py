@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from worker.decision import Guard, Signals, perceptual_similarity
+from worker.decision import Guard, Signals
+from worker.eval import similarity
 from worker.eval.dataset import Dataset, Role
 
 Floats = npt.NDArray[np.float64]
@@ -156,23 +157,29 @@ def hamming_scorer(hashes: Sequence[int], bits: int) -> Scorer:
 ABSTAINED = -1000.0
 
 
+#: Pairs at or above this descriptor similarity are confirmed by details and colour-checked pair by pair, as the
+#: decision does; below it they keep their unconfirmed similarity (which can only overstate a negative's), so
+#: thresholds are swept from here up.
+CONFIRM_FROM = 0.8
+
+
 def look_scorer(signals: Sequence[Signals], guard: Guard, detail: float | None) -> Scorer:
     """The worker's perceptual stage: :func:`~worker.decision.perceptual_similarity` over the allowed pairs of
-    descriptors (whole, mirror, regions, brightened) whose details agree at ``detail``, or :data:`ABSTAINED` when
-    the guard keeps either picture out or their colours disagree."""
+    descriptors (whole, mirror, regions, brightened) whose details agree at ``detail`` (from
+    :data:`CONFIRM_FROM` up), or :data:`ABSTAINED` when the guard keeps either picture out or (from
+    :data:`CONFIRM_FROM` up) their colours disagree."""
+    views = similarity.stack(signals)
+    passes = np.array([guard.perceptual_ok(item.look) for item in signals])
 
     def score(a: Ints, b: Ints) -> Floats:
-        out = np.empty(len(a), dtype=np.float64)
-        for n, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
-            x, y = signals[i], signals[j]
-            if not (
-                guard.perceptual_ok(x.look) and guard.perceptual_ok(y.look) and guard.colours_agree(x.look, y.look)
-            ):
-                out[n] = ABSTAINED
-            else:
-                found = perceptual_similarity(x, y, detail)
-                out[n] = ABSTAINED if found is None else found
-        return out
+        found = similarity.confirm(
+            signals, a, b, similarity.pairs(views, a, b), detail=detail, floor=CONFIRM_FROM
+        ).astype(np.float64)
+        found[~(passes[a] & passes[b])] = ABSTAINED
+        for n in np.flatnonzero(found >= CONFIRM_FROM).tolist():
+            if not guard.colours_agree(signals[int(a[n])].look, signals[int(b[n])].look):
+                found[n] = ABSTAINED
+        return found
 
     return score
 

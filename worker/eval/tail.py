@@ -6,15 +6,17 @@ is compared with every original, so what matters is the per-pair rate far out in
 pictures (a folder, or a fold of the corpus), makes copies of each with moderate edits, adds the generated
 low-information pictures, fingerprints everything with the worker's own code and scores **every pair of items
 from different sources** with the perceptual stage's rule (:func:`worker.decision.perceptual_similarity`:
-whole ↔ every view either way round, or two same-region pairs), after its guard, then its colour check::
+whole ↔ every view either way round, or two same-region pairs), after its guard; the pairs near enough to
+matter are then confirmed by their views' details and colour-checked, as the decision does::
 
-    python -m worker.eval.tail --corpus data/corpus --fold test --copies 7 --out docs/quality/tail.json
-    5,196 items (612 sources × 8, 300 low-information), 13,457,010 negative pairs (12,051,220 guarded) ...
+    python -m worker.eval.tail --corpus data/corpus --fold tune --out data/tail-tune.json
+    6,720 items (640 sources with their copies, and low-information pictures), 22,547,040 negative pairs ...
 
 It prints the negative pairs' survival (how many reach each similarity), the copies' recall at the same points,
-and the expected number of false neighbours per upload against 1M and 100M originals at the threshold: the
-measured per-pair rate when enough pairs reach it, else an exponential fitted to the measured tail (stated as
-such). Everything is vectorised: 5,000 items take about a minute on two cores, most of it decoding.
+and the expected number of false neighbours per upload against 1M and 100M originals at the thresholds: the
+measured per-pair rate times the originals, and its 95 % upper bound (Poisson: 3 / pairs when none is found).
+The pairs are scored as whole arrays (:mod:`worker.eval.similarity`); 6,700 items (a fold of the corpus) take
+about seven minutes on two cores, most of it making and decoding the copies.
 """
 
 from __future__ import annotations
@@ -33,16 +35,14 @@ import typer
 
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
-    BRIGHT,
     DETAIL,
     GUARD,
-    REGION_COUNT,
-    REGIONS_AGREEING,
     Guard,
     Signals,
     perceptual_similarity,
 )
 from worker.eval import negatives as low_information
+from worker.eval import similarity as similarity_rule
 from worker.eval.dataset import decode
 from worker.eval.transforms import REGRESSION, Transform
 from worker.fingerprint import Fingerprint, fingerprint
@@ -59,6 +59,8 @@ SCALES = (1_000_000, 100_000_000)
 FIT_MIN_COUNT = 10
 #: Details' thresholds at which negative pairs are counted at the descriptor threshold, to extrapolate along.
 FIT_FROM_DETAIL = 0.8
+#: Details' thresholds of the (descriptor, details) grid reported for choosing both.
+GRID_DETAIL = (0.0, 0.9, 0.95, 0.97, 0.98, 0.99)
 DETAIL_GRID = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 
 
@@ -78,31 +80,6 @@ class Pairs:
     guarded: npt.NDArray[np.bool_]  # both pictures pass the perceptual guard
 
 
-def views(prints: Sequence[Fingerprint]) -> Floats:
-    """items × (1 + 1 + REGION_COUNT + 1) × 64: whole, mirror, regions, brightened."""
-    out: Floats = np.stack([np.concatenate([p.dct[None, :], p.look.variants]) for p in prints]).astype(np.float32)
-    return out
-
-
-def pairwise(stack: Floats) -> Floats:
-    """:func:`worker.decision.perceptual_similarity` of every pair at once (items × items)."""
-    assert REGIONS_AGREEING == 2, "the second-best region is kept below"
-    assert BRIGHT - 2 == REGION_COUNT
-    whole = stack[:, 0]
-    view = np.full((len(stack), len(stack)), -1.0, dtype=np.float32)
-    for k in range(stack.shape[1]):  # whole of one against every view of the other
-        np.maximum(view, whole @ stack[:, k].T, out=view)
-    np.maximum(view, view.T, out=view)  # either way round
-    first = np.full_like(view, -1.0)
-    second = np.full_like(view, -1.0)
-    for k in range(2, BRIGHT):  # region k against region k: the REGIONS_AGREEING-th best counts
-        same = stack[:, k] @ stack[:, k].T
-        np.maximum(second, np.minimum(first, same), out=second)
-        np.maximum(first, same, out=first)
-    out: Floats = np.maximum(view, second)
-    return out
-
-
 def measure(
     items: Sequence[Item],
     prints: Sequence[Fingerprint],
@@ -111,8 +88,11 @@ def measure(
     detail: float | None = DETAIL,
 ) -> dict[str, Any]:
     """The negative pairs' tail and the copies' recall (plain data, for JSON)."""
-    stack = views(prints)
-    similarity = pairwise(stack)
+    signals = [
+        Signals(item.name, n, "", p.dct, look=p.look) for n, (item, p) in enumerate(zip(items, prints, strict=True))
+    ]
+    views = similarity_rule.stack(signals)
+    similarity = similarity_rule.matrix(views, views)
     ok = np.array([guard.perceptual_ok(p.look) for p in prints])
     source = np.array([item.source for item in items])
     upper = np.triu(np.ones_like(similarity, dtype=bool), k=1)
@@ -157,8 +137,33 @@ def measure(
         for d in DETAIL_GRID
     }
 
+    # Both thresholds at once, for choosing them: negatives matching and copies found at each (t, d).
+    candidates = [pair for pair, colour in zip(pairs, colour_ok, strict=True) if colour]
+    grid: dict[str, dict[str, dict[str, float]]] = {}
+    for d in GRID_DETAIL:
+        negative_at = np.array([perceptual_similarity(signals[i], signals[j], d) or -1.0 for i, j in candidates])
+        copy_at = np.array(
+            [perceptual_similarity(signals[n], signals[original_of[items[n].source]], d) or -1.0 for n in copies]
+        )
+        grid[f"{d:.2f}"] = {
+            f"{t:.2f}": {
+                "negatives": int(np.count_nonzero(negative_at >= t)),
+                "recall": float(np.mean((copy_at >= t) & recall_ok)) if copies else math.nan,
+            }
+            for t in POINTS
+        }
+    by_transform: dict[str, list[bool]] = {}
+    by_category: dict[str, list[bool]] = {}
+    for n, value, passed in zip(copies, recall_values.tolist(), recall_ok.tolist(), strict=True):
+        found = passed and value >= threshold
+        by_transform.setdefault(str(items[n].copy), []).append(found)
+        by_category.setdefault(items[n].category, []).append(found)
+
     survival = {f"{t:.2f}": int(np.count_nonzero(after >= t)) for t in POINTS}
     return {
+        "grid": grid,
+        "recall_by_transform": {k: float(np.mean(v)) for k, v in sorted(by_transform.items())},
+        "recall_by_category": {k: float(np.mean(v)) for k, v in sorted(by_category.items())},
         "items": len(items),
         "sources": len({item.source for item in items if item.copy is None and item.category != "low-information"}),
         "negative_pairs": int(np.count_nonzero(negative)),
@@ -220,23 +225,29 @@ def _fit_along_detail(joint: dict[str, int], pairs: int) -> dict[str, float] | N
     return {"a": float(a), "b": float(b), "from": float(xs.min()), "to": float(xs.max())}
 
 
-def rate_at(result: dict[str, Any]) -> tuple[float, str]:
-    """The per-pair false-neighbour rate at the result's threshold: measured when at least :data:`FIT_MIN_COUNT`
-    negative pairs reach it, else from the fitted tail."""
-    pairs, count, threshold = result["guarded_pairs"], result["at_threshold"], result["threshold"]
-    if count >= FIT_MIN_COUNT:
-        return count / pairs, f"measured ({count} of {pairs:,} pairs)"
-    along = result["along_detail_fit"]
-    if along is not None and result["detail"] is not None:
-        rate = 10 ** (along["a"] + along["b"] * result["detail"])
-        return rate, (
-            f"extrapolated along the details' threshold from {along['from']:.2f}–{along['to']:.2f} "
-            f"({count} of {pairs:,} pairs measured at it)"
-        )
-    fit = result["tail"]["fit"]
-    if fit is None:
-        return math.nan, "not measurable"
-    return 10 ** (fit["a"] + fit["b"] * threshold), f"extrapolated ({count} of {pairs:,} pairs measured)"
+def poisson_upper(count: int, confidence: float = 0.95) -> float:
+    """The upper confidence bound of a Poisson mean after observing ``count`` events (3.0 for none at 95 %)."""
+
+    def at_most(mean: float) -> float:  # P(X <= count)
+        term = total = math.exp(-mean)
+        for k in range(1, count + 1):
+            term *= mean / k
+            total += term
+        return total
+
+    low, high = 0.0, count + 10 * math.sqrt(count + 1) + 10
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if at_most(mid) > 1 - confidence else (low, mid)
+    return high
+
+
+def rate_at(result: dict[str, Any]) -> tuple[float, float]:
+    """The per-pair false-neighbour rate at the result's thresholds: as measured, and its 95 % upper bound."""
+    pairs, count = result["guarded_pairs"], result["at_threshold"]
+    if not pairs:
+        return math.nan, math.nan
+    return count / pairs, poisson_upper(count) / pairs
 
 
 def summary(result: dict[str, Any]) -> str:
