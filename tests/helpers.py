@@ -7,8 +7,13 @@ import itertools
 import struct
 import time
 import zlib
+from collections.abc import Iterable
 
+import numpy as np
 from PIL import Image
+
+from worker.decision import Look, Vector
+from worker.hashing import bits_descriptor
 
 BUCKET = "photos"
 _clock = itertools.count(int(time.time() * 1000))
@@ -17,6 +22,27 @@ _clock = itertools.count(int(time.time() * 1000))
 def next_time_ms() -> int:
     """Strictly increasing event times across the session."""
     return next(_clock)
+
+
+def bits(h: int) -> Vector:
+    """A 64-bit hash as a perceptual descriptor: two of them ``k`` bits apart have similarity ``1 − k/32``."""
+    return bits_descriptor(h)
+
+
+def bits_apart(k: int) -> float:
+    """The similarity of two :func:`bits` descriptors ``k`` bits apart (exact in float32)."""
+    return 1.0 - k / 32
+
+
+def bit_views(hashes: Iterable[int]) -> Vector:
+    """A look's variants (one descriptor row per hash, in order: mirror, regions, brightened)."""
+    rows = [bits(h) for h in hashes]
+    return np.stack(rows) if rows else np.zeros((0, 64), dtype=np.float32)
+
+
+def bits_look(hashes: Iterable[int], *, information: float, split: float, texture: float, colour: bytes) -> Look:
+    """A :class:`Look` whose variants are the descriptors of these hashes."""
+    return Look(bit_views(hashes), information, split, texture, colour)
 
 
 def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:

@@ -19,7 +19,8 @@ from worker.bench import (
     make_camera_images,
     synthetic_originals,
 )
-from worker.decision import BRIGHT
+from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
+from worker.decision import BRIGHT, DESCRIPTOR_DIM
 from worker.metrics import STAGES
 
 
@@ -77,7 +78,19 @@ def test_synthetic_originals_carry_every_stored_hash_and_a_unit_embedding() -> N
         assert len(item.look.variants) == BRIGHT  # mirror, regions, brightened: the rows the worker stores
         assert item.embedding is not None
         assert float(np.linalg.norm(item.embedding)) == pytest.approx(1.0, abs=1e-5)
-    assert synthetic_originals(64, 1)[0].phash == batch[0].phash  # the same originals every run
+        assert item.dct is not None
+        assert item.dct.shape == (DESCRIPTOR_DIM,)
+        assert item.look.variants.shape == (BRIGHT, DESCRIPTOR_DIM)
+        views = np.concatenate([item.dct[None, :], item.look.variants])
+        assert np.linalg.norm(views, axis=1) == pytest.approx(np.ones(1 + BRIGHT), abs=1e-5)  # unit descriptors
+    [again] = synthetic_originals(64, 1)
+    assert again.dct is not None
+    assert batch[0].dct is not None
+    assert np.array_equal(again.dct, batch[0].dct)  # the same originals every run
+    wholes = np.stack([item.dct for item in synthetic_originals(0, 200) if item.dct is not None])
+    cosines = wholes @ wholes.T
+    np.fill_diagonal(cosines, 0.0)
+    assert cosines.max() < DEFAULT_PERCEPTUAL_THRESHOLD  # none near another: no original is a duplicate
 
 
 def test_growth_table_has_a_row_per_step_and_a_column_per_engine_setting() -> None:

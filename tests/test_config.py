@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from worker.config import DEFAULT_SEMANTIC_THRESHOLD, Action, CompileMode, ConfigError, DecodeMode, load_settings
+from worker.config import (
+    DEFAULT_PERCEPTUAL_THRESHOLD,
+    DEFAULT_SEMANTIC_THRESHOLD,
+    Action,
+    CompileMode,
+    ConfigError,
+    DecodeMode,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +29,10 @@ def test_defaults_are_usable_on_embedded_services() -> None:
     assert s.milvus_uri.endswith(".db")
     assert s.action is Action.TAG
     assert s.model_weights == "imagenet"
-    assert s.perceptual_threshold == 3  # docs/quality/report.md; tests/test_docs.py checks the two agree
+    # docs/quality/report.md; tests/test_docs.py checks the two agree
+    assert s.perceptual_threshold == DEFAULT_PERCEPTUAL_THRESHOLD
+    assert isinstance(s.perceptual_threshold, float)
+    assert 0.0 < s.perceptual_threshold <= 1.0  # a cosine
     assert s.effective_semantic_threshold == DEFAULT_SEMANTIC_THRESHOLD
 
 
@@ -33,6 +44,11 @@ def test_defaults_are_usable_on_embedded_services() -> None:
         ("DEDUP_ACTION", "delete"),
         ("DEDUP_S3_SECURE", "perhaps"),
         ("DEDUP_PERCEPTUAL_THRESHOLD", "65"),
+        ("DEDUP_PERCEPTUAL_THRESHOLD", "3"),
+        ("DEDUP_PERCEPTUAL_THRESHOLD", "1.01"),
+        ("DEDUP_PERCEPTUAL_THRESHOLD", "0"),
+        ("DEDUP_PERCEPTUAL_THRESHOLD", "-0.5"),
+        ("DEDUP_PERCEPTUAL_THRESHOLD", "close"),
         ("DEDUP_SEMANTIC_THRESHOLD", "1.5"),
         ("DEDUP_MILVUS_URI", "milvus.sqlite"),
         ("DEDUP_DEVICE", "tpu"),
@@ -47,6 +63,21 @@ def test_an_invalid_value_fails_naming_its_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=f"^{variable}: "):
         load_settings()
+
+
+@pytest.mark.parametrize("bits", ["3", "6", "64"])
+def test_a_perceptual_threshold_in_bits_is_refused_saying_it_is_now_a_cosine(
+    monkeypatch: pytest.MonkeyPatch, bits: str
+) -> None:
+    monkeypatch.setenv("DEDUP_PERCEPTUAL_THRESHOLD", bits)
+    with pytest.raises(ConfigError, match=r"^DEDUP_PERCEPTUAL_THRESHOLD: .*cosine.*bits"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0.9", 0.9), ("1", 1.0), (" 0.975 ", 0.975)])
+def test_a_perceptual_threshold_is_a_cosine(monkeypatch: pytest.MonkeyPatch, value: str, expected: float) -> None:
+    monkeypatch.setenv("DEDUP_PERCEPTUAL_THRESHOLD", value)
+    assert load_settings().perceptual_threshold == expected
 
 
 def test_the_model_is_compiled_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,10 +46,11 @@ def test_the_readme_quality_table_is_the_committed_harness_report() -> None:
 def test_the_default_thresholds_are_the_ones_the_report_chose() -> None:
     import json
 
+    from worker.decision import DESCRIPTOR_DIM
     from worker.hashing import PERCEPTUAL
 
     chosen = json.loads((README.parent / "docs" / "quality" / "report.json").read_text())
-    assert chosen["hasher"] == {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits}
+    assert chosen["hasher"] == {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits, "dim": DESCRIPTOR_DIM}
     assert Settings.model_fields["perceptual_threshold"].default == chosen["chosen"]["perceptual"]
     assert f"| `DEDUP_PERCEPTUAL_THRESHOLD` | `{chosen['chosen']['perceptual']}` |" in README.read_text()
 

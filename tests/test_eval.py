@@ -19,16 +19,18 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.helpers import bits_apart
 from worker.config import load_settings
-from worker.decision import NO_GUARD, Thresholds, hamming
+from worker.decision import NO_GUARD, Thresholds, similarity
 from worker.eval import combined
 from worker.eval.__main__ import app
+from worker.eval.analysis import SWEEP, perceptual_sweep
 from worker.eval.dataset import Role, build
 from worker.eval.measure import measure
 from worker.eval.metrics import ABSTAINED, Scores, at, halfway, hamming_scorer
 from worker.eval.negatives import CATEGORIES
 from worker.eval.transforms import REGRESSION, TRANSFORMS, by_key
-from worker.hashing import HASHERS, PERCEPTUAL
+from worker.hashing import HASHERS, PERCEPTUAL, bits_descriptor
 from worker.samples import photo, png
 
 TINY = ("astronaut.png", "chelsea.png", "coffee.png", "camera.png")
@@ -83,8 +85,8 @@ def test_default_thresholds_catch_moderate_edits_with_no_false_positive(tiny: Pa
 def test_without_the_guard_low_information_pictures_are_called_duplicates(tiny: Path) -> None:
     data = build(tiny, [by_key("jpeg q75")], negatives=NEGATIVES)
     measured = measure(data, hashers=[], progress=False)
-    guarded = combined.run(data, measured, Thresholds(perceptual=5, semantic=None))
-    bare = combined.run(data, measured, Thresholds(perceptual=5, semantic=None, guard=NO_GUARD))
+    guarded = combined.run(data, measured, Thresholds(perceptual=bits_apart(5), semantic=None))
+    bare = combined.run(data, measured, Thresholds(perceptual=bits_apart(5), semantic=None, guard=NO_GUARD))
     assert guarded.false_positives["low-information"] == 0
     assert bare.false_positives["low-information"] > 0  # solid colours share one pHash
     assert guarded.recall["jpeg q75"] == bare.recall["jpeg q75"] == 1.0
@@ -93,7 +95,7 @@ def test_without_the_guard_low_information_pictures_are_called_duplicates(tiny: 
 def test_a_threshold_that_is_too_wide_shows_up_as_false_positives(tiny: Path) -> None:
     data = build(tiny, [by_key("rotate +5°")], negatives=0)
     measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
-    loose = combined.run(data, measured, Thresholds(perceptual=40, semantic=None))
+    loose = combined.run(data, measured, Thresholds(perceptual=bits_apart(40), semantic=None, detail=None))
     assert loose.false_positives["other sources"] > 0
 
 
@@ -109,10 +111,32 @@ def test_variants_are_deterministic_and_labelled(tiny: Path) -> None:
 
 
 @given(st.lists(st.integers(0, (1 << 64) - 1), min_size=2, max_size=6))
-def test_the_hamming_scorer_agrees_with_the_decision_core(hashes: list[int]) -> None:
+def test_the_hamming_scorer_agrees_with_the_bit_descriptors(hashes: list[int]) -> None:
     a, b = np.array([0] * (len(hashes) - 1)), np.arange(1, len(hashes))
     scores = hamming_scorer(hashes, 64)(a, b)
-    assert list(-scores) == [hamming(hashes[0], h) for h in hashes[1:]]
+    assert list(-scores) == [(hashes[0] ^ h).bit_count() for h in hashes[1:]]
+    first = bits_descriptor(hashes[0])
+    assert [bits_apart(int(-s)) for s in scores] == [similarity(first, bits_descriptor(h)) for h in hashes[1:]]
+
+
+def test_the_perceptual_sweep_is_over_similarities() -> None:
+    scores = Scores(
+        positive={"jpeg q75": np.array([1.0, 0.97, 0.9]), "mirror horizontal": np.array([0.85, ABSTAINED])},
+        negative_of={"jpeg q75": np.array([0.3, 0.83]), "mirror horizontal": np.array([0.1, 0.2])},
+        originals=np.array([0.2]),
+        hard=np.array([0.5]),
+        low_info={"solid colour": np.array([ABSTAINED, 0.95])},
+    )
+    rows = perceptual_sweep(scores)
+    assert [row["threshold"] for row in rows] == SWEEP
+    assert SWEEP[0] == 0.8
+    assert SWEEP[-1] == 1.0
+    assert all("bits" not in row for row in rows)
+    recall = [row["recall"] for row in rows]
+    assert recall == sorted(recall, reverse=True)  # a higher similarity threshold never finds more
+    assert recall[0] > recall[-1]
+    by_threshold = {row["threshold"]: row for row in rows}
+    assert by_threshold[0.97]["recall"] == pytest.approx(at(scores, 0.97).overall_recall)
 
 
 def test_metrics_at_a_threshold_and_the_halfway_rule() -> None:

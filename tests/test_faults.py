@@ -25,7 +25,7 @@ from tests.helpers import BUCKET, next_time_ms
 from tests.proxy import Proxy
 from worker import imaging
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD, Action
-from worker.decision import GUARD, Kind, Signals, Status, perceptual_distance
+from worker.decision import GUARD, Kind, Signals, Status, perceptual_similarity
 from worker.eval.sources import distinct_images
 from worker.fingerprint import fingerprint
 from worker.index import Index
@@ -191,9 +191,10 @@ def racing_pictures() -> Iterator[tuple[str, Image.Image]]:
     for name, picture in distinct_images():
         first = fingerprint(imaging.decode(jpeg(picture, 90), max_pixels=10**8))
         copy = fingerprint(imaging.decode(jpeg(resized(picture, 0.7), 80), max_pixels=10**8))
-        a = Signals("a", 1, "a", first.phash, look=first.look)
-        c = Signals("c", 2, "c", copy.phash, look=copy.look)
-        recognised = perceptual_distance(a, c) <= DEFAULT_PERCEPTUAL_THRESHOLD
+        a = Signals("a", 1, "a", first.dct, look=first.look)
+        c = Signals("c", 2, "c", copy.dct, look=copy.look)
+        found = perceptual_similarity(a, c)
+        recognised = found is not None and found >= DEFAULT_PERCEPTUAL_THRESHOLD
         if recognised and GUARD.perceptual_ok(first.look) and GUARD.perceptual_ok(copy.look):
             yield name, picture
 

@@ -1,4 +1,5 @@
-"""Hashes: the ±1 vector encoding Milvus stores, and the perceptual hash on real photos."""
+"""Hashes: bit hashes as unit descriptors (what the harness and the tests compare like the worker's), and the plain
+perceptual hash on real photos."""
 
 from __future__ import annotations
 
@@ -6,19 +7,33 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.decision import hamming
-from worker.hashing import hamming_from_l2, hash_to_vector, perceptual_hash, sha256_hex
+from worker.decision import similarity
+from worker.hashing import HASH_BITS, bits_descriptor, perceptual_hash, sha256_hex
 from worker.samples import PHOTOS, brightened, grayscale, photo, resized
 
 bits64 = st.integers(0, (1 << 64) - 1)
 
 
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
 @given(bits64, bits64)
-def test_squared_l2_of_the_vectors_is_four_times_the_hamming_distance(a: int, b: int) -> None:
-    va, vb = hash_to_vector(a), hash_to_vector(b)
-    assert va.shape == (64,)
-    assert set(np.unique(va)) <= {-1.0, 1.0}
-    assert hamming_from_l2(float(np.sum((va - vb) ** 2))) == hamming(a, b)
+def test_the_similarity_of_two_bit_descriptors_is_one_minus_hamming_over_32(a: int, b: int) -> None:
+    va, vb = bits_descriptor(a), bits_descriptor(b)
+    assert va.shape == (HASH_BITS,) == (64,)
+    assert va.dtype == np.float32
+    assert set(np.unique(va)) <= {-0.125, 0.125}
+    assert float(np.linalg.norm(va)) == 1.0
+    assert similarity(va, vb) == 1 - hamming(a, b) / 32  # exact: every product is ±1/64
+
+
+def test_a_bit_descriptor_puts_the_most_significant_bit_first() -> None:
+    top = bits_descriptor(1 << 63)
+    assert top[0] == 0.125
+    assert (top[1:] == -0.125).all()
+    assert bits_descriptor(1)[-1] == 0.125
+    assert (bits_descriptor(1)[:-1] == -0.125).all()
 
 
 def test_sha256() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
 
+from tests.helpers import bit_views, bits, bits_apart
 from worker.decision import Look, Signals, Thresholds
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 
@@ -37,8 +38,9 @@ def index(lite_uri: str, request: pytest.FixtureRequest) -> Iterator[Index]:
     idx.close()
 
 
-def sig(id_: str, t: int, sha: str, phash: int, emb: np.ndarray) -> Signals:
-    return Signals(id_, t, sha, phash, emb)
+def sig(id_: str, t: int, sha: str, h: int, emb: np.ndarray) -> Signals:
+    """An image whose perceptual descriptor is the 64-bit hash ``h``'s (:func:`tests.helpers.bits`)."""
+    return Signals(id_, t, sha, bits(h), emb)
 
 
 def test_neighbours_merges_exact_perceptual_and_semantic_lookups(index: Index) -> None:
@@ -51,9 +53,11 @@ def test_neighbours_merges_exact_perceptual_and_semantic_lookups(index: Index) -
     query = sig("photos/q.jpg", 9, "sha-a", 0b0111, unit(1, 0.1))
     found = {n.id: n for n in index.neighbours([query])["photos/q.jpg"]}
     a, b = found["photos/a.jpg"], found["photos/b.jpg"]
-    assert (a.event_time_ms, a.sha256, a.hamming) == (1, "sha-a", 3)
+    assert (a.event_time_ms, a.sha256) == (1, "sha-a")
+    assert a.perceptual == pytest.approx(bits_apart(3), abs=1e-5)  # the descriptors' cosine
     assert a.cosine == pytest.approx(float(unit(1, 0.1) @ unit(1, 0)), abs=1e-5)
-    assert (b.sha256, b.hamming) == ("sha-b", 61)
+    assert b.sha256 == "sha-b"
+    assert b.perceptual == pytest.approx(bits_apart(61), abs=1e-5)
     assert b.cosine == pytest.approx(float(unit(1, 0.1) @ unit(0, 1)), abs=1e-5)
 
 
@@ -78,17 +82,22 @@ def test_thresholds_fetch_fewer_rows_and_still_every_row_within_them(lite_uri: s
         close = [sig(f"photos/close-{i}.jpg", i, f"sha-c{i}", 1 << i, unit(1, i)) for i in range(7)]  # 1 bit away
         far = [sig(f"photos/far-{i}.jpg", 10 + i, f"sha-f{i}", ((1 << 40) - 1) << i, unit(i, 1)) for i in range(5)]
         index.store(close + far)
-        within = Thresholds(perceptual=3, semantic=0.99)
+        within = Thresholds(perceptual=bits_apart(3), semantic=0.99)
         asked = limits_asked(index)
         crowded = sig("photos/q.jpg", 99, "sha-q", 0, unit(1, 0))
-        found = {n.id: n.hamming for n in index.neighbours([crowded], within)["photos/q.jpg"]}
-        assert {key: found[key] for key in found if key.startswith("photos/close")} == {c.id: 1 for c in close}
+        found = {n.id: n.perceptual for n in index.neighbours([crowded], within)["photos/q.jpg"]}
+        assert {key: found[key] for key in found if key.startswith("photos/close")} == pytest.approx(
+            {c.id: bits_apart(1) for c in close}, abs=1e-5
+        )
         assert asked[:2] == [("t_within_hashes", 1, FIRST_HITS), ("t_within_hashes", 1, 10)]
         assert asked[2] == ("t_within", 1, FIRST_HITS)  # its 4th cosine is below 0.99: no second search
 
         asked.clear()
         alone = sig("photos/r.jpg", 99, "sha-r", 0xF0F0F0F0F0F0F0F0, unit(0, 0, 1))
-        assert all(n.hamming is None or n.hamming > 3 for n in index.neighbours([alone], within)["photos/r.jpg"])
+        assert all(
+            n.perceptual is None or n.perceptual < bits_apart(3)
+            for n in index.neighbours([alone], within)["photos/r.jpg"]
+        )
         assert asked == [("t_within_hashes", 1, FIRST_HITS), ("t_within", 1, FIRST_HITS)]
 
         asked.clear()
@@ -148,22 +157,46 @@ def test_links_record_each_duplicates_current_original(index: Index) -> None:
 
 
 def test_one_batched_search_finds_a_mirror_and_a_region_in_either_direction(index: Index) -> None:
-    look = Look(variants=(0xF0F0, 0xAAAA, 1, 2, 3, 4, 5), information=4.0, split=0.5, texture=0.6, colour=bytes(48))
-    index.store([Signals("photos/src.jpg", 1, "sha-src", 0x1234, unit(1), look=look)])
-    mirrored = Signals("photos/m.jpg", 2, "sha-m", 0xFFFF_0000, unit(2), look=replace(look, variants=(0x1234,) * 7))
-    zoomed = Signals("photos/z.jpg", 3, "sha-z", 0xAAAA, unit(3), look=replace(look, variants=(1 << 60,) * 7))
+    look = Look(
+        variants=bit_views([0xF0F0, 0xAAAA, 1, 2, 3, 4, 5]), information=4.0, split=0.5, texture=0.6, colour=bytes(48)
+    )
+    index.store([Signals("photos/src.jpg", 1, "sha-src", bits(0x1234), unit(1), look=look)])
+    mirrored = Signals(
+        "photos/m.jpg", 2, "sha-m", bits(0xFFFF_0000), unit(2), look=replace(look, variants=bit_views([0x1234] * 7))
+    )
+    zoomed = Signals(
+        "photos/z.jpg", 3, "sha-z", bits(0xAAAA), unit(3), look=replace(look, variants=bit_views([1 << 60] * 7))
+    )
     found = index.neighbours([mirrored, zoomed])
     hit = {n.id: n for n in found["photos/m.jpg"]}["photos/src.jpg"]
-    assert hit.hamming == 0
+    assert hit.perceptual == pytest.approx(1.0, abs=1e-5)
     assert hit.look is not None
     assert hit.look.information == pytest.approx(4.0)
-    assert {n.id: n for n in found["photos/z.jpg"]}["photos/src.jpg"].hamming == 0  # whole ↔ stored region
-    # The other direction: the region hash searched against a stored whole picture.
-    index.store([Signals("photos/whole.jpg", 4, "sha-w", 0xBEEF << 40, unit(4), look=replace(look, variants=(7,) * 7))])
-    crop = Signals(
-        "photos/c.jpg", 5, "sha-c", 99, unit(5), look=replace(look, variants=(8, 0xBEEF << 40, 9, 9, 9, 9, 9))
+    zoom_hit = {n.id: n for n in found["photos/z.jpg"]}["photos/src.jpg"]
+    assert zoom_hit.perceptual == pytest.approx(1.0, abs=1e-5)  # whole ↔ stored region
+    # The other direction: the region descriptor searched against a stored whole picture.
+    index.store(
+        [
+            Signals(
+                "photos/whole.jpg",
+                4,
+                "sha-w",
+                bits(0xBEEF << 40),
+                unit(4),
+                look=replace(look, variants=bit_views([7] * 7)),
+            )
+        ]
     )
-    assert {n.id: n for n in index.neighbours([crop])["photos/c.jpg"]}["photos/whole.jpg"].hamming == 0
+    crop = Signals(
+        "photos/c.jpg",
+        5,
+        "sha-c",
+        bits(99),
+        unit(5),
+        look=replace(look, variants=bit_views([8, 0xBEEF << 40, 9, 9, 9, 9, 9])),
+    )
+    crop_hit = {n.id: n for n in index.neighbours([crop])["photos/c.jpg"]}["photos/whole.jpg"]
+    assert crop_hit.perceptual == pytest.approx(1.0, abs=1e-5)
     index.discard([("photos/src.jpg", 1)])
     assert "photos/src.jpg" not in {n.id for n in index.neighbours([mirrored])["photos/m.jpg"]}
 
@@ -202,8 +235,41 @@ def test_a_collection_of_an_earlier_version_is_refused_with_the_way_to_reindex(l
         Index.connect(lite_uri, collection="old_layout", dim=DIM)
 
 
-def test_hashes_collections_made_with_l2_by_the_previous_version_still_measure_hamming(lite_uri: str) -> None:
-    """This version searches ``<collection>_hashes`` by inner product; one made with L2 keeps working."""
+#: Every field of the main collection as the version before descriptors made it: hash bits in ``phash``.
+BITS_ERA: tuple[tuple[str, DataType, dict[str, Any]], ...] = (
+    ("sha256", DataType.VARCHAR, {"max_length": 64}),
+    *TIME_AND_HASH,
+    ("embedding", DataType.FLOAT_VECTOR, {"dim": DIM}),
+    *((name, DataType.FLOAT, {}) for name in ("information", "split", "texture")),
+    ("colour", DataType.VARCHAR, {"max_length": 96}),
+)
+
+
+@pytest.mark.parametrize("metric", ["L2", "IP"])
+def test_a_collection_of_hash_bits_is_refused_with_the_way_to_reindex(lite_uri: str, metric: str) -> None:
+    """The version before descriptors had every field this one needs but stored hash bits (``phash``, a ±1
+    vector) where this one stores a descriptor (``dct``): the two cannot be compared, so it is re-indexed."""
+    name = f"bits_era_{metric.lower()}"
+    client = MilvusClient(uri=lite_uri)
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name="sha256", index_type="INVERTED")
+    params.add_index(field_name="phash", index_type="HNSW", metric_type=metric, params={"M": 16, "efConstruction": 200})
+    params.add_index(field_name="embedding", index_type="FLAT", metric_type="COSINE")
+    client.create_collection(name, schema=earlier_layout(2048, *BITS_ERA), index_params=params)
+    client.close()
+    with pytest.raises(
+        IndexSchemaError,
+        match=rf"^DEDUP_COLLECTION={name}: it was made by an earlier version.*perceptual descriptors.*"
+        rf"DEDUP_COLLECTION=<a new name> \(e\.g\. {name}_v2\).*backfill.*drop the old collections \({name}, ",
+    ):
+        Index.connect(lite_uri, collection=name, dim=DIM)
+
+
+@pytest.mark.parametrize("metric", ["L2", "IP"])
+def test_a_hashes_collection_of_hash_bits_is_refused_with_the_way_to_reindex(lite_uri: str, metric: str) -> None:
+    """``<collection>_hashes`` of the versions before descriptors (searched by L2 or by inner product of ±1
+    vectors) holds no descriptors either: refused too, not searched with the wrong vectors."""
+    name = f"bits_era_only_hashes_{metric.lower()}"
     client = MilvusClient(uri=lite_uri)
     schema = earlier_layout(
         2056,
@@ -215,29 +281,53 @@ def test_hashes_collections_made_with_l2_by_the_previous_version_still_measure_h
     )
     params = MilvusClient.prepare_index_params()
     params.add_index(field_name="owner", index_type="INVERTED")
-    params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 200})
-    client.create_collection("l2_era_hashes", schema=schema, index_params=params, consistency_level="Strong")
+    params.add_index(field_name="phash", index_type="HNSW", metric_type=metric, params={"M": 16, "efConstruction": 200})
+    client.create_collection(f"{name}_hashes", schema=schema, index_params=params, consistency_level="Strong")
     client.close()
-    index = Index.connect(lite_uri, collection="l2_era", dim=DIM)
-    try:
-        index.store([sig("photos/a.jpg", 1, "sha-a", 0b0000, unit(1, 0))])
-        found = {
-            n.id: n for n in index.neighbours([sig("photos/q.jpg", 2, "sha-q", 0b1011, unit(0, 1))])["photos/q.jpg"]
-        }
-        assert found["photos/a.jpg"].hamming == 3
-    finally:
-        index.close()
+    with pytest.raises(
+        IndexSchemaError, match=rf"^DEDUP_COLLECTION={name}: it was made by an earlier version.*backfill"
+    ):
+        Index.connect(lite_uri, collection=name, dim=DIM)
+
+
+def test_a_new_collection_stores_descriptors_searched_by_inner_product(index: Index) -> None:
+    described = index._client.describe_collection(index.collection)
+    dims = {f["name"]: f.get("params", {}).get("dim") for f in described["fields"]}
+    assert "phash" not in dims
+    assert int(dims["dct"]) == 64
+    for collection in (index.collection, index.hashes_collection):
+        [name] = index._client.list_indexes(collection, field_name="dct")
+        assert str(index._client.describe_index(collection, name)["metric_type"]).upper() == "IP", collection
+
+
+def test_an_original_without_a_descriptor_is_not_stored(index: Index) -> None:
+    with pytest.raises(ValueError, match=r"photos/a\.jpg: an original needs its perceptual descriptor"):
+        index.store([Signals("photos/a.jpg", 1, "sha-a", None, unit(1))])
+    assert index.count() == 0
+
+
+def test_real_valued_descriptors_come_back_as_their_cosine(index: Index) -> None:
+    rng = np.random.default_rng(11)
+    stored = rng.standard_normal(64)
+    query = stored + 0.3 * rng.standard_normal(64)
+    a = (stored / np.linalg.norm(stored)).astype(np.float32)
+    q = (query / np.linalg.norm(query)).astype(np.float32)
+    index.store([Signals("photos/a.jpg", 1, "sha-a", a, unit(1))])
+    [hit] = index.neighbours([Signals("photos/q.jpg", 2, "sha-q", q, unit(0, 1))])["photos/q.jpg"]
+    assert hit.id == "photos/a.jpg"
+    assert hit.perceptual == pytest.approx(float(a @ q), abs=1e-5)
+    assert 0.5 < float(a @ q) < 0.99  # neither the same nor unrelated: the value itself is carried
 
 
 def test_the_batchs_own_rows_never_crowd_out_the_originals_it_needs(index: Index) -> None:
     """Re-checking stored originals: each one's own eleven hash rows lie nearest its queries, yet with room for
     five rows per query the other original is found."""
     look = Look(
-        variants=tuple(0x0F0F + i for i in range(11)), information=4.0, split=0.5, texture=0.6, colour=bytes(48)
+        variants=bit_views(0x0F0F + i for i in range(11)), information=4.0, split=0.5, texture=0.6, colour=bytes(48)
     )
-    first = Signals("photos/first.jpg", 1, "sha-1", 0x0F0F, unit(1), look=look)
+    first = Signals("photos/first.jpg", 1, "sha-1", bits(0x0F0F), unit(1), look=look)
     index.store([first])
-    again = [Signals(f"photos/b{i}.jpg", 10 + i, f"sha-b{i}", 0x0F0F, unit(1), look=look) for i in range(3)]
+    again = [Signals(f"photos/b{i}.jpg", 10 + i, f"sha-b{i}", bits(0x0F0F), unit(1), look=look) for i in range(3)]
     index.store(again)
     found = index.neighbours(again)
     for item in again:

@@ -49,22 +49,29 @@ EMBEDDED = textwrap.dedent(
     import milvus_lite.engine.collection as engine  # what the embedded engine was started with
     limit = engine.MEMTABLE_MEMORY_LIMIT
     rng = np.random.default_rng(3)
+    def unit(v):
+        return (v / np.linalg.norm(v)).astype(np.float32)
     def original(i):
         vector = rng.standard_normal(8).astype(np.float32)
-        phash = int(rng.integers(0, 2**63))
-        return Signals(f"photos/{i:04d}.jpg", i, f"sha-{i}", phash, vector / np.linalg.norm(vector))
+        dct = unit(rng.standard_normal(64))
+        return Signals(f"photos/{i:04d}.jpg", i, f"sha-{i}", dct, vector / np.linalg.norm(vector))
+    def moved(d, cosine):  # a unit descriptor at exactly this cosine from d
+        other = rng.standard_normal(64)
+        other = unit(other - (other @ d) * d)
+        return unit(cosine * d + np.sqrt(1 - cosine**2) * other)
     stored = [original(i) for i in range(400)]
     for first in range(0, 400, 40):
         index.store(stored[first : first + 40])
     found, near_found, probed = 0, 0, stored[::37]
-    for item in probed:  # early and late originals, flushed or not: each is found by its bytes and its hash
-        copy = Signals(f"photos/copy-{item.id}", 999, item.sha256, item.phash, item.embedding)
+    for item in probed:  # early and late originals, flushed or not: each is found by its bytes and its descriptor
+        copy = Signals(f"photos/copy-{item.id}", 999, item.sha256, item.dct, item.embedding)
         near = {n.id: n for n in index.neighbours([copy])[copy.id]}
-        found += near[item.id].sha256 == item.sha256 and near[item.id].hamming == 0
-        # and by a hash 6 bits away, which an indexed (approximate) segment must still return
-        moved = Signals(f"photos/near-{item.id}", 999, "other", item.phash ^ 0b111111 << 20, item.embedding)
-        near = {n.id: n for n in index.neighbours([moved])[moved.id]}
-        near_found += item.id in near and near[item.id].hamming == 6
+        found += near[item.id].sha256 == item.sha256 and abs(near[item.id].perceptual - 1.0) < 1e-5
+        # and by a descriptor as far as 6 bits were (cosine 0.8125), which an indexed (approximate) segment must
+        # still return
+        near_copy = Signals(f"photos/near-{item.id}", 999, "other", moved(item.dct, 0.8125), item.embedding)
+        near = {n.id: n for n in index.neighbours([near_copy])[near_copy.id]}
+        near_found += item.id in near and abs(near[item.id].perceptual - 0.8125) < 1e-5
     flushed = len(list(Path(sys.argv[1], "collections", "flushes").rglob("data_*.parquet")))  # segment files
     report = {"limit": limit, "found": found, "near": near_found, "probed": len(probed), "count": index.count()}
     report["flushed"] = flushed

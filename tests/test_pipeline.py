@@ -517,7 +517,7 @@ def test_low_information_pictures_are_noted_and_never_matched_and_a_mirrored_cop
     red = rig.upload(f"{prefix}red.png", png(Image.new("RGB", (320, 240), (220, 20, 20))))
     blue = rig.upload(f"{prefix}blue.png", png(Image.new("RGB", (320, 240), (20, 40, 220))))
     assert rig.pipeline.process(red) == Outcome.unique(notes=("low-information",))
-    assert rig.pipeline.process(blue) == Outcome.unique(notes=("low-information",))  # same pHash, not a copy
+    assert rig.pipeline.process(blue) == Outcome.unique(notes=("low-information",))  # no structure: not a copy
     assert rig.tags(blue.key) == {"dedup-status": "unique", "dedup-note": "low-information"}
     assert REGISTRY.get_sample_value("dedup_low_information_total", {"stage": "perceptual"}) == counted + 2
 

@@ -48,13 +48,14 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import numpy.typing as npt
 import typer
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker import lite
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import BRIGHT, Look, Signals, Thresholds
+from worker.decision import BRIGHT, DESCRIPTOR_DIM, Look, Signals, Thresholds
 from worker.localstack import LocalStack, Service, free_port
 from worker.metrics import STAGES
 from worker.samples import PHOTOS, jpeg, photo
@@ -336,24 +337,28 @@ def cpu_table(runs: Sequence[Run]) -> list[str]:
 
 
 def synthetic_originals(start: int, count: int, dim: int = 2048) -> list[Signals]:
-    """``count`` originals as the worker stores them, without images: random hashes (none near another) and random
-    unit embeddings; ids ``growth/<n>``. Index growth is measured on these: fingerprinting thousands of pictures
-    would time the hash stage, not the index."""
+    """``count`` originals as the worker stores them, without images: random unit descriptors (none near another)
+    and random unit embeddings; ids ``growth/<n>``. Index growth is measured on these: fingerprinting thousands of
+    pictures would time the hash stage, not the index."""
     rng = np.random.default_rng(start)
-    hashes = rng.integers(0, 2**64, size=(count, 1 + BRIGHT), dtype=np.uint64)
-    vectors = rng.standard_normal((count, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    views = _unit(rng.standard_normal((count, 1 + BRIGHT, DESCRIPTOR_DIM)))
+    vectors = _unit(rng.standard_normal((count, dim)))
     return [
         Signals(
             f"growth/{start + i:08d}",
             start + i,
             f"{start + i:064x}",
-            int(hashes[i, 0]),
+            views[i, 0],
             vectors[i],
-            Look(tuple(int(h) for h in hashes[i, 1:]), information=12.0, split=0.2, texture=0.5, colour=bytes(48)),
+            Look(views[i, 1:], information=12.0, split=0.2, texture=0.5, colour=bytes(48)),
         )
         for i in range(count)
     ]
+
+
+def _unit(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    out: npt.NDArray[np.float32] = (values / np.linalg.norm(values, axis=-1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def index_growth(

@@ -20,17 +20,15 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.decision import HASH_BITS
-
 ENV_PREFIX = "DEDUP_"
 
 #: Cosine similarity above which two ImageNet ResNet-50 features count as the same picture. Used only when
 #: DEDUP_SEMANTIC_THRESHOLD is not set and the weights are real (never with random weights).
 DEFAULT_SEMANTIC_THRESHOLD = 0.90
 
-#: Largest Hamming distance (of the 64-bit pHash) that is a duplicate. Chosen by the quality harness
-#: (``make eval``, docs/quality/report.md): halfway between a copy and the closest unrelated pair it measured.
-DEFAULT_PERCEPTUAL_THRESHOLD = 3
+#: Smallest perceptual descriptor similarity (cosine) that still matches; chosen on the quality harness's tuning
+#: fold (README "Detection quality").
+DEFAULT_PERCEPTUAL_THRESHOLD = 0.95
 
 #: Values that switch an optional stage off.
 _OFF = {"", "off", "none", "disabled"}
@@ -125,7 +123,7 @@ class Settings(BaseSettings):
     compile_mode: CompileMode = CompileMode.OFF
 
     # Detection thresholds
-    perceptual_threshold: int | None = Field(default=DEFAULT_PERCEPTUAL_THRESHOLD, ge=0, le=HASH_BITS)
+    perceptual_threshold: float | None = Field(default=DEFAULT_PERCEPTUAL_THRESHOLD, gt=0.0)
     semantic_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
 
     # Input limits
@@ -156,6 +154,16 @@ class Settings(BaseSettings):
     def _off_means_none(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _OFF:
             return None
+        return value
+
+    @field_validator("perceptual_threshold")
+    @classmethod
+    def _a_cosine(cls, value: float | None) -> float | None:
+        if value is not None and value > 1.0:
+            raise ValueError(
+                "a cosine similarity in (0, 1], e.g. 0.95; earlier versions took a number of hash bits here, "
+                "which this version no longer uses"
+            )
         return value
 
     @field_validator("decode", mode="before")

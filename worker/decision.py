@@ -8,12 +8,12 @@ Rules, in order:
 
 1. An image is a duplicate only of an **earlier original**. "Earlier" means a smaller ``(event_time_ms, id)``,
    so the outcome does not depend on which worker saw which image first.
-2. A candidate matches through one of three stages: ``exact`` (same SHA-256), ``perceptual`` (Hamming distance
-   of the 64-bit perceptual hashes ≤ its threshold) or ``semantic`` (cosine of the embeddings ≥ its threshold;
-   a threshold of None keeps the stage out of decisions).
+2. A candidate matches through one of three stages: ``exact`` (same SHA-256), ``perceptual`` (cosine of the
+   64-d DCT descriptors ≥ its threshold, for a pair of views whose details agree too:
+   :func:`perceptual_similarity`) or ``semantic`` (cosine of the embeddings ≥ its threshold); a threshold of
+   None keeps a stage out of decisions.
 3. Among the matching earlier originals the image points at the most similar one: exact beats perceptual beats
-   semantic; within a stage the smaller distance (perceptual) or larger cosine (semantic) wins; ties go to the
-   earliest original.
+   semantic; within a stage the larger similarity wins; ties go to the earliest original.
 4. The batch is compared with itself: items are taken in order, and each one that stays unique is a candidate
    for those after it. Only originals are ever candidates.
 5. An index row whose id is in the batch is ignored: the batch's copy is authoritative (a redelivered original
@@ -34,9 +34,9 @@ Rules, in order:
 
 Example::
 
-    >>> a = Signals("b/a.jpg", 1, "aa", 0b1011, None)
-    >>> copy = Signals("b/copy.jpg", 2, "aa", 0b1011, None)
-    >>> [d.status for d in decide([copy, a], {}, Thresholds(perceptual=4, semantic=None))]
+    >>> a = Signals("b/a.jpg", 1, "aa", None)
+    >>> copy = Signals("b/copy.jpg", 2, "aa", None)
+    >>> [d.status for d in decide([copy, a], {}, Thresholds(perceptual=0.9, semantic=None))]
     ['duplicate', 'unique']
 """
 
@@ -50,9 +50,25 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-HASH_BITS = 64
+#: Width of a perceptual descriptor: the 8×8 lowest DCT coefficients of a 32×32 grey view (the DC slot is 0).
+DESCRIPTOR_DIM = 64
 
 Vector = npt.NDArray[np.float32]
+
+
+#: A view's details: its 32×32 fine structure as signed bytes (:func:`worker.fingerprint.details`).
+DETAIL_SIZE = 1024
+Details = npt.NDArray[np.int8]
+
+
+def no_views() -> Vector:
+    """An empty stack of descriptors (a look without mirror, regions or brightened view)."""
+    return np.zeros((0, DESCRIPTOR_DIM), dtype=np.float32)
+
+
+def no_details() -> Details:
+    """An empty stack of details (not measured)."""
+    return np.zeros((0, DETAIL_SIZE), dtype=np.int8)
 
 
 class Kind(StrEnum):
@@ -72,29 +88,34 @@ class Status(StrEnum):
 _KIND_RANK = {Kind.EXACT: 0, Kind.PERCEPTUAL: 1, Kind.SEMANTIC: 2}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Look:
-    """What the near-duplicate stages know of a picture besides its whole-picture hash (see
-    :mod:`worker.fingerprint`): the mirror's, the regions' and the brightened picture's hashes (``variants``:
-    mirror first, then :data:`REGION_COUNT` regions, then the brightened one), the information behind the hash
-    bits, the share of its variance one light/dark split explains, its mean gradient and its colour layout."""
+    """What the near-duplicate stages know of a picture besides its whole-picture descriptor (see
+    :mod:`worker.fingerprint`): the mirror's, the regions' and the brightened picture's descriptors
+    (``variants``, one row each: mirror first, then :data:`REGION_COUNT` regions, then the brightened one), the
+    information behind the descriptor, the share of its variance one light/dark split explains, its texture, its
+    colour layout and the ``details`` of every view (one row each, the whole picture first, then as ``variants``;
+    empty: not known, and every pair counts as confirmed)."""
 
-    variants: tuple[int, ...] = ()
+    variants: Vector = field(default_factory=no_views)
     information: float = 0.0
     split: float = 0.0
     texture: float = 0.0
     colour: bytes = b""
+    details: Details = field(default_factory=no_details)
 
 
 @dataclass(frozen=True, slots=True)
 class Signals:
-    """What the worker computed for one image. ``id`` is ``"bucket/key"``. ``look`` None: only the whole-picture
-    hash is known (the guard and colour check then let every pair through)."""
+    """What the worker computed for one image. ``id`` is ``"bucket/key"``. ``dct`` is the whole picture's
+    perceptual descriptor (a unit vector; None: not computed, the perceptual stage has nothing to compare).
+    ``look`` None: only the whole-picture descriptor is known (the guard and colour check then let every pair
+    through)."""
 
     id: str
     event_time_ms: int
     sha256: str
-    phash: int
+    dct: Vector | None = field(default=None, compare=False)
     embedding: Vector | None = field(default=None, compare=False)
     look: Look | None = field(default=None, compare=False)
 
@@ -107,15 +128,15 @@ class Signals:
 class Neighbour:
     """An original the index returned for one image, with whatever it measured about the pair.
 
-    ``sha256`` is the original's digest (the exact stage compares it), ``hamming`` is set when the perceptual
-    search found it and ``cosine`` when the semantic search did; the index adapter merges the three lookups into
-    one Neighbour per id.
+    ``sha256`` is the original's digest (the exact stage compares it), ``perceptual`` (the similarity of
+    :func:`combined_similarity`) is set when the perceptual search found it and ``cosine`` when the semantic
+    search did; the index adapter merges the three lookups into one Neighbour per id.
     """
 
     id: str
     event_time_ms: int
     sha256: str | None = None
-    hamming: int | None = None
+    perceptual: float | None = None
     cosine: float | None = None
     look: Look | None = None
 
@@ -129,9 +150,9 @@ class Guard:
     """Floors below which a picture carries too little information for a stage (chosen with
     ``python -m worker.eval``, README "Detection quality").
 
-    * perceptual: ``information`` (median distance of the 64 DCT coefficients from the median that sets the hash
-      bits, grey levels) at least ``information``, ``texture`` (share of pixels that are not flat) at least
-      ``texture``, and a light/dark split explaining at most ``split`` of the variance;
+    * perceptual: ``information`` (median distance of the 64 DCT coefficients from their median, grey levels)
+      at least ``information``, ``texture`` (share of pixels that are not flat) at least ``texture``, and a
+      light/dark split explaining at most ``split`` of the variance;
     * semantic: ``texture`` at least ``semantic_texture`` and the split at most ``semantic_split`` (blank and
       two-tone pictures sit close together in embedding space too);
     * both: colour layouts at most ``colour`` apart (:func:`colour_distance`) unless one picture is grey (its
@@ -163,18 +184,23 @@ class Guard:
 
 
 GUARD = Guard()
+#: Two views' details must agree this well for their descriptors' similarity to count (``Thresholds.detail``).
+DETAIL = 0.98
 #: No guard and no colour check: every pair is compared (the harness's "unguarded" column).
 NO_GUARD = Guard(information=-1.0, texture=-1.0, split=2.0, semantic_texture=-1.0, semantic_split=2.0, colour=9.0)
 
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """``perceptual``: largest Hamming distance that still matches; ``semantic``: smallest cosine.
-    None switches a stage out of decisions (it is still computed and stored). ``guard``: see :class:`Guard`."""
+    """``perceptual``: smallest descriptor similarity that still matches (:func:`perceptual_similarity`);
+    ``semantic``: smallest embedding cosine. None switches a stage out of decisions (it is still computed and
+    stored). ``guard``: see :class:`Guard`. ``detail``: smallest cosine of two views' details for their
+    descriptors' similarity to count (None: no confirmation)."""
 
-    perceptual: int | None
+    perceptual: float | None
     semantic: float | None
     guard: Guard = GUARD
+    detail: float | None = DETAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +208,7 @@ class Match:
     original: str
     original_time_ms: int
     kind: Kind
-    score: float  # similarity in [0, 1]: exact 1.0, perceptual 1 - hamming/64, semantic the cosine
+    score: float  # similarity in [0, 1]: exact 1.0, perceptual and semantic their cosine
 
     def rank(self, original_order: tuple[int, str]) -> tuple[int, float, tuple[int, str]]:
         return (_KIND_RANK[self.kind], -self.score, original_order)
@@ -203,10 +229,10 @@ class Decision:
         return self.status is Status.UNIQUE
 
 
-#: Regions hashed besides the whole picture (:data:`worker.fingerprint.REGIONS`); a look's variants are the
+#: Regions described besides the whole picture (:data:`worker.fingerprint.REGIONS`); a look's variants are the
 #: mirror, then the regions, then the brightened picture.
 REGION_COUNT = 10
-#: Variant number of the hash of the picture brightened with clipping (:data:`worker.fingerprint.BRIGHTER`).
+#: Variant number of the picture brightened with clipping (:data:`worker.fingerprint.BRIGHTER`).
 BRIGHT = 2 + REGION_COUNT
 
 LOW_INFORMATION = "low-information"
@@ -214,18 +240,19 @@ LOW_INFORMATION = "low-information"
 REGIONS_AGREEING = 2
 
 
-def hamming(a: int, b: int) -> int:
-    """Number of differing bits of two perceptual hashes."""
-    return (a ^ b).bit_count()
+def similarity(a: Vector, b: Vector) -> float:
+    """Cosine of two perceptual descriptors (unit vectors): 1 for the same picture, about 0 for unrelated ones."""
+    return float(np.dot(a, b))
 
 
 def pair_kind(query_variant: int, stored_variant: int) -> str | None:
-    """How a hash of an image may be compared with a stored hash of an original. Variant 0 is the whole
-    picture, 1 its mirror (searched with, never stored), 2… the regions, :data:`BRIGHT` the brightened picture:
+    """How a descriptor of an image may be compared with a stored descriptor of an original. Variant 0 is the
+    whole picture, 1 its mirror (searched with, never stored), 2… the regions, :data:`BRIGHT` the brightened
+    picture:
 
     * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
       copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights):
-      one such pair within the threshold is a match;
+      one such pair at or above the threshold is a match;
     * ``"region"``: region k ↔ region k (an overlay or a caption hides one part of the picture, the rest agrees):
       it counts only when :data:`REGIONS_AGREEING` regions agree (one alone lets same-layout screenshots match).
 
@@ -244,38 +271,62 @@ def allowed(query_variant: int, stored_variant: int) -> bool:
     return pair_kind(query_variant, stored_variant) is not None
 
 
-def combined_distance(view: int | None, regions: Mapping[int, int]) -> int | None:
-    """The distance at which two pictures match: the closest ``"view"`` pair, or the :data:`REGIONS_AGREEING`-th
-    closest region pair (``regions``: region variant → distance), whichever is smaller.
+def combined_similarity(view: float | None, regions: Mapping[int, float]) -> float | None:
+    """The similarity at which two pictures match: the closest ``"view"`` pair, or the :data:`REGIONS_AGREEING`-th
+    closest region pair (``regions``: region variant → similarity), whichever is larger.
 
-        >>> combined_distance(12, {2: 1, 5: 4, 7: 30})
-        4
+        >>> combined_similarity(0.5, {2: 0.99, 5: 0.96, 7: 0.1})
+        0.96
     """
     candidates = [] if view is None else [view]
-    agreeing = sorted(regions.values())
+    agreeing = sorted(regions.values(), reverse=True)
     if len(agreeing) >= REGIONS_AGREEING:
         candidates.append(agreeing[REGIONS_AGREEING - 1])
-    return min(candidates) if candidates else None
+    return max(candidates) if candidates else None
 
 
-def hashes_of(item: Signals) -> tuple[int, ...]:
-    """The image's hashes by variant number: whole, mirror, regions, brightened (only the whole without a look)."""
-    if item.look is None:
-        return (item.phash,)
-    return (item.phash, *item.look.variants)
+def views_of(item: Signals) -> Vector | None:
+    """The image's descriptors by variant number: whole, mirror, regions, brightened (only the whole without a
+    look; None without a descriptor)."""
+    if item.dct is None:
+        return None
+    if item.look is None or not len(item.look.variants):
+        return item.dct[None, :]
+    return np.concatenate([item.dct[None, :], item.look.variants])
 
 
-def perceptual_distance(a: Signals, b: Signals) -> int:
-    """:func:`combined_distance` over every pair of hashes :func:`pair_kind` allows, either way round: what the
-    index search finds for ``a`` among stored ``b`` (and ``b`` among stored ``a``)."""
-    ha, hb = hashes_of(a), hashes_of(b)
+def detail_similarities(a: Details, b: Details) -> npt.NDArray[np.float32]:
+    """Cosines of every row of ``a`` with every row of ``b`` (two stacks of details)."""
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    na, nb = np.linalg.norm(fa, axis=1), np.linalg.norm(fb, axis=1)
+    out: npt.NDArray[np.float32] = ((fa @ fb.T) / np.maximum(np.outer(na, nb), 1e-9)).astype(np.float32)
+    return out
+
+
+def perceptual_similarity(a: Signals, b: Signals, detail: float | None = None) -> float | None:
+    """:func:`combined_similarity` over every pair of descriptors :func:`pair_kind` allows, either way round: what
+    the index search finds for ``a`` among stored ``b`` (and ``b`` among stored ``a``). With ``detail``, a pair of
+    views whose details (:attr:`Look.details`) are less alike than that does not count. None when either has no
+    descriptor."""
+    va, vb = views_of(a), views_of(b)
+    if va is None or vb is None:
+        return None
     # The pairs pair_kind allows either way round, without trying the others: the whole picture of either side
-    # against every hash of the other ("view"), and region k against region k ("region").
-    view = min(hamming(ha[0], y) for y in hb)
-    view = min(view, *(hamming(x, hb[0]) for x in ha[1:])) if len(ha) > 1 else view
-    regions = {k: hamming(ha[k], hb[k]) for k in range(2, min(len(ha), len(hb), BRIGHT))}
-    found = combined_distance(view, regions)
-    return HASH_BITS if found is None else found
+    # against every descriptor of the other ("view"), and region k against region k ("region").
+    sims: Vector = va @ vb.T
+    da, db = _details(a, len(va)), _details(b, len(vb))
+    if detail is not None and da is not None and db is not None:
+        sims = np.where(detail_similarities(da, db) >= detail, sims, -1.0).astype(np.float32)
+    view = max(float(sims[0].max()), float(sims[:, 0].max()))
+    regions = {k: float(sims[k, k]) for k in range(2, min(len(va), len(vb), BRIGHT))}
+    return combined_similarity(view, regions)
+
+
+def _details(item: Signals, views: int) -> Details | None:
+    """The item's details, one per view of :func:`views_of`, or None when they are not known."""
+    if item.look is None or len(item.look.details) < views:
+        return None
+    return item.look.details[:views]
 
 
 @lru_cache(maxsize=8192)
@@ -367,8 +418,8 @@ def decide_or_defer(
     """:func:`decide` for a batch in which some images have no embedding yet (rule 8). Returns the decisions of
     the images that are decided, in the batch's order, and the ids of those deferred until they have one.
 
-        >>> a = Signals("b/a.jpg", 1, "aa", 0b1011, None)
-        >>> decisions, deferred = decide_or_defer([a], {}, Thresholds(perceptual=4, semantic=None))
+        >>> a = Signals("b/a.jpg", 1, "aa", None)
+        >>> decisions, deferred = decide_or_defer([a], {}, Thresholds(perceptual=0.9, semantic=None))
         >>> decisions, sorted(deferred)
         ([], ['b/a.jpg'])
     """
@@ -407,7 +458,7 @@ def _match_neighbour(item: Signals, n: Neighbour, t: Thresholds) -> Match | None
         n.id,
         n.event_time_ms,
         same_bytes=n.sha256 is not None and n.sha256 == item.sha256,
-        distance=n.hamming,
+        perceptual=n.perceptual,
         cosine=n.cosine,
         looks=(item.look, n.look),
         thresholds=t,
@@ -422,7 +473,7 @@ def _match_signals(item: Signals, other: Signals, t: Thresholds) -> Match | None
         other.id,
         other.event_time_ms,
         same_bytes=item.sha256 == other.sha256,
-        distance=perceptual_distance(item, other),
+        perceptual=perceptual_similarity(item, other, t.detail),
         cosine=cosine,
         looks=(item.look, other.look),
         thresholds=t,
@@ -434,7 +485,7 @@ def _best_stage(
     original_time_ms: int,
     *,
     same_bytes: bool,
-    distance: int | None,
+    perceptual: float | None,
     cosine: float | None,
     looks: tuple[Look | None, Look | None],
     thresholds: Thresholds,
@@ -446,14 +497,14 @@ def _best_stage(
     guard = thresholds.guard
     # The colour check comes last: it costs more than the comparisons, and most neighbours fail those anyway.
     if (
-        distance is not None
+        perceptual is not None
         and thresholds.perceptual is not None
-        and distance <= thresholds.perceptual
+        and perceptual >= thresholds.perceptual
         and all(guard.perceptual_ok(look) for look in looks)
     ):
         if not guard.colours_agree(*looks):
             return None  # nor semantically: a colourway is another picture
-        return Match(original, original_time_ms, Kind.PERCEPTUAL, 1.0 - distance / HASH_BITS)
+        return Match(original, original_time_ms, Kind.PERCEPTUAL, min(1.0, max(0.0, perceptual)))
     if (
         cosine is not None
         and thresholds.semantic is not None

@@ -1,20 +1,29 @@
-"""What the near-duplicate stages know of a picture besides its bytes: hashes, information and colour.
+"""What the near-duplicate stages know of a picture besides its bytes: descriptors, information and colour.
 
 One pass over a small thumbnail of the decoded picture gives a :class:`Fingerprint`:
 
-* ``phash`` — the 64-bit DCT perceptual hash (imagehash's pHash algorithm) of the picture **after trimming
-  uniform borders** (letterbox bars, passe-partout, a white page margin), so a bordered copy hashes like its
-  source;
-* ``mirror`` — the same hash of the left-right mirrored picture, searched too, so a mirrored copy is found;
-* ``regions`` — hashes of sub-rectangles (:data:`REGIONS`: central ones at a few scales and strips without one
-  side), stored and searched against whole pictures in both directions, so a zoomed or cropped copy matches its
-  source whichever arrives first;
-* ``bright`` — the hash of the picture with every channel brightened by :data:`BRIGHTER` and clipped, stored and
-  searched against whole pictures both ways, so a brightened copy whose saturated colours or near-white areas
-  clipped still matches; it is the whole hash itself when brightening moves it by less than
-  :data:`BRIGHT_MIN_CHANGE` bits (a picture with nothing to clip, most photos);
-* ``information`` — how much structure stands behind the hash bits: the median distance, in grey levels, of the
-  64 DCT coefficients from the median that sets the bits. A solid colour, a smooth gradient, a near-blank scan
+* ``dct`` — the perceptual descriptor of the picture **after trimming uniform borders** (letterbox bars,
+  passe-partout, a white page margin), so a bordered copy is described like its source. It is pHash's own
+  measurement — the 8×8 lowest DCT coefficients of a 32×32 grey thumbnail — without pHash's last step: instead
+  of one bit per coefficient (above or below their median) it keeps the values, median-centred, the DC term
+  dropped, scaled to unit length, and two pictures are compared by cosine. A coefficient that sits near the
+  median weighs little instead of flipping a bit at random, which is what made dark, low-contrast pictures and
+  their re-encodes land 14–24 bits apart;
+* ``mirror`` — the same descriptor of the left-right mirrored picture, searched too, so a mirrored copy is found;
+* ``regions`` — descriptors of sub-rectangles (:data:`REGIONS`: central ones at a few scales and strips without
+  one side), stored and searched against whole pictures in both directions, so a zoomed or cropped copy matches
+  its source whichever arrives first;
+* ``bright`` — the descriptor of the picture with every channel brightened by :data:`BRIGHTER` and clipped,
+  stored and searched against whole pictures both ways, so a brightened copy whose saturated colours or
+  near-white areas clipped still matches; it is the whole descriptor itself when brightening leaves it within
+  :data:`BRIGHT_SAME` (a picture with nothing to clip, most photos);
+* ``details`` — each view's fine structure: the 32×32 view minus its :data:`DETAIL_BOX`-pixel box blur, as
+  1,024 signed bytes. The descriptors see the low frequencies only, where two screenshots of one application
+  layout, or two pages of one template, are nearly the same picture (cosine 0.998); their cards, labels and lines
+  are here. A descriptor match counts only when the same two views' details agree too
+  (:func:`worker.decision.perceptual_similarity`);
+* ``information`` — how much structure stands behind the descriptor: the median distance, in grey levels, of the
+  64 DCT coefficients from their median. A solid colour, a smooth gradient, a near-blank scan
   or a light/dark split has almost every coefficient at the median, so its bits are noise that any other such
   picture shares. Below :data:`worker.decision.Guard` floors a stage abstains;
 * ``split`` — the share of the whole view's variance one light/dark split explains (Otsu's effectiveness): a
@@ -28,12 +37,11 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   :func:`worker.decision.colour_distance`).
 
     >>> fp = fingerprint(picture)
-    >>> hamming(fp.phash, fingerprint(ImageOps.mirror(picture)).mirror) <= 4
+    >>> similarity(fp.dct, fingerprint(ImageOps.mirror(picture)).mirror) > 0.99
     True
 
 Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the thirteen 32×32 views by
-batched matrix products: the hash stage costs 1.7–2.0 × a single pHash of the decoded picture
-(``python -m worker.eval.cost``).
+batched matrix products (``python -m worker.eval.cost`` times the hash stage against a single pHash).
 """
 
 from __future__ import annotations
@@ -45,9 +53,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from worker.decision import BRIGHT, REGION_COUNT, Look
+from worker.decision import BRIGHT, DESCRIPTOR_DIM, REGION_COUNT, Look, Vector, similarity
 
-HASH_SIDE = 8  # 8×8 low frequencies → 64 bits
+HASH_SIDE = 8  # 8×8 low frequencies → a 64-d descriptor
 DCT_SIDE = 32  # of a 32×32 grey thumbnail (imagehash's pHash: hash_size 8, highfreq_factor 4)
 WORK_SIDE = 128  # the working thumbnail's longer side
 FLAT_RANGE = 3.0
@@ -57,10 +65,10 @@ COLOUR_GRID = 4
 #: which no hash of the unbrightened picture sees. Chosen with ``python -m worker.eval`` between the harness's
 #: two brightening steps (+20 %, +40 %), not at either.
 BRIGHTER = 1.25
-#: Below this many bits from the whole picture's hash, brightening changed nothing that matters (the picture has
-#: nothing to clip) and the variant is the whole hash itself: a 2-bit wobble would only bring unrelated pictures of
-#: one layout closer (two screenshots came 6 → 4 bits apart in the harness).
-BRIGHT_MIN_CHANGE = 4
+#: At or above this similarity to the whole picture's descriptor, brightening changed nothing that matters (the
+#: picture has nothing to clip) and the variant is the whole descriptor itself: a wobble would only bring
+#: unrelated pictures of one layout closer, and the index stores no row for it.
+BRIGHT_SAME = 0.98
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 
 #: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the trimmed
@@ -80,8 +88,18 @@ REGIONS: tuple[tuple[float, float, float, float], ...] = (
 
 assert len(REGIONS) == REGION_COUNT
 
-#: A row or column is part of a uniform border when its grey levels stay within this of the border's colour.
+#: Coefficients whose length is below this many grey levels describe no structure: the descriptor is all zeros.
+NO_STRUCTURE = 1e-3
+#: Side of the box blur a view's details are taken against: what it removes is the view's coarse shading.
+DETAIL_BOX = 5
+
+#: A row or column is part of a uniform border when its grey levels stay within this of the border's colour...
 BORDER_TOLERANCE = 10.0
+#: ...or within this share of the picture's own spread of grey levels (2nd to 98th percentile), when that is
+#: less: the dark background of a low-contrast picture varies by a few grey levels and is the picture, not a
+#: border to trim (down to :data:`BORDER_TOLERANCE_MIN`, JPEG's noise in a bar).
+BORDER_SHARE = 0.1
+BORDER_TOLERANCE_MIN = 3.0
 #: Lines dropped after a border: the blend of border and picture.
 BLEND = 1
 #: Most of a side that trimming may remove (more is the picture, not a border).
@@ -90,24 +108,27 @@ BORDER_MAX = 0.35
 Floats = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Fingerprint:
-    """The whole picture's hash and the rest of what the near-duplicate stages compare (:class:`Look`)."""
+    """The whole picture's descriptor and the rest of what the near-duplicate stages compare (:class:`Look`)."""
 
-    phash: int
+    dct: Vector
     look: Look
 
     @property
-    def mirror(self) -> int:
-        return self.look.variants[0]
+    def mirror(self) -> Vector:
+        row: Vector = self.look.variants[0]
+        return row
 
     @property
-    def regions(self) -> tuple[int, ...]:
-        return self.look.variants[1 : 1 + REGION_COUNT]
+    def regions(self) -> Vector:
+        rows: Vector = self.look.variants[1 : 1 + REGION_COUNT]
+        return rows
 
     @property
-    def bright(self) -> int:
-        return self.look.variants[BRIGHT - 1]
+    def bright(self) -> Vector:
+        row: Vector = self.look.variants[BRIGHT - 1]
+        return row
 
 
 def fingerprint(image: Image.Image) -> Fingerprint:
@@ -123,16 +144,17 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     brightened = np.minimum(np.asarray(trimmed, dtype=np.float32) * BRIGHTER, 255.0) @ _LUMA
     views = _thumbs32(inner, [everything, *(_box(r, w, h) for r in REGIONS)], also=brightened)
     whole = views[0]
-    low = _low_dct(np.concatenate([views[:1], whole[None, :, ::-1], views[1:]]))  # the brightened view is last
-    phash, mirror, *regions, bright = _bits(low)  # whole, mirror, regions, brightened
-    if (phash ^ bright).bit_count() < BRIGHT_MIN_CHANGE:
-        bright = phash
+    stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:]])  # whole, mirror, regions, brightened
+    low = _low_dct(stack)
+    described = descriptors(low)
+    if similarity(described[-1], described[0]) >= BRIGHT_SAME:
+        described[-1] = described[0]
     coefficients = low[0]
     information = _median(np.abs(coefficients - _median(coefficients)))
     split = _split_share(whole)
     texture = _texture(inner.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(trimmed)
-    return Fingerprint(phash, Look((mirror, *regions, bright), information, split, texture, colour))
+    return Fingerprint(described[0], Look(described[1:], information, split, texture, colour, details(stack)))
 
 
 def trim_box(grey: Floats) -> tuple[int, int, int, int]:
@@ -141,31 +163,33 @@ def trim_box(grey: Floats) -> tuple[int, int, int, int]:
     strip on one side only (a clipped sky, a title bar) is part of the picture. A picture that is all border (a
     solid colour) is kept whole."""
     h, w = grey.shape
-    top, bottom = _paired(grey, h)
-    left, right = _paired(grey.T, w)
+    low, high = np.percentile(grey, [2, 98])
+    tolerance = min(BORDER_TOLERANCE, max(BORDER_TOLERANCE_MIN, BORDER_SHARE * float(high - low)))
+    top, bottom = _paired(grey, h, tolerance)
+    left, right = _paired(grey.T, w, tolerance)
     inner = grey[top : h - bottom, left : w - right]
-    if w - right - left < 8 or h - bottom - top < 8 or float(np.ptp(inner)) <= 2 * BORDER_TOLERANCE:
+    if w - right - left < 8 or h - bottom - top < 8 or float(np.ptp(inner)) <= 2 * tolerance:
         return (0, 0, w, h)  # nothing but border: a uniform picture
     return (left, top, w - right, h - bottom)
 
 
-def _paired(lines: Floats, length: int) -> tuple[int, int]:
+def _paired(lines: Floats, length: int, tolerance: float) -> tuple[int, int]:
     """The border runs at both ends of ``lines``, or none when either end has none or their colours differ."""
-    first, last = _flat_run(lines, length), _flat_run(lines[::-1], length)
+    first, last = _flat_run(lines, length, tolerance), _flat_run(lines[::-1], length, tolerance)
     if not first or not last:
         return (0, 0)
-    if abs(_median(lines[0]) - _median(lines[-1])) > BORDER_TOLERANCE:
+    if abs(_median(lines[0]) - _median(lines[-1])) > tolerance:
         return (0, 0)
     return (first, last)
 
 
-def _flat_run(lines: Floats, length: int) -> int:
+def _flat_run(lines: Floats, length: int, tolerance: float) -> int:
     """How many leading lines (rows of ``lines``) are uniform and of the first line's colour, plus the line after
     them, a blend of border and picture (thumbnail resampling, JPEG ringing) that would shift the hash."""
     limit = int(length * BORDER_MAX)
     colour = _median(lines[0])
     n = 0
-    while n < limit and float(np.max(np.abs(lines[n] - colour))) <= BORDER_TOLERANCE:
+    while n < limit and float(np.max(np.abs(lines[n] - colour))) <= tolerance:
         n += 1
     return n + BLEND if n >= 2 else 0  # a single edge line is JPEG ringing or a frame, not a border
 
@@ -249,15 +273,38 @@ def _median(values: Floats) -> float:
     return float(ordered[n // 2]) if n % 2 else float(ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-def _bits(low: Floats) -> list[int]:
-    """imagehash's pHash bits of each view: each coefficient above the view's median, row-major, most
-    significant first."""
-    flat = low.reshape(len(low), -1)
-    ordered = np.sort(flat, axis=1)
-    half = flat.shape[1] // 2
-    medians = (ordered[:, half - 1] + ordered[:, half]) / 2
-    packed = np.packbits(flat > medians[:, None], axis=1)
-    return [int.from_bytes(row.tobytes(), "big") for row in packed]
+def descriptors(low: Floats) -> Vector:
+    """Each view's unit descriptor (views × :data:`DESCRIPTOR_DIM`): its 64 low DCT coefficients, row-major,
+    median-centred over the 63 that are not DC, the DC slot 0, scaled to unit length (all zeros for a view with no
+    structure at all, which matches nothing)."""
+    flat = low.reshape(len(low), -1).astype(np.float64)
+    ac = flat[:, 1:]
+    ordered = np.sort(ac, axis=1)
+    half = ac.shape[1] // 2  # 63 values: the middle one
+    centred = np.zeros_like(flat)
+    centred[:, 1:] = ac - ordered[:, half : half + 1]
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    # A view with no structure has coefficients of float rounding (~1e-7 grey levels): all zeros, not their noise.
+    out: Vector = (centred / np.where(norms > NO_STRUCTURE, norms, np.inf)).astype(np.float32)
+    assert out.shape[1] == DESCRIPTOR_DIM
+    return out
+
+
+def details(views: Floats) -> npt.NDArray[np.int8]:
+    """Each view's fine structure (views × side², signed bytes): the view minus its :data:`DETAIL_BOX` box blur
+    (edges repeated), centred and scaled so that its largest value is ±127. Compared by cosine
+    (:func:`worker.decision.detail_similarities`), which makes the scale and the brightness irrelevant."""
+    n, h, w = views.shape
+    half = DETAIL_BOX // 2
+    padded = np.pad(views, ((0, 0), (half, half), (half, half)), mode="edge")
+    sums = np.pad(padded.cumsum(axis=1).cumsum(axis=2), ((0, 0), (1, 0), (1, 0)))
+    k = DETAIL_BOX
+    box = sums[:, k:, k:] - sums[:, :-k, k:] - sums[:, k:, :-k] + sums[:, :-k, :-k]
+    fine = (views - box / (k * k)).reshape(n, h * w)
+    fine -= fine.mean(axis=1, keepdims=True)
+    peak = np.abs(fine).max(axis=1, keepdims=True)
+    out: npt.NDArray[np.int8] = np.round(fine / np.where(peak > 1e-9, peak, 1.0) * 127).astype(np.int8)
+    return out
 
 
 def _texture(grey: npt.NDArray[np.uint8]) -> float:

@@ -1,16 +1,12 @@
-"""Content hashes: SHA-256 of the bytes (exact stage) and a perceptual hash (perceptual stage).
+"""Content hashes: SHA-256 of the bytes (exact stage) and plain perceptual hashes.
 
-The worker's perceptual hash is :data:`PERCEPTUAL` (64-bit DCT pHash, chosen with ``python -m worker.eval``;
-README "Detection quality"). :data:`HASHERS` holds the candidates the harness compares it with.
-
-A hash is stored in Milvus as a vector of ±1, one per bit, so that one FLOAT_VECTOR/L2 code path serves
-Milvus Lite (which has no BINARY_VECTOR) and Milvus server alike: squared L2 = 4 × Hamming distance.
+The worker's perceptual stage compares no hash bits: it keeps the DCT coefficients that pHash's bits are made of
+(:mod:`worker.fingerprint`). :data:`PERCEPTUAL` is that pHash; :data:`HASHERS` holds the plain hashes the quality
+harness compares the worker's descriptor with.
 
     >>> h = perceptual_hash(picture)
-    >>> hamming_from_l2(float(np.sum((hash_to_vector(h) - hash_to_vector(h ^ 0b111)) ** 2)))
-    3
-    >>> hamming_from_ip(float(hash_to_vector(h) @ hash_to_vector(h ^ 0b111)))
-    3
+    >>> round(float(bits_descriptor(h) @ bits_descriptor(h ^ 0b111)), 4)   # 3 bits apart: 1 − 6/64
+    0.9062
     >>> HASHERS["dhash"](picture).bit_length() <= HASHERS["dhash"].bits
     True
 """
@@ -25,7 +21,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from worker.decision import HASH_BITS, Vector
+from worker.decision import DESCRIPTOR_DIM, Vector
+
+HASH_BITS = DESCRIPTOR_DIM  # pHash: one bit per coefficient of the block
 
 
 def sha256_hex(data: bytes) -> str:
@@ -83,28 +81,19 @@ HASHERS: dict[str, Hasher] = {
     )
 }
 
-#: The worker's perceptual hash. Its width is the Milvus ``phash`` field's dimension.
+#: The plain hash the worker's descriptor is built like (the same 8×8 DCT block of a 32×32 thumbnail).
 PERCEPTUAL = HASHERS["phash"]
 assert PERCEPTUAL.bits == HASH_BITS
 
 
 def perceptual_hash(image: Image.Image) -> int:
-    """The worker's perceptual hash (:data:`PERCEPTUAL`) of an image, as an int."""
+    """The plain pHash (:data:`PERCEPTUAL`) of an image, as an int."""
     return PERCEPTUAL(image)
 
 
-def hash_to_vector(value: int, bits: int = HASH_BITS) -> Vector:
-    """The hash as ±1 floats, most significant bit first."""
+def bits_descriptor(value: int, bits: int = HASH_BITS) -> Vector:
+    """A hash's bits as a unit descriptor (±1/√bits, most significant bit first): two of them have cosine
+    ``1 − 2 × hamming / bits``. Lets the harness and tests put plain hashes where the worker's descriptors go."""
     packed = np.frombuffer(value.to_bytes((bits + 7) // 8, "big"), dtype=np.uint8)
-    out = np.unpackbits(packed)[-bits:].astype(np.float32)
-    return out * 2.0 - 1.0
-
-
-def hamming_from_l2(squared_l2: float) -> int:
-    """Hamming distance from the squared L2 distance of two ±1 vectors (what Milvus returns for L2)."""
-    return round(squared_l2 / 4.0)
-
-
-def hamming_from_ip(inner_product: float, bits: int = HASH_BITS) -> int:
-    """Hamming distance from the inner product of two ±1 vectors (what Milvus returns for IP): ``bits − 2 × d``."""
-    return round((bits - inner_product) / 2.0)
+    out: Vector = ((np.unpackbits(packed)[-bits:].astype(np.float32) * 2.0 - 1.0) / np.sqrt(bits)).astype(np.float32)
+    return out

@@ -6,7 +6,7 @@ field           type                          used by
 id              VARCHAR primary key           ``bucket/key``
 sha256          VARCHAR(64), inverted index   exact stage: ``sha256 in [...]``
 event_time_ms   INT64                         ordering; guards deletes against stale events
-phash           FLOAT_VECTOR(64), HNSW, L2    the whole picture's hash (±1 vector; squared L2 = 4 × Hamming)
+dct             FLOAT_VECTOR(64), HNSW, IP    the whole picture's perceptual descriptor (unit vector)
 embedding       FLOAT_VECTOR(2048), HNSW,     semantic stage (unit vectors; COSINE returns similarity)
                 COSINE
 information,    FLOAT                         the guards (:class:`worker.decision.Guard`)
@@ -14,12 +14,14 @@ split, texture
 colour          VARCHAR(96)                   colour check (hex of the colour layout)
 ==============  ============================  ==========================================================
 
-The perceptual stage searches ``<collection>_hashes``: one row per stored hash of an original (the whole
+The perceptual stage searches ``<collection>_hashes``: one row per stored descriptor of an original (the whole
 picture, each region of :data:`worker.fingerprint.REGIONS` and the brightened picture when brightening changes
-its hash; id ``bucket/key#variant``; ``phash`` searched by inner product, 64 − 2 × Hamming), with the original's
-guard fields beside it, so that **one** batched search — every image's whole, mirror, region and brightened
-hashes at once — finds zoomed, cropped, mirrored, bordered and brightened copies whichever arrived first
-(:func:`worker.decision.pair_kind` says which pairs count).
+its descriptor; id ``bucket/key#variant``; ``dct`` searched by inner product, which for unit vectors is their
+cosine), with that view's details (``detail``, base64 of 1,024 signed bytes, read back only for the rows a search
+finds at or above the threshold, to confirm them) and the original's guard fields beside it, so that **one**
+batched search — every image's whole, mirror, region and brightened descriptors at once — finds zoomed, cropped,
+mirrored, bordered and brightened copies whichever arrived first (:func:`worker.decision.pair_kind` says
+which pairs count).
 
 The same code serves Milvus Lite (``DEDUP_MILVUS_URI=data/milvus-lite.db``, one process per file) and a Milvus
 server or cluster (``http://host:19530``). Every read is Strong-consistent: the decision must see what the
@@ -42,6 +44,7 @@ the migration: ``python -m producer migrate-links``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -49,29 +52,37 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from worker import lite
 from worker.config import env_name
 from worker.decision import (
     BRIGHT,
-    HASH_BITS,
+    DESCRIPTOR_DIM,
+    DETAIL_SIZE,
+    Details,
     Look,
     Neighbour,
     Signals,
     Thresholds,
-    combined_distance,
-    hashes_of,
+    Vector,
+    combined_similarity,
+    detail_similarities,
     pair_kind,
+    views_of,
 )
 from worker.errors import TransientError
-from worker.hashing import hamming_from_ip, hamming_from_l2, hash_to_vector
 
 log = logging.getLogger(__name__)
 
 ID_MAX_BYTES = 2048  # bucket (≤63) + "/" + key (≤1024 UTF-8 bytes), with room to spare
 HNSW = {"M": 16, "efConstruction": 200}
-HASH_METRIC = "IP"
+#: The descriptor field of both collections. An index made before descriptors (``phash``: ±1 hash bits) needs
+#: the re-index of :data:`MIGRATE`.
+DESCRIPTOR = "dct"
+DETAIL_FIELD = "detail"
+DETAIL_CHARS = (DETAIL_SIZE + 2) // 3 * 4  # base64
 STRONG = "Strong"
 #: Hits asked for first when the caller says what is close enough to count (``within``): a query whose last one
 #: still counts is asked again for ``search_limit``. Most hashes have no stored row near them, so most of the
@@ -84,10 +95,10 @@ COLOUR_HEX = 96
 
 #: How an older collection is re-indexed (README "Upgrading an index").
 MIGRATE = (
-    "it was made by an earlier version of image-dedup-worker, without the fields this one needs (region hashes, "
-    "information, colour). Re-index: set {env}=<a new name> (e.g. {name}_v2), start the workers, run "
-    "`python -m producer backfill --bucket B` for each bucket, then drop the old collections ({name}, "
-    "{name}_links)"
+    "it was made by an earlier version of image-dedup-worker, without the fields this one needs (the perceptual "
+    "descriptors and details of this version, information, colour). Re-index: set {env}=<a new name> (e.g. "
+    "{name}_v2), start the workers, run `python -m producer backfill --bucket B` for each bucket, then drop the "
+    "old collections ({name}, {name}_links, {name}_hashes)"
 )
 #: What to do when a Milvus Lite file will not open: most often another process holds it.
 LITE_SHARED = (
@@ -130,7 +141,6 @@ class Index:
         self.search_limit = search_limit
         self.dim = dim
         self._lock = threading.Lock()  # one request at a time per client: Lite's local server is single-file
-        self._hash_metric = HASH_METRIC
 
     @classmethod
     def connect(cls, uri: str, *, collection: str, token: str = "", search_limit: int = 10, dim: int = 2048) -> Index:
@@ -164,7 +174,7 @@ class Index:
 
     @property
     def hashes_collection(self) -> str:
-        """The companion collection of every stored perceptual hash (``<collection>_hashes``)."""
+        """The companion collection of every stored perceptual descriptor (``<collection>_hashes``)."""
         return f"{self.collection}_hashes"
 
     @property
@@ -182,12 +192,12 @@ class Index:
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
         schema.add_field("sha256", DataType.VARCHAR, max_length=64)
         schema.add_field("event_time_ms", DataType.INT64)
-        schema.add_field("phash", DataType.FLOAT_VECTOR, dim=HASH_BITS)
+        schema.add_field(DESCRIPTOR, DataType.FLOAT_VECTOR, dim=DESCRIPTOR_DIM)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
         _add_look_fields(schema)
         params = MilvusClient.prepare_index_params()
         params.add_index(field_name="sha256", index_type="INVERTED")
-        params.add_index(field_name="phash", index_type="HNSW", metric_type="L2", params=HNSW)
+        params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)
         params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
         self._create_if_missing(self.collection, schema, params)
         self._check_schema()
@@ -202,27 +212,29 @@ class Index:
         hashes.add_field("owner", DataType.VARCHAR, max_length=ID_MAX_BYTES)
         hashes.add_field("variant", DataType.INT64)
         hashes.add_field("event_time_ms", DataType.INT64)
-        hashes.add_field("phash", DataType.FLOAT_VECTOR, dim=HASH_BITS)
+        hashes.add_field(DESCRIPTOR, DataType.FLOAT_VECTOR, dim=DESCRIPTOR_DIM)
+        hashes.add_field(DETAIL_FIELD, DataType.VARCHAR, max_length=DETAIL_CHARS)
         _add_look_fields(hashes)
         hash_params = MilvusClient.prepare_index_params()
         hash_params.add_index(field_name="owner", index_type="INVERTED")
-        # IP, not L2: the same order for ±1 vectors (L2² = 2·bits − 2·IP), and a matrix product rather than a
-        # difference tensor in Milvus Lite's brute-force search of unsealed rows (8× faster for a batch of 384 hash
-        # queries). Collections made with L2 by the previous version keep working: the metric is read back.
-        hash_params.add_index(field_name="phash", index_type="HNSW", metric_type=HASH_METRIC, params=HNSW)
+        # Inner product of unit vectors is their cosine; it is also a matrix product rather than a difference
+        # tensor in Milvus Lite's brute-force search of unsealed rows (8× faster than L2 for 384 queries).
+        hash_params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)
         self._create_if_missing(self.hashes_collection, hashes, hash_params)
-        self._hash_metric = self._metric(self.hashes_collection, "phash")
+        self._check_hashes_layout()
 
         self._check_links_layout()
         self._create_if_missing(self.links_collection, links_schema(), link_params())
         self._create_if_missing(self.reviews_collection, reviews_schema(), reviews_params())
 
-    def _metric(self, collection: str, field: str) -> str:
-        for name in self._call(self._client.list_indexes, collection, field_name=field):
-            described = self._call(self._client.describe_index, collection, name)
-            if described.get("field_name", field) == field:
-                return str(described["metric_type"]).upper()
-        raise IndexSchemaError(f"{collection}: field {field!r} has no vector index")
+    def _check_hashes_layout(self) -> None:
+        """Refuse a ``_hashes`` collection of hash bits or without details (made by an earlier version): re-index."""
+        described = self._call(self._client.describe_collection, self.hashes_collection)
+        if not {DESCRIPTOR, DETAIL_FIELD} <= {f["name"] for f in described["fields"]}:
+            raise IndexSchemaError(
+                f"{env_name('collection')}={self.collection}: "
+                + MIGRATE.format(env=env_name("collection"), name=self.collection)
+            )
 
     def _check_links_layout(self) -> None:
         """Refuse a links collection of the older layout (no kind, score, action): the gallery needs them."""
@@ -252,7 +264,12 @@ class Index:
     def _check_schema(self) -> None:
         described = self._call(self._client.describe_collection, self.collection)
         dims = {f["name"]: f.get("params", {}).get("dim") for f in described["fields"]}
-        expected = {"phash": HASH_BITS, "embedding": self.dim}
+        if "phash" in dims and DESCRIPTOR not in dims:  # hash bits: made before descriptors
+            raise IndexSchemaError(
+                f"{env_name('collection')}={self.collection}: "
+                + MIGRATE.format(env=env_name("collection"), name=self.collection)
+            )
+        expected = {DESCRIPTOR: DESCRIPTOR_DIM, "embedding": self.dim}
         for name, dim in expected.items():
             if name not in dims or int(dims[name] or 0) != dim:
                 raise IndexSchemaError(
@@ -270,11 +287,12 @@ class Index:
     # Reads ----------------------------------------------------------------------------------------------------
 
     def neighbours(self, batch: Sequence[Signals], within: Thresholds | None = None) -> dict[str, list[Neighbour]]:
-        """The originals near each image of ``batch``: same SHA-256, nearest perceptual hashes, nearest
+        """The originals near each image of ``batch``: same SHA-256, nearest perceptual descriptors, nearest
         embeddings. A row found by several lookups is merged into one :class:`Neighbour`.
 
         The searches return ids only; one query then reads the fields of every original found. Asking each hit
-        for its fields cost six times the client CPU (a batch of 32 images has 416 hash queries, 4,160 hits).
+        for its fields cost six times the client CPU (a batch of 32 images has 416 descriptor queries, 4,160
+        hits).
         With ``within`` (the decision's thresholds), rows that could not match may be left out: each query asks
         for :data:`FIRST_HITS` rows, and for ``search_limit`` only when the last of those is still within its
         stage's threshold, so every row a full search would return within it is found."""
@@ -294,7 +312,7 @@ class Index:
             for original in by_sha.get(item.sha256, []):
                 measured[item.id].setdefault(original, {})
 
-        self._perceptual(batch, measured, f"owner not in {others}", None if within is None else within.perceptual)
+        self._perceptual(batch, measured, f"owner not in {others}", within)
 
         embedded = [item for item in batch if item.embedding is not None]
         if embedded:
@@ -314,38 +332,81 @@ class Index:
         }
 
     def _perceptual(
-        self, batch: Sequence[Signals], measured: dict[str, dict[str, dict[str, Any]]], where: str, radius: int | None
+        self,
+        batch: Sequence[Signals],
+        measured: dict[str, dict[str, dict[str, Any]]],
+        where: str,
+        within: Thresholds | None,
     ) -> None:
-        """One search for every hash of every image (whole, mirror, regions) among every stored hash; each pair of
-        variants is scored as :func:`~worker.decision.pair_kind` says, then combined per original. Rows farther
-        than ``radius`` bits never match (a region pair counts only as the second-closest of two within it)."""
-        queries = [(item, variant, h) for item in batch for variant, h in _searched(item)]
-        # An original's rows are hashes of different views, so few of them lie near any one query hash: each query
-        # hash gets the plain search's room. The cost grows with the rows returned (Milvus Lite materialises each).
-        vectors = [hash_to_vector(h).tolist() for _, _, h in queries]
-        to_hamming = hamming_from_ip if self._hash_metric == "IP" else hamming_from_l2
-        counts = None if radius is None else (lambda distance: to_hamming(distance) <= radius)
-        # Ids only (an empty list would mean every field): a hash row's id is ``owner#variant``.
-        hits_per_query = self._search(self.hashes_collection, "phash", vectors, ["id"], where, counts)
-        views: dict[tuple[str, str], int] = {}  # (image, original) → closest "view" pair
-        regions: dict[tuple[str, str], dict[int, int]] = {}  # (image, original) → region → distance
+        """One search for every descriptor of every image (whole, mirror, regions, brightened) among every stored
+        descriptor; each pair of variants is scored as :func:`~worker.decision.pair_kind` says, then combined per
+        original. With ``within``, rows less similar than its perceptual threshold never match (a region pair
+        counts only as the second-closest of two at or above it), and a row at or above it counts only when its
+        details agree with the query's view (``within.detail``)."""
+        floor = None if within is None else within.perceptual
+        queries = [(item, variant, d) for item in batch for variant, d in _searched(item)]
+        if not queries:
+            return
+        # An original's rows describe different views, so few of them lie near any one query: each query gets the
+        # plain search's room. The cost grows with the rows returned (Milvus Lite materialises each).
+        vectors = np.stack([d for _, _, d in queries]).tolist()
+        counts = None if floor is None else (lambda found: found >= floor)
+        # Ids only (an empty list would mean every field): a descriptor row's id is ``owner#variant``.
+        hits_per_query = self._search(self.hashes_collection, DESCRIPTOR, vectors, ["id"], where, counts)
+        if within is not None and floor is not None and within.detail is not None:
+            hits_per_query = self._confirmed(queries, hits_per_query, floor, within.detail)
+        views: dict[tuple[str, str], float] = {}  # (image, original) → closest "view" pair
+        regions: dict[tuple[str, str], dict[int, float]] = {}  # (image, original) → region → similarity
         for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
             for hit in hits:
                 owner, _, stored = str(hit["id"]).rpartition("#")
                 kind = pair_kind(variant, int(stored))
                 if kind is None:
                     continue
-                pair, distance = (item.id, owner), to_hamming(hit["distance"])
+                pair, found = (item.id, owner), float(hit["distance"])
                 if kind == "view":
-                    views[pair] = min(distance, views.get(pair, HASH_BITS))
+                    views[pair] = max(found, views.get(pair, -1.0))
                 else:
-                    found = regions.setdefault(pair, {})
-                    found[variant] = min(distance, found.get(variant, HASH_BITS))
+                    per_region = regions.setdefault(pair, {})
+                    per_region[variant] = max(found, per_region.get(variant, -1.0))
         for pair in views.keys() | regions.keys():
             item_id, original = pair
-            measured[item_id].setdefault(original, {})["hamming"] = combined_distance(
+            measured[item_id].setdefault(original, {})["perceptual"] = combined_similarity(
                 views.get(pair), regions.get(pair, {})
             )
+
+    def _confirmed(
+        self,
+        queries: Sequence[tuple[Signals, int, Vector]],
+        hits_per_query: list[list[dict[str, Any]]],
+        floor: float,
+        detail: float,
+    ) -> list[list[dict[str, Any]]]:
+        """The hits, less those at or above ``floor`` whose stored details are less than ``detail`` alike to the
+        query view's. One query reads the details of every such row (few: most searches find nothing near)."""
+        wanted = {str(hit["id"]) for hits in hits_per_query for hit in hits if hit["distance"] >= floor}
+        if not wanted:
+            return hits_per_query
+        rows = self._query_in(self.hashes_collection, "id", wanted, ["id", DETAIL_FIELD])
+        stored = {row["id"]: _details(row[DETAIL_FIELD]) for row in rows}
+        out = []
+        for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
+            own = item.look.details if item.look is not None else None
+            kept = []
+            for hit in hits:
+                theirs = stored.get(str(hit["id"]))
+                if (
+                    hit["distance"] >= floor
+                    and own is not None
+                    and variant < len(own)
+                    and theirs is not None
+                    and len(theirs)
+                    and float(detail_similarities(own[variant : variant + 1], theirs[None, :])[0, 0]) < detail
+                ):
+                    continue
+                kept.append(hit)
+            out.append(kept)
+        return out
 
     def _search(
         self,
@@ -474,28 +535,32 @@ class Index:
                 raise ValueError(f"{item.id}: an original needs its embedding")
             look = _look_fields(item.look)
             common = {"event_time_ms": item.event_time_ms, **look}
+            if item.dct is None:
+                raise ValueError(f"{item.id}: an original needs its perceptual descriptor")
             rows.append(
                 {
                     "id": item.id,
                     "sha256": item.sha256,
-                    "phash": hash_to_vector(item.phash).tolist(),
+                    DESCRIPTOR: item.dct.tolist(),
                     "embedding": item.embedding.tolist(),
                     **common,
                 }
             )
-            for variant, h in _searched(item):
+            for variant, d in _searched(item):
                 if variant != 1:  # the mirror is searched with, never stored
                     hash_rows.append(
                         {
                             "id": f"{item.id}#{variant}",
                             "owner": item.id,
                             "variant": variant,
-                            "phash": hash_to_vector(h).tolist(),
+                            DESCRIPTOR: d.tolist(),
+                            DETAIL_FIELD: _detail_text(item, variant),
                             **common,
                         }
                     )
-        # Hashes first: a crash in between leaves hash rows whose original row is written by the redelivery (the
-        # message is not acknowledged); the other order would leave an original no perceptual search finds.
+        # Descriptors first: a crash in between leaves descriptor rows whose original row is written by the
+        # redelivery (the message is not acknowledged); the other order would leave an original no perceptual
+        # search finds.
         self._call(self._client.upsert, self.hashes_collection, hash_rows)
         self._call(self._client.upsert, self.collection, rows)
 
@@ -517,7 +582,7 @@ class Index:
         self._delete_guarded(self.links_collection, rows)
 
     def discard(self, rows: Iterable[tuple[str, int]]) -> None:
-        """Delete rows ``(id, event_time_ms)`` and their hashes unless the index holds a newer version of that
+        """Delete rows ``(id, event_time_ms)`` and their descriptors unless the index holds a newer version of that
         key (a stale event must not remove what a later upload stored)."""
         rows = list(rows)
         self._delete_guarded(self.collection, rows)
@@ -583,11 +648,25 @@ def _look(entity: dict[str, Any]) -> Look:
     )
 
 
-def _searched(item: Signals) -> list[tuple[int, int]]:
-    """``(variant, hash)`` of an image's hashes that are stored and searched: a brightened hash equal to the whole
-    picture's (nothing to clip) would only repeat it."""
-    hashes = hashes_of(item)
-    return [(v, h) for v, h in enumerate(hashes) if not (v == BRIGHT and h == hashes[0])]
+def _searched(item: Signals) -> list[tuple[int, Vector]]:
+    """``(variant, descriptor)`` of an image's descriptors that are stored and searched: a brightened descriptor
+    equal to the whole picture's (nothing to clip) would only repeat it."""
+    views = views_of(item)
+    if views is None:
+        return []
+    return [(v, d) for v, d in enumerate(views) if not (v == BRIGHT and np.array_equal(d, views[0]))]
+
+
+def _detail_text(item: Signals, variant: int) -> str:
+    """A view's details as stored (base64; empty when not measured)."""
+    if item.look is None or variant >= len(item.look.details):
+        return ""
+    return base64.b64encode(item.look.details[variant].tobytes()).decode("ascii")
+
+
+def _details(text: str) -> Details:
+    """A stored view's details (empty when none were stored)."""
+    return np.frombuffer(base64.b64decode(text), dtype=np.int8)
 
 
 def _neighbour(row: dict[str, Any], **measured: Any) -> Neighbour:

@@ -187,7 +187,7 @@ class Pipeline:
             sha256 = sha256_hex(blob.data)
             seen = fingerprint(image)
         del image
-        signals = Signals(event.id, _event_time(event, blob), sha256, seen.phash, look=seen.look)
+        signals = Signals(event.id, _event_time(event, blob), sha256, seen.dct, look=seen.look)
         decision = None
         if self._wait(self.exact_stage.submit(signals), "exact"):  # an exact duplicate: the model can be skipped
             decision = self._wait(self.decide_stage.submit(signals), "decide")  # None: deferred after all

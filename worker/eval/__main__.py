@@ -47,7 +47,7 @@ def main(
         "crop,resize"
     ),
     perceptual_threshold: Annotated[
-        int | None, typer.Option(help="Decide with this instead of the rule's choice (combined column).")
+        float | None, typer.Option(help="Decide with this cosine instead of the rule's choice (combined column).")
     ] = None,
     semantic_threshold: Annotated[
         float | None, typer.Option(help="Semantic threshold for the combined column (default: the worker's).")
@@ -131,7 +131,7 @@ def main(
     chosen = results["chosen"].get("perceptual")
     if chosen is not None and chosen != settings.perceptual_threshold:
         typer.echo(
-            f"note: the rule chooses perceptual ≤ {chosen} bits; DEDUP_PERCEPTUAL_THRESHOLD is "
+            f"note: the rule chooses perceptual ≥ {chosen:.3f}; DEDUP_PERCEPTUAL_THRESHOLD is "
             f"{settings.perceptual_threshold}"
         )
     typer.echo(f"done in {time.monotonic() - started:.0f} s")

@@ -2,7 +2,7 @@
 
     >>> results = analyse(data, measured, semantic_threshold=None, weights="random")
     >>> results["chosen"]["perceptual"]
-    7
+    0.95
 
 Everything here is plain data (dicts, lists, floats) so that it can be written as JSON and rendered as Markdown.
 """
@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from worker.decision import GUARD, Guard, Thresholds
+from worker.decision import DESCRIPTOR_DIM, DETAIL, GUARD, Guard, Thresholds
 from worker.eval import combined
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
 from worker.eval.metrics import (
+    CONFIRM_FROM,
     NEGATIVE_GROUPS,
     Scores,
     at,
@@ -41,10 +42,8 @@ from worker.hashing import HASHERS, PERCEPTUAL
 CROP_FAMILIES = ("zoom", "crop")
 COSINE_GRID = [round(0.5 + 0.0025 * i, 4) for i in range(201)]
 COSINE_STEP = 0.005
-
-
-def hamming_grid(bits: int) -> list[float]:
-    return [-float(t) for t in range(bits + 1)]
+#: The perceptual threshold sweep: descriptor similarities from 0.80 to 1.00.
+SWEEP = [round(0.80 + 0.01 * i, 2) for i in range(21)]
 
 
 def moderate_keys() -> list[str]:
@@ -105,13 +104,13 @@ def mean_recall(recall: dict[str, float], keys: list[str]) -> float:
     return float(np.mean(present)) if present else math.nan
 
 
-def perceptual_sweep(scores: Scores, up_to: int = 24) -> list[dict[str, Any]]:
+def perceptual_sweep(scores: Scores) -> list[dict[str, Any]]:
     rows = []
-    for bits in range(min(PERCEPTUAL.bits, up_to) + 1):
-        a = at(scores, -float(bits))
+    for threshold in SWEEP:
+        a = at(scores, threshold)
         rows.append(
             {
-                "bits": bits,
+                "threshold": threshold,
                 "recall": a.overall_recall,
                 "moderate_recall": mean_recall(a.recall, moderate_keys()),
                 "precision": a.overall_precision,
@@ -166,9 +165,10 @@ def analyse(
     measured: Measured,
     *,
     semantic_threshold: float | None,
-    perceptual_threshold: int | None = None,
+    perceptual_threshold: float | None = None,
     stages: Sequence[str] = ("exact", "perceptual", "semantic"),
     guard: Guard = GUARD,
+    detail: float | None = DETAIL,
 ) -> dict[str, Any]:
     """All results. ``perceptual_threshold`` None: the rule chooses it; ``semantic_threshold``: for ``combined``.
     A stage left out of ``stages`` is left out of the combined decision too."""
@@ -181,19 +181,20 @@ def analyse(
         scored["exact"] = score_pairs(pairs, exact_scorer(measured.sha256))
         grids["exact"] = [1.0]
     if "perceptual" in stages:
-        scored["perceptual"] = score_pairs(pairs, look_scorer(combined.signals(data, measured, None), guard))
-        grids["perceptual"] = hamming_grid(PERCEPTUAL.bits)
+        every = combined.signals(data, measured, None)
+        scored["perceptual"] = score_pairs(pairs, look_scorer(every, guard, detail))
+        grids["perceptual"] = [t for t in COSINE_GRID if t >= CONFIRM_FROM]
     for setup, rows in measured.embeddings.items():
         scored[f"semantic {setup}"] = score_pairs(pairs, cosine_scorer(rows))
         grids[f"semantic {setup}"] = COSINE_GRID
 
-    chosen: dict[str, Any] = {"exact": "same SHA-256"}
+    chosen: dict[str, Any] = {"exact": "same SHA-256", "detail": detail}
     thresholds: dict[str, float] = {"exact": 1.0}
     if "perceptual" in scored:
-        rule = hamming_threshold(scored["perceptual"])
+        rule = cosine_threshold(scored["perceptual"])
         chosen["perceptual_rule"] = rule
         chosen["perceptual"] = rule if perceptual_threshold is None else perceptual_threshold
-        thresholds["perceptual"] = -float(chosen["perceptual"])
+        thresholds["perceptual"] = float(chosen["perceptual"])
     for name, scores in scored.items():
         if name.startswith("semantic"):
             suggested = cosine_threshold(scores)
@@ -205,7 +206,7 @@ def analyse(
     decided = combined.run(
         data,
         measured,
-        Thresholds(perceptual=chosen.get("perceptual"), semantic=semantic_threshold, guard=guard),
+        Thresholds(perceptual=chosen.get("perceptual"), semantic=semantic_threshold, guard=guard, detail=detail),
         embedding=first_semantic,
     )
     curves = {}
@@ -223,7 +224,7 @@ def analyse(
             "low_information": len(data.of_role(Role.LOW_INFO)),
             "skipped": list(data.skipped),
         },
-        "hasher": {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits},
+        "hasher": {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits, "dim": DESCRIPTOR_DIM},
         "chosen": chosen,
         "stages": {name: stage_summary(s, thresholds[name], grids[name]) for name, s in scored.items()},
         "combined": {

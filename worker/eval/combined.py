@@ -6,7 +6,7 @@ original (a search with ``DEDUP_SEARCH_LIMIT`` ≥ the number of originals retur
 every decision. Originals are decided as one batch in upload order (``decide`` compares a batch with itself), so
 two originals that match each other show up as a false positive too.
 
-    >>> result = run(data, measured, Thresholds(perceptual=10, semantic=None), embedding="crop/avg")
+    >>> result = run(data, measured, Thresholds(perceptual=0.95, semantic=None), embedding="crop/avg")
     >>> result.recall["crop 5%"], result.false_positives
     (0.71, {'other sources': 0, 'hard': 0})
 """
@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.decision import Neighbour, Signals, Status, Thresholds, decide, perceptual_distance
+from worker.decision import Neighbour, Signals, Status, Thresholds, decide, perceptual_similarity
+from worker.eval import similarity
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
 from worker.eval.metrics import NEGATIVE_GROUPS
+from worker.eval.similarity import Floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,7 @@ def signals(data: Dataset, measured: Measured, embedding: str | None) -> list[Si
             item.id,
             i,
             measured.sha256[i],
-            prints[i].phash if prints else 0,
+            prints[i].dct if prints else None,
             None if rows is None else rows[i],
             look=prints[i].look if prints else None,
         )
@@ -53,27 +55,44 @@ def signals(data: Dataset, measured: Measured, embedding: str | None) -> list[Si
     ]
 
 
-def neighbours_of(item: Signals, originals: list[Signals]) -> list[Neighbour]:
-    """What the index adapter would return for ``item``: every original with all three measurements."""
+def neighbours_of(
+    item: Signals, originals: list[Signals], thresholds: Thresholds, near: Floats | None = None
+) -> list[Neighbour]:
+    """What the index adapter would return for ``item``: every original with all three measurements, the
+    perceptual one confirmed by details as the index confirms the rows it finds at the threshold. ``near``, the
+    unconfirmed similarities to ``originals`` (:func:`worker.eval.similarity.matrix`), spares the confirmation
+    of every pair that could not match anyway."""
+
+    def perceptual(n: int, o: Signals) -> float | None:
+        if near is None or (thresholds.perceptual is not None and near[n] >= thresholds.perceptual):
+            return perceptual_similarity(item, o, thresholds.detail)
+        return float(near[n])
+
     return [
         Neighbour(
             o.id,
             o.event_time_ms,
             sha256=o.sha256,
-            hamming=perceptual_distance(item, o),
+            perceptual=perceptual(n, o),
             look=o.look,
             cosine=None
             if item.embedding is None or o.embedding is None
             else float(np.dot(item.embedding, o.embedding)),
         )
-        for o in originals
+        for n, o in enumerate(originals)
     ]
 
 
 def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: str | None = None) -> Combined:
     """Decide every variant against the originals, the originals as one batch, and each hard pair."""
     every = signals(data, measured, embedding)
-    originals = [every[i] for i in data.of_role(Role.ORIGINAL)]
+    first = data.of_role(Role.ORIGINAL)
+    originals = [every[i] for i in first]
+    views = similarity.stack(every) if measured.fingerprints else None
+
+    def near(i: int, among: list[int]) -> Floats | None:
+        return None if views is None else similarity.matrix(views[[i]], views[among])[0]
+
     source_id = {data.items[i].source: data.items[i].id for i in data.of_role(Role.ORIGINAL)}
 
     found: dict[str, int] = {}
@@ -84,7 +103,9 @@ def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: st
     decided = dict.fromkeys(NEGATIVE_GROUPS, 0)
     for i in data.of_role(Role.VARIANT):
         item, key = data.items[i], str(data.items[i].transform)
-        (decision,) = decide([every[i]], {every[i].id: neighbours_of(every[i], originals)}, thresholds)
+        (decision,) = decide(
+            [every[i]], {every[i].id: neighbours_of(every[i], originals, thresholds, near(i, first))}, thresholds
+        )
         total[key] = total.get(key, 0) + 1
         decided["other sources"] += 1
         if decision.match is None:
@@ -102,15 +123,17 @@ def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: st
         fp["other sources"] += decision.status is Status.DUPLICATE
 
     # Low-information pictures are uploaded after the sources, as one batch: every duplicate among them is false.
-    weak = [every[i] for i in data.of_role(Role.LOW_INFO)]
+    weak = data.of_role(Role.LOW_INFO)
     if weak:
-        neighbours = {w.id: neighbours_of(w, originals) for w in weak}
-        for decision in decide(weak, neighbours, thresholds):
+        neighbours = {every[i].id: neighbours_of(every[i], originals, thresholds, near(i, first)) for i in weak}
+        for decision in decide([every[i] for i in weak], neighbours, thresholds):
             decided["low-information"] += 1
             fp["low-information"] += decision.status is Status.DUPLICATE
 
     for a, b in zip(data.of_role(Role.HARD_A), data.of_role(Role.HARD_B), strict=True):
-        (decision,) = decide([every[b]], {every[b].id: neighbours_of(every[b], [every[a]])}, thresholds)
+        (decision,) = decide(
+            [every[b]], {every[b].id: neighbours_of(every[b], [every[a]], thresholds, near(b, [a]))}, thresholds
+        )
         decided["hard"] += 1
         fp["hard"] += decision.status is Status.DUPLICATE
 

@@ -6,9 +6,9 @@ baseline and progressive, fingerprints each through both paths and prints how fa
 
     python -m worker.eval.decode_agreement            # the 49 sources × 4 sizes × 2 encodings, on the CPU
     392 JPEGs (scales: {1: 92, 2: 104, 4: 98, 8: 98})
-      whole hash: 0 bits ×386, 2 bits ×6 (max 2)
-      mirror:     0 bits ×380, 2 bits ×12 (max 2)
-      regions (largest of 10): 0 bits ×298, 2 bits ×92, 4 bits ×2 (max 4)
+      whole:      ≥ 0.9999 ×392, ≥ 0.999 ×392, ≥ 0.99 ×392, ≥ 0.98 ×392, ≥ 0.95 ×392 (min 1.0000)
+      mirror:     ≥ 0.9999 ×392, ≥ 0.999 ×392, ≥ 0.99 ×392, ≥ 0.98 ×392, ≥ 0.95 ×392 (min 0.9999)
+      regions (smallest of 10): ≥ 0.9999 ×386, ≥ 0.999 ×392, ≥ 0.99 ×392, ≥ 0.98 ×392, ≥ 0.95 ×392 (min 0.9998)
       ...
 
 The device path runs on ``--device`` (``cpu`` by default: torchvision's libjpeg-turbo, the same code as on CUDA
@@ -33,7 +33,7 @@ import typer
 from PIL import Image
 
 from worker import device_decode, imaging
-from worker.decision import Guard, colour_distance, hamming
+from worker.decision import Guard, colour_distance, similarity
 from worker.eval.sources import distinct_images
 from worker.fingerprint import Fingerprint, fingerprint
 
@@ -49,9 +49,9 @@ class Agreement:
 
     name: str
     scale: int
-    whole: int  # Hamming distance of the whole-picture hashes
-    mirror: int
-    regions: int  # the largest distance among the region hashes
+    whole: float  # similarity of the whole-picture descriptors
+    mirror: float
+    regions: float  # the smallest similarity among the region descriptors
     information: float  # absolute differences of the guard values
     split: float
     texture: float
@@ -59,8 +59,8 @@ class Agreement:
     guard_same: bool  # both paths give the same perceptual and semantic guard verdicts
 
     @property
-    def hash_bits(self) -> int:
-        return max(self.whole, self.mirror, self.regions)
+    def lowest(self) -> float:
+        return min(self.whole, self.mirror, self.regions)
 
 
 def jpegs(
@@ -94,9 +94,9 @@ def _agreement(name: str, scale: int, a: Fingerprint, b: Fingerprint) -> Agreeme
     return Agreement(
         name,
         scale,
-        whole=hamming(a.phash, b.phash),
-        mirror=hamming(a.mirror, b.mirror),
-        regions=max(hamming(x, y) for x, y in zip(a.regions, b.regions, strict=True)),
+        whole=similarity(a.dct, b.dct),
+        mirror=similarity(a.mirror, b.mirror),
+        regions=min(similarity(x, y) for x, y in zip(a.regions, b.regions, strict=True)),
         information=abs(a.look.information - b.look.information),
         split=abs(a.look.split - b.look.split),
         texture=abs(a.look.texture - b.look.texture),
@@ -109,15 +109,16 @@ def _agreement(name: str, scale: int, a: Fingerprint, b: Fingerprint) -> Agreeme
 def summary(rows: Sequence[Agreement]) -> str:
     """A few lines: the distance distributions and the largest guard-value differences."""
 
-    def histogram(values: list[int]) -> str:
-        counts = sorted(Counter(values).items())
-        return ", ".join(f"{bits} bits ×{count}" for bits, count in counts) + f" (max {max(values)})"
+    def histogram(values: list[float]) -> str:
+        steps = (0.9999, 0.999, 0.99, 0.98, 0.95)
+        counts = [f"≥ {s} ×{sum(v >= s for v in values)}" for s in steps]
+        return ", ".join(counts) + f" (min {min(values):.4f})"
 
     lines = [
         f"{len(rows)} JPEGs (scales: {dict(sorted(Counter(r.scale for r in rows).items()))})",
-        f"  whole hash: {histogram([r.whole for r in rows])}",
+        f"  whole:      {histogram([r.whole for r in rows])}",
         f"  mirror:     {histogram([r.mirror for r in rows])}",
-        f"  regions (largest of 10): {histogram([r.regions for r in rows])}",
+        f"  regions (smallest of 10): {histogram([r.regions for r in rows])}",
         f"  information: max Δ {max(r.information for r in rows):.3f} grey levels; "
         f"split: max Δ {max(r.split for r in rows):.4f}; texture: max Δ {max(r.texture for r in rows):.4f}; "
         f"colour: max distance {max(r.colour for r in rows):.4f}",
@@ -125,9 +126,9 @@ def summary(rows: Sequence[Agreement]) -> str:
     ]
     for scale in sorted({r.scale for r in rows}):
         at = [r.whole for r in rows if r.scale == scale]
-        lines.append(f"  at 1/{scale}: whole hash {histogram(at)}")
-    worst = sorted(rows, key=lambda r: (r.hash_bits, r.whole), reverse=True)[:5]
-    lines.append("  largest: " + "; ".join(f"{r.name} {r.whole}/{r.mirror}/{r.regions}" for r in worst))
+        lines.append(f"  at 1/{scale}: whole {histogram(at)}")
+    worst = sorted(rows, key=lambda r: (r.lowest, r.whole))[:5]
+    lines.append("  farthest: " + "; ".join(f"{r.name} {r.whole:.4f}/{r.mirror:.4f}/{r.regions:.4f}" for r in worst))
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """Pair scores per stage, and precision / recall / F1 / threshold sweeps over them.
 
-Every stage scores a pair of items by a *similarity*: exact 1 or 0 (same SHA-256), perceptual ``-hamming``
-(so that "≥ -t" is "at most t bits apart"), semantic the cosine. A pair matches at threshold τ when its
+Every stage scores a pair of items by a *similarity*: exact 1 or 0 (same SHA-256), perceptual the descriptors'
+cosine (:func:`worker.decision.perceptual_similarity`), a plain hash ``-hamming`` (so that "≥ -t" is "at most t
+bits apart"), semantic the cosine. A pair matches at threshold τ when its
 similarity is ≥ τ. Positive pairs are (variant, its source); negative pairs are (variant, every other source),
 (source, source) and the hard pairs::
 
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from worker.decision import Guard, Signals, perceptual_distance
+from worker.decision import Guard, Signals
+from worker.eval import similarity
 from worker.eval.dataset import Dataset, Role
 
 Floats = npt.NDArray[np.float64]
@@ -155,21 +157,29 @@ def hamming_scorer(hashes: Sequence[int], bits: int) -> Scorer:
 ABSTAINED = -1000.0
 
 
-def look_scorer(signals: Sequence[Signals], guard: Guard) -> Scorer:
-    """The worker's perceptual stage: ``-perceptual_distance`` over the allowed pairs of hashes (whole, mirror,
-    regions), or :data:`ABSTAINED` when the guard keeps either picture out or their colours disagree."""
+#: Pairs at or above this descriptor similarity are confirmed by details and colour-checked pair by pair, as the
+#: decision does; below it they keep their unconfirmed similarity (which can only overstate a negative's), so
+#: thresholds are swept from here up.
+CONFIRM_FROM = 0.8
+
+
+def look_scorer(signals: Sequence[Signals], guard: Guard, detail: float | None) -> Scorer:
+    """The worker's perceptual stage: :func:`~worker.decision.perceptual_similarity` over the allowed pairs of
+    descriptors (whole, mirror, regions, brightened) whose details agree at ``detail`` (from
+    :data:`CONFIRM_FROM` up), or :data:`ABSTAINED` when the guard keeps either picture out or (from
+    :data:`CONFIRM_FROM` up) their colours disagree."""
+    views = similarity.stack(signals)
+    passes = np.array([guard.perceptual_ok(item.look) for item in signals])
 
     def score(a: Ints, b: Ints) -> Floats:
-        out = np.empty(len(a), dtype=np.float64)
-        for n, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
-            x, y = signals[i], signals[j]
-            if not (
-                guard.perceptual_ok(x.look) and guard.perceptual_ok(y.look) and guard.colours_agree(x.look, y.look)
-            ):
-                out[n] = ABSTAINED
-            else:
-                out[n] = -perceptual_distance(x, y)
-        return out
+        found = similarity.confirm(
+            signals, a, b, similarity.pairs(views, a, b), detail=detail, floor=CONFIRM_FROM
+        ).astype(np.float64)
+        found[~(passes[a] & passes[b])] = ABSTAINED
+        for n in np.flatnonzero(found >= CONFIRM_FROM).tolist():
+            if not guard.colours_agree(signals[int(a[n])].look, signals[int(b[n])].look):
+                found[n] = ABSTAINED
+        return found
 
     return score
 

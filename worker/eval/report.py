@@ -46,8 +46,6 @@ def _fp(count: int, total: int) -> str:
 def _threshold(stage: str, value: float) -> str:
     if stage == "exact":
         return "same bytes"
-    if stage == "perceptual":
-        return f"≤ {-value:.0f} bits"
     return f"≥ {value:.3f}"
 
 
@@ -58,8 +56,6 @@ def _widest(bits: int) -> str:
 def _range(stage: str, low: float, high: float) -> str:
     if stage == "exact":
         return "same bytes"
-    if stage == "perceptual":
-        return f"{-high:.0f}" if low == high else f"{-high:.0f}–{-low:.0f} bits"
     return f"{low:.3f}" if low == high else f"{low:.4f}–{high:.4f}"
 
 
@@ -114,10 +110,10 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
         "* Each upload is decoded, hashed and embedded by the worker's own functions; for the combined column "
         "`worker.decision.decide` decides each variant against every source, with exact in-memory distances "
         "standing in for the Milvus search (same rows as a search whose limit covers every source).",
-        f"* Perceptual stage: the worker's fingerprint (`worker.fingerprint`: {results['hasher']['bits']}-bit "
-        "pHash of the picture with uniform borders trimmed, of its mirror, of ten regions and of the picture "
-        "brightened with clipping) with its "
-        "information guard and colour check (`worker.decision.Guard`).",
+        f"* Perceptual stage: the worker's fingerprint (`worker.fingerprint`: {results['hasher']['dim']}-d "
+        "descriptors — pHash's low DCT coefficients, median-centred and unit length, compared by cosine — of the "
+        "picture with uniform borders trimmed, of its mirror, of ten regions and of the picture brightened with "
+        "clipping) with its information guard and colour check (`worker.decision.Guard`).",
     ]
     if counts["skipped"]:
         out.append(f"* Skipped (not decodable): {', '.join(counts['skipped'])}.")
@@ -125,19 +121,16 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
     if "perceptual" in stages:
         p = stages["perceptual"]
         rule = (
-            f"Rule: halfway between a perfect match (0 bits) and the closest negative pair "
-            f"({-p['closest_negative']:.0f} bits) → {chosen['perceptual_rule']}"
+            f"Rule: halfway between a perfect match (1) and the closest negative pair "
+            f"({p['closest_negative']:.4f}) → {chosen['perceptual_rule']:.3f}"
         )
         if chosen["perceptual"] == chosen["perceptual_rule"]:
             out.append(
-                f"* **perceptual: ≤ {chosen['perceptual']} bits.** {rule}. Every negative is then at least twice as "
-                "far from the threshold as a copy can be."
+                f"* **perceptual: ≥ {chosen['perceptual']:.3f}.** {rule}. Every negative is then at least as far "
+                "below the threshold as a copy can be."
             )
         else:
-            out.append(
-                f"* **perceptual: ≤ {chosen['perceptual']} bits**, set with `--perceptual-threshold` (no false "
-                f"positive on this set, but less margin than the rule's). {rule}."
-            )
+            out.append(f"* **perceptual: ≥ {chosen['perceptual']:.3f}**, set with `--perceptual-threshold`. {rule}.")
     for name in stages:
         if name.startswith("semantic"):
             note = " — **meaningless: random weights**" if random else ""
@@ -147,7 +140,7 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
             )
     sem = comb["semantic"]
     out.append(
-        f"* combined: `decide()` with perceptual ≤ {comb['perceptual']} bits and semantic "
+        f"* combined: `decide()` with perceptual ≥ {comb['perceptual']:.3f} and semantic "
         + (f"≥ {sem}" if sem is not None else "off (random weights, or not run)")
         + "."
     )
@@ -281,13 +274,13 @@ def sweep_section(results: dict[str, Any]) -> list[str]:
         "",
         "## Threshold sweep (perceptual)",
         "",
-        "| ≤ bits | recall (all) | recall (◆) | precision | FP other sources | FP hard |",
+        "| ≥ similarity | recall (all) | recall (◆) | precision | FP other sources | FP hard |",
         "|---|---|---|---|---|---|",
     ]
     for row in sweep:
         out.append(
-            f"| {row['bits']} | {_pct(row['recall'])} | {_pct(row['moderate_recall'])} | {row['precision']:.4f} "
-            f"| {row['fp']['other sources']} | {row['fp']['hard']} |"
+            f"| {row['threshold']:.2f} | {_pct(row['recall'])} | {_pct(row['moderate_recall'])} "
+            f"| {row['precision']:.4f} | {row['fp']['other sources']} | {row['fp']['hard']} |"
         )
     return out
 
