@@ -80,10 +80,10 @@ def test_without_its_regions_and_mirror_a_copy_is_far() -> None:
     assert near(sig("m", mirrored), sig("o", full)) >= 0.999
 
 
-@pytest.mark.parametrize("factor", [1.2, 1.3])  # at +40 % the details of the ×1.25 view no longer agree
+@pytest.mark.parametrize("factor", [1.2, 1.35])  # at +40 % the details of the ×1.25 view no longer agree
 def test_a_brightened_copy_whose_colours_clip_matches_through_the_brightened_descriptor(factor: float) -> None:
     """The logo's saturated colours clip channel by channel when brightened: its grey levels change unevenly and
-    the whole-picture descriptors drift apart (at +20 % they still meet the default threshold; from +30 % they do
+    the whole-picture descriptors drift apart (at +20 % they still meet the default threshold; at +35 % they do
     not); the stored and searched brightened descriptor meets the copy, whichever arrives first."""
     source = photo("logo.png")
     original, copy = fingerprint(source), fingerprint(jpeg(brightened(source, factor)))

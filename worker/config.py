@@ -28,7 +28,7 @@ DEFAULT_SEMANTIC_THRESHOLD = 0.90
 
 #: Smallest perceptual descriptor similarity (cosine) that still matches; chosen on the quality harness's tuning
 #: fold (README "Detection quality").
-DEFAULT_PERCEPTUAL_THRESHOLD = 0.95
+DEFAULT_PERCEPTUAL_THRESHOLD = 0.90
 
 #: Values that switch an optional stage off.
 _OFF = {"", "off", "none", "disabled"}

@@ -58,28 +58,36 @@ def signals(data: Dataset, measured: Measured, embedding: str | None) -> list[Si
 def neighbours_of(
     item: Signals, originals: list[Signals], thresholds: Thresholds, near: Floats | None = None
 ) -> list[Neighbour]:
-    """What the index adapter would return for ``item``: every original with all three measurements, the
-    perceptual one confirmed by details as the index confirms the rows it finds at the threshold. ``near``, the
-    unconfirmed similarities to ``originals`` (:func:`worker.eval.similarity.matrix`), spares the confirmation
-    of every pair that could not match anyway."""
+    """What the index adapter would return for ``item``: the originals with all three measurements, the
+    perceptual one confirmed by details as the index confirms the rows it finds at the threshold. With ``near``,
+    the unconfirmed similarities to ``originals`` (:func:`worker.eval.similarity.matrix`), only the originals
+    that can match at ``thresholds`` are returned (the same decisions, without a Neighbour for each of
+    thousands of originals); without it, every original."""
 
-    def perceptual(n: int, o: Signals) -> float | None:
-        if near is None or (thresholds.perceptual is not None and near[n] >= thresholds.perceptual):
-            return perceptual_similarity(item, o, thresholds.detail)
-        return float(near[n])
+    def cosine(o: Signals) -> float | None:
+        if item.embedding is None or o.embedding is None:
+            return None
+        return float(np.dot(item.embedding, o.embedding))
+
+    def can_match(n: int, o: Signals) -> bool:
+        if near is None or o.sha256 == item.sha256:
+            return True
+        if thresholds.perceptual is not None and near[n] >= thresholds.perceptual:
+            return True
+        found = cosine(o)
+        return found is not None and thresholds.semantic is not None and found >= thresholds.semantic
 
     return [
         Neighbour(
             o.id,
             o.event_time_ms,
             sha256=o.sha256,
-            perceptual=perceptual(n, o),
+            perceptual=perceptual_similarity(item, o, thresholds.detail),
             look=o.look,
-            cosine=None
-            if item.embedding is None or o.embedding is None
-            else float(np.dot(item.embedding, o.embedding)),
+            cosine=cosine(o),
         )
         for n, o in enumerate(originals)
+        if can_match(n, o)
     ]
 
 
