@@ -371,6 +371,11 @@ def measures(picture: Image.Image) -> dict[str, float]:
     }
 
 
+#: Share of (partly) transparent pixels from which a picture is a ``transparent`` one: the background a decoder
+#: puts behind it is most of what a hash sees.
+TRANSPARENT = 0.5
+
+
 def categorise(collection: Collection, path: str, m: dict[str, float]) -> str:
     """The category of one picture: path rules, else the collection's default; then the measured rules.
 
@@ -379,7 +384,7 @@ def categorise(collection: Collection, path: str, m: dict[str, float]) -> str:
     'photo-dark'
     """
     category = next((c for pattern, c in collection.rules if fnmatch.fnmatch(path, pattern)), collection.category)
-    if m["transparent"] >= 0.05 and category in ("flat-illustration", "photo", WALLPAPER):
+    if m["transparent"] >= TRANSPARENT and category in ("flat-illustration", "photo", WALLPAPER):
         return "transparent"
     if category == WALLPAPER:
         # Smooth gradients and flat shapes: most pixels flat, few colours. Photos: texture almost everywhere.
@@ -390,6 +395,29 @@ def categorise(collection: Collection, path: str, m: dict[str, float]) -> str:
         if m["luminance"] > 0.68:
             return "photo-high-key"
     return category
+
+
+def picture_category(collection: Collection, path: str, saved: bytes) -> str:
+    """The category of a picture as saved (the measured rules look at the saved picture)."""
+    if collection.kind == "render":
+        return page_category(path)
+    with unbounded():
+        return categorise(collection, path, measures(open_reduced(saved)))
+
+
+def recategorise(root: Path = ROOT, lock: Path = LOCK, collections: tuple[Collection, ...] = COLLECTIONS) -> int:
+    """Apply the category rules again to the fetched pictures of ``root`` and rewrite the lock's categories
+    (no download, no re-selection); returns how many changed."""
+    locked = json.loads(lock.read_text())
+    by_name = {c.name: c for c in collections}
+    changed = 0
+    for name, entry in locked["collections"].items():
+        for f in entry["files"]:
+            category = picture_category(by_name[name], f["path"], (root / name / f["file"]).read_bytes())
+            changed += category != f["category"]
+            f["category"] = category
+    lock.write_text(json.dumps(locked, indent=1, ensure_ascii=False) + "\n")
+    return changed
 
 
 def save_bytes(data: bytes, name: str) -> tuple[bytes, str]:
@@ -709,7 +737,6 @@ class Candidate:
     data: bytes
     pixels: int
     thumb: npt.NDArray[np.float64]
-    measured: dict[str, float]
     source_sha: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -787,7 +814,7 @@ def select(
                 view = open_reduced(data)
         except (OSError, ValueError):
             continue
-        ordered.append(Candidate(collection, path, data, pixels, thumbnail(view), measures(view)))
+        ordered.append(Candidate(collection, path, data, pixels, thumbnail(view)))
     keep = dedupe([c.thumb for c in ordered], kept)
     distinct = [c for c, k in zip(ordered, keep, strict=True) if k]
     distinct.sort(key=lambda c: c.source_sha)
@@ -822,9 +849,7 @@ def relock(
             entries = []
             for n, c in enumerate(chosen):
                 data, name = save_bytes(c.data, flat_name(c.path))
-                category = (
-                    page_category(c.path) if collection.kind == "render" else categorise(collection, c.path, c.measured)
-                )
+                category = picture_category(collection, c.path, data)
                 entries.append(
                     {
                         "path": c.path,
@@ -1011,6 +1036,15 @@ def relock_command(
     sizes = sum(d.get("other sizes", 0) for d in out["dropped"].values())
     near = sum(d.get("near copies", 0) for d in out["dropped"].values())
     typer.echo(f"{total} pictures locked in {lock}; dropped: {sizes} other sizes, {near} near copies")
+
+
+@app.command("recategorise")
+def recategorise_command(
+    root: Annotated[Path, typer.Option(help="A fetched corpus (all of it).")] = ROOT,
+    lock: Annotated[Path, typer.Option(help="The lock file to rewrite.")] = LOCK,
+) -> None:
+    """Re-apply the category rules to the fetched pictures and rewrite the lock's categories (then fetch again)."""
+    typer.echo(f"{recategorise(root, lock)} categories changed in {lock}")
 
 
 def main() -> None:
