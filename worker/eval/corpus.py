@@ -73,8 +73,8 @@ CATEGORIES = (
     "transparent",
 )
 FOLDS = ("tune", "test")
-#: Default category meaning "decide photo / abstract / dark / high-key by measurement".
-WALLPAPER = "wallpaper"
+#: Wallpapers: abstract unless their path is in a photo (or illustration) list; each listed after looking at it.
+WALLPAPER = "abstract"
 
 #: Larger source files are left out (a few clip-art PNGs of 15k × 15k px: a gigabyte each to decode).
 MAX_SOURCE_PIXELS = 120_000_000
@@ -133,6 +133,28 @@ COLLECTIONS: tuple[Collection, ...] = (
         WALLPAPER,
         include=("usr/share/wallpapers/*",),
         group=r"usr/share/wallpapers/([^/]+)/",
+        rules=(
+            *(
+                (f"usr/share/wallpapers/{name}/*", "photo")
+                for name in (
+                    "BytheWater",
+                    "ColdRipple",
+                    "DarkestHour",
+                    "EveningGlow",
+                    "FallenLeaf",
+                    "Grey",
+                    "Kite",
+                    "OneStandsOut",
+                    "Path",
+                    "Volna",
+                    "summer_1am",
+                )
+            ),
+            *(
+                (f"usr/share/wallpapers/{name}/*", "flat-illustration")
+                for name in ("Altai", "SafeLanding", "FlyingKonqui")
+            ),
+        ),
     ),
     Collection(
         "desktop-base",
@@ -196,14 +218,43 @@ COLLECTIONS: tuple[Collection, ...] = (
     ),
     Collection("pages-a", "render", "pages-a", "tune", "document", ci=6),
     # --- test fold --------------------------------------------------------------------------------------------
-    Collection("mate-backgrounds", "deb", "mate-backgrounds", "test", WALLPAPER, include=("usr/share/backgrounds/*",)),
     Collection(
-        "lomiri-wallpapers-16.04", "deb", "lomiri-wallpapers-16.04", "test", WALLPAPER, include=("usr/share/*",)
+        "mate-backgrounds",
+        "deb",
+        "mate-backgrounds",
+        "test",
+        WALLPAPER,
+        include=("usr/share/backgrounds/*",),
+        rules=(("*/mate/nature/*", "photo"),),
     ),
     Collection(
-        "lomiri-wallpapers-20.04", "deb", "lomiri-wallpapers-20.04", "test", WALLPAPER, include=("usr/share/*",), ci=4
+        "lomiri-wallpapers-16.04",
+        "deb",
+        "lomiri-wallpapers-16.04",
+        "test",
+        "photo",
+        include=("usr/share/*",),
+        rules=(("*analogpattern*", "abstract"), ("*greentock*", "abstract"), ("*umang*", "abstract")),
     ),
-    Collection("ukui-wallpapers", "deb", "ukui-wallpapers", "test", WALLPAPER, include=("usr/share/backgrounds/*",)),
+    Collection(
+        "lomiri-wallpapers-20.04",
+        "deb",
+        "lomiri-wallpapers-20.04",
+        "test",
+        WALLPAPER,
+        include=("usr/share/*",),
+        rules=(("*Kleiber*", "photo"), ("*Painting-Colors*", "flat-illustration")),
+        ci=4,
+    ),
+    Collection(
+        "ukui-wallpapers",
+        "deb",
+        "ukui-wallpapers",
+        "test",
+        WALLPAPER,
+        include=("usr/share/backgrounds/*",),
+        rules=tuple((f"*/{n}.*", "flat-illustration") for n in ("calla", "city", "desert", "rollpaper")),
+    ),
     Collection(
         "gnome-backgrounds",
         "deb",
@@ -212,10 +263,27 @@ COLLECTIONS: tuple[Collection, ...] = (
         WALLPAPER,
         include=("usr/share/backgrounds/*",),
         group=r"gnome/([a-z]+)-[dl]\.",
+        rules=(("*/wood-*", "texture"),),
     ),
-    Collection("sway-backgrounds", "deb", "sway-backgrounds", "test", WALLPAPER, include=("usr/share/*",), ci=8),
+    Collection(  # one picture at several sizes; the portrait one is a re-layout of it
+        "sway-backgrounds",
+        "deb",
+        "sway-backgrounds",
+        "test",
+        WALLPAPER,
+        include=("usr/share/*",),
+        exclude=("*Portrait*",),
+        ci=1,
+    ),
     Collection(
-        "matplotlib", "python", "matplotlib", "test", "photo", rules=(("logo2.png", "icon-logo"),), min_side=0, ci=2
+        "matplotlib",
+        "python",
+        "matplotlib",
+        "test",
+        "photo",
+        rules=(("logo2.png", "icon-logo"), ("Minduka_Present_Blue_Pack.png", "product")),
+        min_side=0,
+        ci=2,
     ),
     Collection(
         "pysiogame",
@@ -253,6 +321,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         "test",
         "texture",
         include=("usr/share/games/pingus/data/images/textures/*", "usr/share/games/pingus/data/images/groundpieces/*"),
+        rules=(("*/groundpieces/*", "flat-illustration"),),  # rocks, plants, creatures: game sprites
         min_side=128,
     ),
     Collection(
@@ -262,7 +331,8 @@ COLLECTIONS: tuple[Collection, ...] = (
         "test",
         "screenshot",
         include=("usr/share/doc/HTML/*", "usr/share/khangman/*"),
-        rules=(("usr/share/khangman/*", WALLPAPER),),
+        exclude=("*/gallows/*",),  # a drawing in ten steps: each a near copy of the next
+        rules=(("*/Images/handbook*", "icon-logo"), ("usr/share/khangman/*", "abstract")),
         group=r"(?:HTML/[a-z_]+/khangman/|khangman/)(.+?)\.",
         ci=8,
     ),
@@ -380,15 +450,12 @@ def categorise(collection: Collection, path: str, m: dict[str, float]) -> str:
     """The category of one picture: path rules, else the collection's default; then the measured rules.
 
     >>> dark = {"transparent": 0.0, "luminance": 0.1, "flat": 0.2, "colours": 900.0}
-    >>> categorise(BY_NAME["mate-backgrounds"], "x.jpg", dark)
+    >>> categorise(BY_NAME["mate-backgrounds"], "usr/share/backgrounds/mate/nature/x.jpg", dark)
     'photo-dark'
     """
     category = next((c for pattern, c in collection.rules if fnmatch.fnmatch(path, pattern)), collection.category)
-    if m["transparent"] >= TRANSPARENT and category in ("flat-illustration", "photo", WALLPAPER):
+    if m["transparent"] >= TRANSPARENT and category in ("flat-illustration", "photo", "abstract"):
         return "transparent"
-    if category == WALLPAPER:
-        # Smooth gradients and flat shapes: most pixels flat, few colours. Photos: texture almost everywhere.
-        category = "abstract" if m["flat"] > 0.45 or m["colours"] < 120 else "photo"
     if category == "photo":
         if m["luminance"] < 0.25:
             return "photo-dark"
