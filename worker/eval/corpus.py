@@ -1,7 +1,7 @@
 """The held-out corpus: ~1,300 distinct pictures from independent offline collections, split into folds by collection.
 
     python -m worker.eval.corpus fetch                      # data/corpus/ + manifest.json (downloads once)
-    python -m worker.eval.corpus fetch --subset ci          # the small fixed subset CI runs (~60 pictures)
+    python -m worker.eval.corpus fetch --subset ci          # the small fixed subset CI runs (50 pictures)
     python -m worker.eval.corpus relock                     # re-select everything; rewrites corpus.lock.json
     python -m worker.eval --corpus data/corpus --fold test --stages exact,perceptual
 
@@ -164,7 +164,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         WALLPAPER,
         include=("*/grub/grub-16x9.png", "*/grub/grub-4x3.png", "usr/share/plymouth/themes/*/*background*.png"),
         group=r"(?:desktop-base/|themes/)([a-z]+)",
-        rules=(),
+        ci=4,
     ),
     Collection(
         "scikit-image",
@@ -215,8 +215,9 @@ COLLECTIONS: tuple[Collection, ...] = (
         exclude=("*/elev.png", "*/terrain.png", "*/trees.png"),
         rules=(("*/textures/*", "texture"),),
         min_side=128,
+        ci=4,
     ),
-    Collection("pages-a", "render", "pages-a", "tune", "document", ci=6),
+    Collection("pages-a", "render", "pages-a", "tune", "document"),
     # --- test fold --------------------------------------------------------------------------------------------
     Collection(
         "mate-backgrounds",
@@ -323,6 +324,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         include=("usr/share/games/pingus/data/images/textures/*", "usr/share/games/pingus/data/images/groundpieces/*"),
         rules=(("*/groundpieces/*", "flat-illustration"),),  # rocks, plants, creatures: game sprites
         min_side=128,
+        ci=8,
     ),
     Collection(
         "khangman",
@@ -336,7 +338,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         group=r"(?:HTML/[a-z_]+/khangman/|khangman/)(.+?)\.",
         ci=8,
     ),
-    Collection("pages-b", "render", "pages-b", "test", "document", ci=6),
+    Collection("pages-b", "render", "pages-b", "test", "document"),
 )
 BY_NAME = {c.name: c for c in COLLECTIONS}
 
@@ -473,8 +475,8 @@ def picture_category(collection: Collection, path: str, saved: bytes) -> str:
 
 
 def recategorise(root: Path = ROOT, lock: Path = LOCK, collections: tuple[Collection, ...] = COLLECTIONS) -> int:
-    """Apply the category rules again to the fetched pictures of ``root`` and rewrite the lock's categories
-    (no download, no re-selection); returns how many changed."""
+    """Apply the category rules again to the fetched pictures of ``root`` and rewrite the lock's categories and
+    CI flags (no download, no re-selection); returns how many categories changed."""
     locked = json.loads(lock.read_text())
     by_name = {c.name: c for c in collections}
     changed = 0
@@ -483,8 +485,28 @@ def recategorise(root: Path = ROOT, lock: Path = LOCK, collections: tuple[Collec
             category = picture_category(by_name[name], f["path"], (root / name / f["file"]).read_bytes())
             changed += category != f["category"]
             f["category"] = category
+        mark_ci(by_name[name], entry["files"])
     lock.write_text(json.dumps(locked, indent=1, ensure_ascii=False) + "\n")
     return changed
+
+
+def mark_ci(collection: Collection, entries: list[dict[str, Any]]) -> None:
+    """Set the CI flag of ``collection.ci`` entries, taking the categories in turn (the first by path of each,
+    then the second, …) so that a few pictures still cover the collection's categories.
+
+    >>> entries = [{"path": p, "category": c} for p, c in (("a", "photo"), ("b", "photo"), ("c", "document"))]
+    >>> mark_ci(BY_NAME["matplotlib"], entries)
+    >>> [e["ci"] for e in entries]
+    [True, False, True]
+    """
+    rank: dict[str, int] = {}
+    order = []
+    for e in sorted(entries, key=lambda e: e["path"]):
+        rank[e["category"]] = rank.get(e["category"], -1) + 1
+        order.append((rank[e["category"]], e["category"], e["path"]))
+    chosen = {path for _, _, path in sorted(order)[: collection.ci]}
+    for e in entries:
+        e["ci"] = e["path"] in chosen
 
 
 def save_bytes(data: bytes, name: str) -> tuple[bytes, str]:
@@ -914,7 +936,7 @@ def relock(
             identity, files = source_files(collection, cache, Path(tmp), None, None, None)
             chosen, dropped = select(collection, files, kept)
             entries = []
-            for n, c in enumerate(chosen):
+            for c in chosen:
                 data, name = save_bytes(c.data, flat_name(c.path))
                 category = picture_category(collection, c.path, data)
                 entries.append(
@@ -924,9 +946,9 @@ def relock(
                         "source_sha256": c.source_sha,
                         "sha256": sha256(data),
                         "category": category,
-                        "ci": n < collection.ci,
                     }
                 )
+            mark_ci(collection, entries)
         out["collections"][collection.name] = {
             "kind": collection.kind,
             "package": collection.package,
@@ -983,7 +1005,8 @@ def fetch(
                         raise MismatchError(
                             f"{name}/{f['path']}: SHA-256 {sha256(data)}, the lock says {f['source_sha256']}"
                             + (
-                                " (rendered by another chromium? see --help of relock)"
+                                f" (the lock's pages were rendered by {entry['version']}; this is "
+                                f"{chromium_version()}: `python -m worker.eval.corpus relock --only {name}`)"
                                 if entry["kind"] == "render"
                                 else ""
                             )
