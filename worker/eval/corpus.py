@@ -1,7 +1,7 @@
-"""The held-out corpus: ~1,300 distinct pictures from independent offline collections, split into folds by collection.
+"""The held-out corpus: 1,423 distinct pictures from 20 independent offline collections, in folds by collection.
 
     python -m worker.eval.corpus fetch                      # data/corpus/ + manifest.json (downloads once)
-    python -m worker.eval.corpus fetch --subset ci          # the small fixed subset CI runs (50 pictures)
+    python -m worker.eval.corpus fetch --subset ci          # the small fixed subset CI runs (46 pictures)
     python -m worker.eval.corpus relock                     # re-select everything; rewrites corpus.lock.json
     python -m worker.eval --corpus data/corpus --fold test --stages exact,perceptual
 
@@ -21,9 +21,9 @@ matplotlib); and document pages and UI screens generated here as HTML and render
 * **Saved** at most :data:`MAX_SIDE` px on the longer side (the bytes are copied as they are when already
   small enough; otherwise resized and saved as PNG, keeping transparency, or as JPEG when the source is one).
 * **Folds** by collection (:attr:`Collection.fold`): no collection is on both sides.
-* **Category** per picture (:func:`categorise`): the collection's default, path rules, then measured rules
-  (alpha → ``transparent``; for wallpapers flat share → ``abstract`` or ``photo``, mean luminance → ``photo-dark``
-  / ``photo-high-key``).
+* **Category** per picture (:func:`categorise`): the collection's default, path rules (each wallpaper's label set
+  after looking at it), then measured rules on the saved picture (half its pixels transparent → ``transparent``;
+  a photo's mean luminance → ``photo-dark`` / ``photo-high-key``). ``recategorise`` re-applies them.
 """
 
 from __future__ import annotations
@@ -922,8 +922,8 @@ def relock(
     collections: tuple[Collection, ...] = COLLECTIONS,
 ) -> dict[str, Any]:
     """Select every collection afresh (in :data:`COLLECTIONS` order, so earlier collections win near-copies)
-    and write the lock. ``only``: re-select these collections, keep the others' entries (and their pictures
-    count for the near-copy check)."""
+    and write the lock. ``only``: re-select these collections and keep the others' entries as they are (the
+    near-copy check then only looks at the re-selected ones: run a full relock before relying on it)."""
     old = json.loads(lock.read_text()) if lock.exists() and only else {"collections": {}}
     out: dict[str, Any] = {"max_side": MAX_SIDE, "near_copy": NEAR_COPY, "collections": {}, "dropped": {}}
     kept: list[npt.NDArray[np.float64]] = []
@@ -1017,6 +1017,9 @@ def fetch(
                             f"{name}/{f['file']}: saved SHA-256 {sha256(saved)}, the lock says {f['sha256']}"
                         )
                     (folder / f["file"]).write_bytes(saved)
+        for stale in set(folder.iterdir()) - {folder / f["file"] for f in files}:  # e.g. after a relock
+            if stale.is_file():
+                stale.unlink()
         for f in files:
             manifest.append(
                 {

@@ -205,7 +205,7 @@ def category_section(results: dict[str, Any]) -> list[str]:
         "",
         "Sources per category, and how many of them each near-duplicate stage's information guard keeps out "
         "(`worker.decision.Guard`: too little detail, texture or a light/dark split; such a picture is matched by "
-        "its exact bytes only, whatever the threshold).",
+        "its exact bytes only, whatever the threshold). Both guards are counted whether or not the stage ran.",
         "",
         "| category | sources | perceptual abstains | semantic abstains |",
         "|---|---|---|---|",
