@@ -95,6 +95,9 @@ def test_dedupe_rule_on_thumbnails() -> None:
     assert float(a @ resized) > corpus.NEAR_COPY
     assert corpus.dedupe([a, resized, other]) == [True, False, True]
     assert corpus.dedupe([resized], kept=[a]) == [False]  # against an earlier collection too
+    mirrored = corpus.thumbnail(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert float(a @ mirrored) < corpus.NEAR_COPY  # not alike as they are, yet one picture
+    assert corpus.dedupe([a, mirrored]) == [True, False]
 
 
 def test_fetch_writes_the_locked_pictures_and_a_manifest(locked: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The held-out corpus: 1,423 distinct pictures from 20 independent offline collections, in folds by collection.
+"""The held-out corpus: 1,419 distinct pictures from 20 independent offline collections, in folds by collection.
 
     python -m worker.eval.corpus fetch                      # data/corpus/ + manifest.json (downloads once)
     python -m worker.eval.corpus fetch --subset ci          # the small fixed subset CI runs (46 pictures)
@@ -312,7 +312,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         "test",
         "transparent",
         include=("usr/share/tuxpaint/stamps/*",),
-        exclude=("*/alphabets/*",),
+        exclude=("*/alphabets/*", "*_mirror.*"),  # the package ships some stamps mirrored too
         cap=200,
     ),
     Collection(
@@ -322,6 +322,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         "test",
         "texture",
         include=("usr/share/games/pingus/data/images/textures/*", "usr/share/games/pingus/data/images/groundpieces/*"),
+        exclude=("*-mirrored.*",),
         rules=(("*/groundpieces/*", "flat-illustration"),),  # rocks, plants, creatures: game sprites
         min_side=128,
         ci=8,
@@ -402,8 +403,9 @@ def thumbnail(picture: Image.Image) -> npt.NDArray[np.float64]:
 
 
 def dedupe(thumbs: list[npt.NDArray[np.float64]], kept: list[npt.NDArray[np.float64]] | None = None) -> list[bool]:
-    """Which of ``thumbs`` (in order) to keep: each is dropped when it correlates above :data:`NEAR_COPY` with an
-    earlier kept one (or one of ``kept``). Order the candidates largest first to keep the largest size.
+    """Which of ``thumbs`` (in order) to keep: each is dropped when it, or its mirror image, correlates above
+    :data:`NEAR_COPY` with an earlier kept one (or one of ``kept``). Order the candidates largest first to keep
+    the largest size. (Packages ship mirrored copies too: tuxpaint's ``*_mirror.png`` stamps.)
 
     >>> a = thumbnail(Image.linear_gradient("L").rotate(30))
     >>> dedupe([a, a * 1.0, thumbnail(Image.linear_gradient("L"))])
@@ -412,10 +414,12 @@ def dedupe(thumbs: list[npt.NDArray[np.float64]], kept: list[npt.NDArray[np.floa
     if not thumbs:
         return []
     t = np.stack(thumbs).astype(np.float32)
+    flipped = t.reshape(-1, 32, 32)[:, :, ::-1].reshape(len(thumbs), -1)
     out = np.array([bool(np.any(row)) for row in thumbs])  # a flat picture has no signature: left out
     if kept:
-        out &= ~np.any((np.stack(kept).astype(np.float32) @ t.T) > NEAR_COPY, axis=0)
-    near = (t @ t.T) > NEAR_COPY
+        k = np.stack(kept).astype(np.float32)
+        out &= ~np.any(np.maximum(k @ t.T, k @ flipped.T) > NEAR_COPY, axis=0)
+    near = np.maximum(t @ t.T, t @ flipped.T) > NEAR_COPY
     for i in range(len(thumbs)):
         if out[i] and np.any(near[i, :i] & out[:i]):
             out[i] = False
