@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench gpu-kit load eval constraints clean
+.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench gpu-kit load eval eval-fetch eval-ci constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -67,9 +67,25 @@ $(VENV)/.eval-stamp: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,eval]'
 	touch $@
 
-eval: $(VENV)/.eval-stamp  ## rerun the quality harness behind the README's "Detection quality" table (~1 min)
+# The held-out corpus (worker.eval.corpus): Debian packages' pictures, Python packages' samples and rendered
+# pages, as corpus.lock.json pins them. Downloads once into data/corpus-cache; later runs are offline.
+# Pairs grow as sources × variants: with these 8 transforms a fold takes ~5 CPU-minutes (tune, 640 sources) to
+# ~8 (test, 783); EVAL_ARGS= runs all 31 (about four times as long).
+EVAL_STAGES ?= exact,perceptual
+EVAL_ARGS   ?= --transforms jpeg,mirror,crop --hashes '' --inputs ''
+
+eval-fetch: system-deps $(VENV)/.eval-stamp  ## fetch (or check) the held-out corpus into data/corpus (downloads once)
+	$(BIN)/python -m worker.eval.corpus fetch --root data/corpus
+
+eval: eval-fetch  ## the quality harness on the sample photos (README table) and on both corpus folds
 	$(BIN)/python -m worker.eval.sources data/eval-sources
 	$(BIN)/python -m worker.eval --images data/eval-sources --out docs/quality --stages exact,perceptual
+	$(BIN)/python -m worker.eval --corpus data/corpus --fold tune --out docs/quality/tune --stages $(EVAL_STAGES) $(EVAL_ARGS)
+	$(BIN)/python -m worker.eval --corpus data/corpus --fold test --out docs/quality/test --stages $(EVAL_STAGES) $(EVAL_ARGS)
+
+eval-ci: system-deps $(VENV)/.eval-stamp  ## the corpus's small CI subset, fetched and measured (~2 min)
+	$(BIN)/python -m worker.eval.corpus fetch --root data/corpus-ci --subset ci
+	$(BIN)/python -m worker.eval --corpus data/corpus-ci --out data/eval-ci --stages exact,perceptual --hashes '' --inputs ''
 
 constraints: venv  ## re-pin constraints.txt from the current .venv
 	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^image-dedup-worker'; } > constraints.new

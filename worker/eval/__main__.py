@@ -6,6 +6,8 @@ own decoding, hashes, model and ``decide()``, and writes ``report.md``, ``report
 
     python -m worker.eval.sources data/eval-sources              # ~50 sample photos, if you have none
     python -m worker.eval --images data/eval-sources --stages exact,perceptual --out data/eval-report
+    python -m worker.eval.corpus fetch                           # the held-out corpus (worker.eval.corpus)
+    python -m worker.eval --corpus data/corpus --fold tune --stages exact,perceptual --out data/eval-tune
     DEDUP_MODEL_WEIGHTS=imagenet python -m worker.eval --images my-photos --out my-report   # all three stages
 
 Model weights and device come from ``DEDUP_MODEL_WEIGHTS`` / ``DEDUP_DEVICE`` like the worker's.
@@ -35,7 +37,16 @@ def _split(value: str) -> list[str]:
 
 @app.command()
 def main(
-    images: Annotated[Path, typer.Option(help="Folder of distinct source images.", exists=True, file_okay=False)],
+    images: Annotated[
+        Path | None, typer.Option(help="Folder of distinct source images.", exists=True, file_okay=False)
+    ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="A fetched corpus (python -m worker.eval.corpus fetch) instead of --images.", file_okay=False
+        ),
+    ] = None,
+    fold: Annotated[str, typer.Option(help="With --corpus: tune, test or all.")] = "all",
     out: Annotated[Path, typer.Option(help="Where report.md, report.json and pr_curve.png go.")] = Path(
         "data/eval-report"
     ),
@@ -53,7 +64,10 @@ def main(
         float | None, typer.Option(help="Semantic threshold for the combined column (default: the worker's).")
     ] = None,
     transforms: Annotated[str, typer.Option(help="Only these transform names, comma-separated ('': all).")] = "",
-    limit: Annotated[int | None, typer.Option(help="Use only the first N images of the folder.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Use only N images: the first N of the folder; of a corpus, N spread evenly over it."),
+    ] = None,
     negatives: Annotated[
         int, typer.Option(help="Low-information negatives per category (solid colours, scans, …); 0: none.")
     ] = 40,
@@ -62,8 +76,8 @@ def main(
 ) -> None:
     """Measure, then write the report; prints where it went and how long it took."""
     from worker.config import load_settings
-    from worker.eval import analysis, report
-    from worker.eval.dataset import build
+    from worker.eval import analysis, categories, report
+    from worker.eval.dataset import build, build_files
     from worker.eval.measure import measure
     from worker.eval.transforms import TRANSFORMS
     from worker.hashing import HASHERS, PERCEPTUAL
@@ -92,7 +106,13 @@ def main(
     if not chosen_transforms:
         names = ", ".join(dict.fromkeys(t.name for t in TRANSFORMS))
         raise typer.BadParameter(f"no transform called {transforms!r}; use {names}", param_hint="--transforms")
-    data = build(images, chosen_transforms, limit=limit, negatives=negatives)
+    if (images is None) == (corpus is None):
+        raise typer.BadParameter("give either --images FOLDER or --corpus FOLDER", param_hint="--images / --corpus")
+    if corpus is not None:
+        data = build_files(corpus_files(corpus, fold, limit), chosen_transforms, negatives=negatives, where=corpus)
+    else:
+        assert images is not None
+        data = build(images, chosen_transforms, limit=limit, negatives=negatives)
     measured = measure(
         data,
         hashers=hashers,
@@ -111,8 +131,13 @@ def main(
         perceptual_threshold=perceptual_threshold,
         stages=wanted,
     )
+    if data.categories:
+        results["categories"] = categories.per_category(data, measured, results)
+        results["folds"] = {"fold": fold, "corpus": str(corpus)}
     command = _command(
         images=images,
+        corpus=corpus,
+        fold=fold if corpus is not None else "all",
         out=out,
         stages=stages,
         hashes=hashes,
@@ -137,6 +162,20 @@ def main(
     typer.echo(f"done in {time.monotonic() - started:.0f} s")
 
 
+def corpus_files(root: Path, fold: str, limit: int | None) -> list[tuple[str, Path, str | None]]:
+    """The corpus's pictures of ``fold`` as ``(name, path, category)``; with ``limit``, N spread evenly over the
+    manifest (every collection keeps about its share)."""
+    from worker.eval.corpus import load
+
+    try:
+        pictures = load(root, fold)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fold") from exc
+    if limit is not None and limit < len(pictures):
+        pictures = [pictures[round(i * len(pictures) / limit)] for i in range(limit)]
+    return [(p.name, p.path, p.category) for p in pictures]
+
+
 def _command(**options: object) -> str:
     """The command line that reproduces a run: the options that differ from their defaults (for the report)."""
     defaults: dict[str, object] = {
@@ -146,6 +185,7 @@ def _command(**options: object) -> str:
         "pooling": "avg",
     }
     defaults |= {"inputs": "crop,resize", "perceptual_threshold": None, "semantic_threshold": None, "limit": None}
+    defaults |= {"images": None, "corpus": None, "fold": "all"}
     defaults["transforms"] = ""
     defaults["negatives"] = 40
     parts = ["python -m worker.eval"]

@@ -61,6 +61,7 @@ class Dataset:
     sources: tuple[str, ...]  # file names, in order
     items: tuple[Item, ...]
     skipped: tuple[str, ...]  # files that are not decodable images, with the reason
+    categories: tuple[str, ...] = ()  # each source's category (a corpus run, :func:`build_files`), or none
 
     def of_role(self, role: Role) -> list[int]:
         return [i for i, item in enumerate(self.items) if item.role is role]
@@ -92,18 +93,37 @@ def build(
     """Read the originals of ``folder`` (at most ``limit``), derive the variants and hard negatives, and add
     ``negatives`` low-information pictures of each category."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return build_files([(p.name, p, None) for p in files], transforms, limit=limit, negatives=negatives, where=folder)
+
+
+def build_files(
+    files: Sequence[tuple[str, Path, str | None]],
+    transforms: Sequence[Transform],
+    limit: int | None = None,
+    negatives: int = low_information.PER_CATEGORY,
+    where: Path | str = "the files given",
+) -> Dataset:
+    """:func:`build` from a list of ``(name, path, category)`` (a corpus's manifest: names are
+    ``collection/file``); the categories go to :attr:`Dataset.categories` when every file has one.
+
+    >>> data = build_files([("a/x.png", Path("x.png"), "photo"), ("b/y.png", Path("y.png"), "texture")], TRANSFORMS)
+    >>> data.categories
+    ('photo', 'texture')
+    """
     originals: list[tuple[str, bytes, Image.Image]] = []
+    categories: list[str | None] = []
     skipped: list[str] = []
-    for path in files:
+    for name, path, category in files:
         if limit is not None and len(originals) >= limit:
             break
         data = path.read_bytes()
         try:
-            originals.append((path.name, data, decode(data)))
+            originals.append((name, data, decode(data)))
+            categories.append(category)
         except PermanentError as exc:
-            skipped.append(f"{path.name} ({exc.reason})")
+            skipped.append(f"{name} ({exc.reason})")
     if len(originals) < 2:
-        raise ValueError(f"{folder}: need at least two decodable images, found {len(originals)}")
+        raise ValueError(f"{where}: need at least two decodable images, found {len(originals)}")
 
     items = [Item(name, Role.ORIGINAL, i, data) for i, (name, data, _) in enumerate(originals)]
     for i, (name, data, picture) in enumerate(originals):
@@ -117,4 +137,10 @@ def build(
     if negatives:
         for n in low_information.generate(negatives):
             items.append(Item(n.id, Role.LOW_INFO, -1, n.data, category=n.category))
-    return Dataset(tuple(name for name, _, _ in originals), tuple(items), tuple(skipped))
+    known = tuple(c for c in categories if c is not None)
+    return Dataset(
+        tuple(name for name, _, _ in originals),
+        tuple(items),
+        tuple(skipped),
+        known if len(known) == len(originals) else (),
+    )

@@ -177,9 +177,46 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
             f"| **all** | {_pct(s['overall']['precision'])} | {_pct(s['overall']['recall'])} | | {_pct(b['f1'])} "
             f"| {_range(name, *b['threshold'])} |"
         )
+    out += category_section(results)
     out += low_information_section(results)
     out += hash_section(results) + inputs_section(results) + sweep_section(results)
     return "\n".join(out) + "\n"
+
+
+def category_section(results: dict[str, Any]) -> list[str]:
+    """Recall per transform for each category of source, per stage, and how many sources each guard keeps out
+    (a corpus run: :mod:`worker.eval.categories`)."""
+    by = results.get("categories")
+    if not by:
+        return []
+    fold = results.get("folds", {}).get("fold", "all")
+    abstained = by["abstained"]
+    names = list(abstained)
+    out = [
+        "",
+        f"## Per category of source (corpus fold: {fold})",
+        "",
+        "Sources per category, and how many of them each near-duplicate stage's information guard keeps out "
+        "(`worker.decision.Guard`: too little detail, texture or a light/dark split; such a picture is matched by "
+        "its exact bytes only, whatever the threshold). Both guards are counted whether or not the stage ran.",
+        "",
+        "| category | sources | perceptual abstains | semantic abstains |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        row = abstained[name]
+        out.append(f"| {name} | {row['sources']} | {row['perceptual']} | {row['semantic']} |")
+    for stage, per in by["recall"].items():
+        if stage == "exact":
+            continue
+        threshold = _threshold(stage, results["stages"][stage]["threshold"])
+        out += ["", f"### Recall per category: {stage} (at {threshold})", ""]
+        cats = list(per)
+        out += ["| transform | " + " | ".join(cats) + " |", "|---|" + "---|" * len(cats)]
+        for t in _present(results):
+            cells = [_pct(per[c][t.key]) if t.key in per[c] else "—" for c in cats]
+            out.append(f"| {t.key} | " + " | ".join(cells) + " |")
+    return out
 
 
 def low_information_section(results: dict[str, Any]) -> list[str]:

@@ -1,0 +1,232 @@
+"""The held-out corpus (``worker.eval.corpus``): lock and manifest logic on small generated packages, the
+committed lock's promises (size, collections, folds), and the harness end to end on the CI subset.
+
+The generated packages are real ``.deb`` files (``dpkg-deb --build``); the CI-subset test downloads a few small
+Debian packages once into ``data/corpus-cache`` (like ``make eval-ci``): without ``apt-get``/``dpkg-deb`` (or
+without ``apt-get update`` having run) it fails, it does not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from worker.eval import corpus
+from worker.eval.__main__ import app
+from worker.eval.corpus import Collection, MismatchError
+from worker.samples import photo
+
+PACKAGE = "corpus-test-pictures"
+VERSION = "1.0-1"
+
+
+def _pictures() -> dict[str, Image.Image]:
+    """Three distinct pictures, one of them also as a resized copy under another name and at another size."""
+    astronaut = photo("astronaut.png")
+    coffee = photo("coffee.png").resize((400, 267))
+    chelsea = photo("chelsea.png")
+    return {
+        "usr/share/pics/512x512/astronaut.png": astronaut,
+        "usr/share/pics/256x256/astronaut.png": astronaut.resize((256, 256)),  # same key: another size
+        "usr/share/pics/coffee.png": coffee,
+        "usr/share/pics/coffee-copy.jpg": coffee.resize((300, 200)),  # another name: a near copy
+        "usr/share/pics/chelsea.png": chelsea,
+    }
+
+
+def _deb(cache: Path, tmp: Path) -> Path:
+    """A real .deb holding :func:`_pictures`, in the cache where ``fetch`` looks for it."""
+    root = tmp / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {PACKAGE}\nVersion: {VERSION}\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: pictures for a test\n"
+    )
+    for path, picture in _pictures().items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(target)
+    debs = cache / "debs"
+    debs.mkdir(parents=True)
+    deb = debs / f"{PACKAGE}_{VERSION}_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+def _collections(fold: str = "tune") -> tuple[Collection, ...]:
+    return (Collection("test-pictures", "deb", PACKAGE, fold, "photo", include=("usr/share/pics/*",), ci=1),)
+
+
+@pytest.fixture
+def locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A cache with the generated package and a lock selected from it; returns (cache, lock)."""
+    cache = tmp_path / "cache"
+    _deb(cache, tmp_path)
+    monkeypatch.setattr(corpus, "apt_version", lambda package: VERSION)
+    lock = tmp_path / "lock.json"
+    corpus.relock(cache, lock, collections=_collections())
+    return cache, lock
+
+
+def test_dedupe_keeps_one_size_and_drops_a_resized_copy(locked: tuple[Path, Path]) -> None:
+    _, lock = locked
+    entry = json.loads(lock.read_text())
+    files = [f["path"] for f in entry["collections"]["test-pictures"]["files"]]
+    assert sorted(files) == [
+        "usr/share/pics/512x512/astronaut.png",  # the larger of the two sizes
+        "usr/share/pics/chelsea.png",
+        "usr/share/pics/coffee.png",  # larger than its copy, which the thumbnail check drops
+    ]
+    assert entry["dropped"]["test-pictures"] == {"other sizes": 1, "near copies": 1}
+
+
+def test_dedupe_rule_on_thumbnails() -> None:
+    picture = photo("chelsea.png")
+    a = corpus.thumbnail(picture)
+    resized = corpus.thumbnail(picture.resize((picture.width // 3, picture.height // 3)))
+    other = corpus.thumbnail(photo("coffee.png"))
+    assert float(a @ resized) > corpus.NEAR_COPY
+    assert corpus.dedupe([a, resized, other]) == [True, False, True]
+    assert corpus.dedupe([resized], kept=[a]) == [False]  # against an earlier collection too
+    mirrored = corpus.thumbnail(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert float(a @ mirrored) < corpus.NEAR_COPY  # not alike as they are, yet one picture
+    assert corpus.dedupe([a, mirrored]) == [True, False]
+
+
+def test_fetch_writes_the_locked_pictures_and_a_manifest(locked: tuple[Path, Path], tmp_path: Path) -> None:
+    cache, lock = locked
+    root = tmp_path / "corpus"
+    manifest = corpus.fetch(root, cache, lock, collections=_collections())
+    assert len(manifest["pictures"]) == 3
+    for p in manifest["pictures"]:
+        assert p["fold"] == "tune"
+        assert p["collection"] == "test-pictures"
+        assert corpus.file_sha256(root / p["path"]) == p["sha256"]
+        with Image.open(root / p["path"]) as im:
+            assert max(im.size) <= corpus.MAX_SIDE
+    assert json.loads((root / corpus.MANIFEST).read_text()) == manifest
+    # again, with a saved picture damaged: it is rewritten from the cached package, the rest is kept
+    damaged = root / manifest["pictures"][0]["path"]
+    damaged.write_bytes(b"not a picture")
+    assert corpus.fetch(root, cache, lock, collections=_collections()) == manifest
+    assert corpus.file_sha256(damaged) == manifest["pictures"][0]["sha256"]
+    ci = corpus.fetch(tmp_path / "ci", cache, lock, subset="ci", collections=_collections())
+    assert len(ci["pictures"]) == 1
+
+
+def test_a_package_whose_checksum_differs_is_an_error(locked: tuple[Path, Path], tmp_path: Path) -> None:
+    cache, lock = locked
+    entry = json.loads(lock.read_text())
+    entry["collections"]["test-pictures"]["deb_sha256"] = "0" * 64
+    lock.write_text(json.dumps(entry))
+    with pytest.raises(MismatchError, match="SHA-256"):
+        corpus.fetch(tmp_path / "corpus", cache, lock, collections=_collections())
+
+
+def test_a_picture_whose_checksum_differs_is_an_error(locked: tuple[Path, Path], tmp_path: Path) -> None:
+    cache, lock = locked
+    entry = json.loads(lock.read_text())
+    entry["collections"]["test-pictures"]["files"][0]["source_sha256"] = "0" * 64
+    lock.write_text(json.dumps(entry))
+    with pytest.raises(MismatchError, match="the lock says"):
+        corpus.fetch(tmp_path / "corpus", cache, lock, collections=_collections())
+
+
+def test_a_changed_file_in_a_fetched_corpus_is_an_error(locked: tuple[Path, Path], tmp_path: Path) -> None:
+    cache, lock = locked
+    root = tmp_path / "corpus"
+    manifest = corpus.fetch(root, cache, lock, collections=_collections())
+    assert len(corpus.load(root, "tune")) == 3
+    assert corpus.load(root, "test") == []
+    (root / manifest["pictures"][1]["path"]).write_bytes(b"changed")
+    with pytest.raises(MismatchError):
+        corpus.load(root, "all")
+
+
+def test_folds_never_share_a_collection() -> None:
+    shared = {
+        "pictures": [
+            {"collection": "a", "fold": "tune", "category": "photo"},
+            {"collection": "a", "fold": "test", "category": "photo"},
+        ]
+    }
+    with pytest.raises(ValueError, match="both folds"):
+        corpus.check_folds(shared)
+    locked = json.loads(corpus.LOCK.read_text())
+    pictures = [
+        {"collection": name, "fold": c["fold"], "category": f["category"]}
+        for name, c in locked["collections"].items()
+        for f in c["files"]
+    ]
+    corpus.check_folds({"pictures": pictures})
+    assert {c.name: c.fold for c in corpus.COLLECTIONS} == {n: c["fold"] for n, c in locked["collections"].items()}
+
+
+def test_the_committed_lock_is_large_varied_and_split_by_collection() -> None:
+    locked = json.loads(corpus.LOCK.read_text())
+    collections = locked["collections"]
+    assert len(collections) >= 6
+    manifest = {
+        "pictures": [
+            {"collection": n, "fold": c["fold"], "category": f["category"]}
+            for n, c in collections.items()
+            for f in c["files"]
+        ]
+    }
+    counts = corpus.counts(manifest)
+    assert sum(sum(per.values()) for per in counts.values()) >= 1000
+    for fold in corpus.FOLDS:
+        assert sum(counts[fold].values()) >= 400
+        assert len(counts[fold]) >= 6, counts[fold]  # a spread of categories on both sides
+        assert set(counts[fold]) <= set(corpus.CATEGORIES)
+    for c in collections.values():
+        assert len({f["file"] for f in c["files"]}) == len(c["files"])  # no two files saved under one name
+        if c["kind"] == "deb":
+            assert len(c["deb_sha256"]) == 64
+            assert c["version"]
+    ci = [(c["fold"], f["category"]) for c in collections.values() for f in c["files"] if f["ci"]]
+    assert 40 <= len(ci) <= 80
+    assert {fold for fold, _ in ci} == set(corpus.FOLDS)
+    assert len({category for _, category in ci}) >= 5
+
+
+def test_pages_are_deterministic() -> None:
+    first = list(corpus.pages("pages-a", 4))
+    assert first == list(corpus.pages("pages-a", 4))
+    assert first != list(corpus.pages("pages-b", 4))
+    assert [category for *_, category in first] == ["document", "screenshot", "document", "screenshot"]
+
+
+def test_harness_on_the_ci_subset_reports_per_category(tmp_path: Path) -> None:
+    """The real thing, small: fetch the CI subset (downloads five small packages once), run the harness on it
+    and read the per-category rows of its report."""
+    for tool in ("apt-get", "dpkg-deb"):
+        assert shutil.which(tool), f"{tool} is needed: the corpus comes from Debian packages"
+    root = tmp_path / "corpus-ci"
+    manifest = corpus.fetch(root, subset="ci")
+    categories = {p["category"] for p in manifest["pictures"]}
+    assert len(manifest["pictures"]) >= 40
+    out = tmp_path / "report"
+    args = ["--corpus", str(root), "--out", str(out), "--stages", "exact,perceptual", "--hashes", ""]
+    transforms = "jpeg,downscale,mirror,crop"
+    result = CliRunner().invoke(app, [*args, "--inputs", "", "--transforms", transforms, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    by = report["categories"]
+    assert set(by["abstained"]) == categories
+    assert sum(row["sources"] for row in by["abstained"].values()) == report["counts"]["sources"]
+    perceptual = by["recall"]["perceptual"]
+    assert set(perceptual) == categories
+    assert all(0.0 <= r <= 1.0 for per in perceptual.values() for r in per.values())
+    assert np.mean([per["jpeg q75"] for per in perceptual.values()]) > 0.5
+    md = (out / "report.md").read_text()
+    assert "## Per category of source" in md
+    for category in categories:
+        assert f"| {category} |" in md

@@ -1,0 +1,71 @@
+"""Per-category figures for a corpus run: recall per transform and abstentions, for each category of source.
+
+    >>> by = per_category(data, measured, results)
+    >>> by["recall"]["perceptual"]["photo"]["jpeg q75"], by["abstained"]["photo"]
+    (1.0, {'sources': 120, 'perceptual': 3, 'semantic': 0})
+
+* **recall**: per stage (as the report's per-stage columns, at the threshold the run chose), per source
+  category, per transform: the share of that category's variants whose pair with their own source matches;
+* **abstained**: per source category, how many sources a near-duplicate stage's information guard keeps out
+  (:meth:`worker.decision.Guard.perceptual_ok` / :meth:`~worker.decision.Guard.semantic_ok`, the floors that
+  :func:`worker.decision.low_information` reports): such a picture can only ever be found by its exact bytes.
+
+Sources without a category (``--images``) count as ``uncategorised``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from worker.decision import GUARD, Guard
+from worker.eval import combined
+from worker.eval.dataset import Dataset, Role
+from worker.eval.measure import Measured
+from worker.eval.metrics import Scorer, cosine_scorer, exact_scorer, look_scorer
+
+UNCATEGORISED = "uncategorised"
+
+
+def source_category(data: Dataset, source: int) -> str:
+    return data.categories[source] if data.categories else UNCATEGORISED
+
+
+def per_category(data: Dataset, measured: Measured, results: dict[str, Any], guard: Guard = GUARD) -> dict[str, Any]:
+    """Recall per stage × category × transform at the run's thresholds, and abstentions per category."""
+    originals = {data.items[i].source: i for i in data.of_role(Role.ORIGINAL)}
+    variants = data.of_role(Role.VARIANT)
+    a = np.array(variants, dtype=np.int64)
+    b = np.array([originals[data.items[i].source] for i in variants], dtype=np.int64)
+    signals = combined.signals(data, measured, None)
+    scorers: dict[str, Scorer] = {}
+    for name in results["stages"]:
+        if name == "exact":
+            scorers[name] = exact_scorer(measured.sha256)
+        elif name == "perceptual":
+            scorers[name] = look_scorer(signals, guard)
+        elif name.startswith("semantic ") and name.removeprefix("semantic ") in measured.embeddings:
+            scorers[name] = cosine_scorer(measured.embeddings[name.removeprefix("semantic ")])
+    categories = [source_category(data, data.items[i].source) for i in variants]
+    transforms = [str(data.items[i].transform) for i in variants]
+    recall: dict[str, dict[str, dict[str, float]]] = {}
+    for name, scorer in scorers.items():
+        matched = scorer(a, b) >= results["stages"][name]["threshold"] if len(a) else np.zeros(0, dtype=bool)
+        hits: dict[str, dict[str, list[int]]] = {}
+        for category, key, hit in zip(categories, transforms, matched.tolist(), strict=True):
+            counts = hits.setdefault(category, {}).setdefault(key, [0, 0])
+            counts[0] += bool(hit)
+            counts[1] += 1
+        recall[name] = {
+            category: {key: found / total for key, (found, total) in per.items()}
+            for category, per in sorted(hits.items())
+        }
+    abstained: dict[str, dict[str, int]] = {}
+    for source, i in sorted(originals.items()):
+        look = signals[i].look
+        row = abstained.setdefault(source_category(data, source), {"sources": 0, "perceptual": 0, "semantic": 0})
+        row["sources"] += 1
+        row["perceptual"] += not guard.perceptual_ok(look)
+        row["semantic"] += not guard.semantic_ok(look)
+    return {"recall": recall, "abstained": dict(sorted(abstained.items()))}
