@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.decision import GUARD, Guard
+from worker.decision import DETAIL, GUARD, Guard
 from worker.eval import combined
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
@@ -44,7 +44,7 @@ def per_category(data: Dataset, measured: Measured, results: dict[str, Any], gua
         if name == "exact":
             scorers[name] = exact_scorer(measured.sha256)
         elif name == "perceptual":
-            scorers[name] = look_scorer(signals, guard)
+            scorers[name] = look_scorer(signals, guard, results["chosen"].get("detail", DETAIL))
         elif name.startswith("semantic ") and name.removeprefix("semantic ") in measured.embeddings:
             scorers[name] = cosine_scorer(measured.embeddings[name.removeprefix("semantic ")])
     categories = [source_category(data, data.items[i].source) for i in variants]

@@ -1,0 +1,71 @@
+"""``python -m worker.eval.folds``: the test fold's figures beside the tuning fold's, and the gap between them.
+
+Every floor and threshold is chosen on the corpus's tuning fold; the figures that count are the test fold's,
+which nothing was tuned on. This reads the two harness reports (``make eval`` writes ``docs/quality/tune`` and
+``docs/quality/test``) and writes ``docs/quality/folds.md``: per transform, the combined decision's recall on
+each fold and the gap (test − tune), then each fold's false duplicates (decisions) and the perceptual stage's
+false pairs. The README shows that table
+verbatim (between :data:`TABLE_START` and :data:`TABLE_END`)::
+
+    python -m worker.eval.folds docs/quality
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from worker.eval.metrics import NEGATIVE_GROUPS
+
+TABLE_START = "<!-- folds-table:start -->"
+TABLE_END = "<!-- folds-table:end -->"
+
+
+def table(tune: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """The Markdown table: recall per transform on both folds and the gap, then false positives per fold."""
+    lines = [
+        TABLE_START,
+        f"| transform | tune ({tune['counts']['sources']} sources) | test ({test['counts']['sources']} sources) "
+        "| gap (test − tune) |",
+        "|---|---|---|---|",
+    ]
+    recall_tune, recall_test = tune["combined"]["recall"], test["combined"]["recall"]
+    for key in recall_test:
+        a, b = recall_tune.get(key), recall_test[key]
+        gap = "—" if a is None else f"{b - a:+.2f}"
+        lines.append(f"| {key} | {'—' if a is None else f'{a:.2f}'} | {b:.2f} | {gap} |")
+    for group in NEGATIVE_GROUPS:
+        cells = [_fp(run["combined"], group) for run in (tune, test)]
+        lines.append(f"| **false duplicates (decisions), {group}** | {cells[0]} | {cells[1]} | |")
+    for group in NEGATIVE_GROUPS:
+        cells = [_pairs(run["stages"]["perceptual"], group) for run in (tune, test)]
+        lines.append(f"| **false pairs, perceptual stage, {group}** | {cells[0]} | {cells[1]} | |")
+    lines.append(TABLE_END)
+    return lines
+
+
+def _fp(combined: dict[str, Any], group: str) -> str:
+    return f"{combined['false_positives'][group]} / {combined['decisions'][group]:,}"
+
+
+def _pairs(stage: dict[str, Any], group: str) -> str:
+    return f"{stage['false_positives'][group]} / {stage['negatives'][group]:,}"
+
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(root: Annotated[Path, typer.Argument(help="Holds tune/report.json and test/report.json.")]) -> None:
+    """Write ``folds.md`` beside the two reports."""
+    tune, test = (json.loads((root / fold / "report.json").read_text()) for fold in ("tune", "test"))
+    out = root / "folds.md"
+    out.write_text("\n".join(table(tune, test)) + "\n")
+    typer.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    app()
