@@ -2,12 +2,12 @@
 
 Starts Redis, an S3 server (a real ``minio`` binary if one is on PATH, else moto's S3 server), the webhook
 producer and ``celery -A worker worker`` (with Milvus Lite embedded); uploads sample photos with exact and
-near-duplicate copies; delivers MinIO-format notifications for them to the webhook; waits until the queue has
-drained and every object has its outcome; prints the table; with ``--action quarantine``, deletes the original
-with the most quarantined duplicates and shows the earliest of them coming back to its key as the new original
-(SHA-256 verified) and the others following it; writes the review gallery of the demo's duplicates
-as static HTML (``--review-dir``, default ``data/demo-review``: each duplicate beside its original) and prints its
-address; stops everything it started.
+near-duplicate copies, a flat illustration with its thumbnail and a dark photo with its q40 re-encode;
+delivers MinIO-format notifications for them to the webhook; waits until the queue has drained and every object
+has its outcome; prints the table; with ``--action quarantine``, deletes the original with the most quarantined
+duplicates and shows the earliest of them coming back to its key as the new original (SHA-256 verified) and the
+others following it; writes the review gallery of the demo's duplicates as static HTML (``--review-dir``, default
+``data/demo-review``: each duplicate beside its original) and prints its address; stops everything it started.
 
     python -m worker.demo [--weights auto|imagenet|random|FILE] [--action tag|quarantine] [--review-dir DIR]
 
@@ -37,7 +37,7 @@ from worker.decision import Status
 from worker.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Sample, trust_set, upload_set
+from worker.samples import Sample, descriptor_set, trust_set, upload_set
 from worker.tags import decode_value
 
 BUCKET = "photos"
@@ -88,7 +88,7 @@ def post(url: str, body: dict[str, Any]) -> None:
 def run(root: Path, weights: str, action: str, timeout: float, review_dir: Path | None = None) -> bool:
     """Run the demo in ``root``; returns whether every object got the expected outcome. With ``review_dir``, the
     review gallery of its duplicates is written there as static HTML."""
-    samples = upload_set() + trust_set()
+    samples = upload_set() + trust_set() + descriptor_set()
     with LocalStack(root, buckets=(BUCKET,)) as stack:
         typer.echo(f"S3 server: {stack.s3_server}; Redis: {stack.broker_url}; logs in {stack.logs}")
         _, url = stack.start_webhook()

@@ -17,7 +17,7 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from worker.outcome import Outcome
 
@@ -157,4 +157,53 @@ def trust_set(prefix: str = "", mirrored: str = PHOTOS[0]) -> list[Sample]:
         Sample(f"{prefix}solid-red.png", png(red), "image/png", low),
         Sample(f"{prefix}solid-blue.png", png(blue), "image/png", low),
         Sample(f"{prefix}{stem(mirrored)}-mirror.jpg", jpeg(ImageOps.mirror(photo(mirrored))), "image/jpeg", mirror),
+    ]
+
+
+def illustration(width: int = 640, height: int = 480) -> Image.Image:
+    """Flat clip art, drawn the same every time: a flat blue sky, a green hill, a yellow sun, a red house with a
+    dark roof, a door and two windows, each a flat colour with a dark outline and nothing else (no gradient, no
+    texture, no noise)."""
+    image = Image.new("RGB", (width, height), (70, 150, 230))
+    draw = ImageDraw.Draw(image)
+    line, x, y = (30, 25, 25), width / 640, height / 480
+
+    def at(*points: float) -> list[tuple[float, float]]:
+        return [(points[i] * x, points[i + 1] * y) for i in range(0, len(points), 2)]
+
+    draw.ellipse(at(470, 40, 590, 160), fill=(250, 210, 40), outline=line, width=4)
+    hill = at(0, 330, 160, 250, 330, 290, 480, 230, 640, 300, 640, 480, 0, 480)
+    draw.polygon(hill, fill=(60, 170, 60), outline=line, width=4)
+    draw.rectangle(at(140, 250, 330, 400), fill=(200, 40, 40), outline=line, width=4)
+    draw.polygon(at(120, 255, 235, 160, 350, 255), fill=(70, 40, 40), outline=line, width=4)
+    draw.rectangle(at(215, 320, 260, 400), fill=(120, 70, 30), outline=line, width=4)
+    for left in (160, 275):
+        draw.rectangle(at(left, 275, left + 40, 310), fill=(240, 240, 200), outline=line, width=4)
+    return image
+
+
+def darkened(image: Image.Image, factor: float = 0.11) -> Image.Image:
+    """``image`` at ``factor`` of its brightness: a low-key shot, most of it near black around a dim subject."""
+    return ImageEnhance.Brightness(image).enhance(factor)
+
+
+def descriptor_set(prefix: str = "", dark: str = "motorcycle_left.png") -> list[Sample]:
+    """What the perceptual descriptor is for, to upload after :func:`trust_set`: a flat illustration
+    (:func:`illustration`) and its 320-px thumbnail, and a dark photo (``dark`` at 11 % brightness, a photo no
+    other set uploads) and its JPEG q40 re-encode; each copy a duplicate of its original."""
+    flat, night = illustration(), darkened(photo(dark))
+    thumb = flat.resize((320, flat.height * 320 // flat.width), Image.Resampling.LANCZOS)
+    dark_key = f"{prefix}{stem(dark).replace('_', '-')}-dark"
+    return [
+        Sample(f"{prefix}illustration.png", png(flat), "image/png", Expect("unique")),
+        Sample(
+            f"{prefix}illustration-thumb.png",
+            png(thumb),
+            "image/png",
+            Expect("duplicate", f"{prefix}illustration.png", "perceptual"),
+        ),
+        Sample(f"{dark_key}.jpg", jpeg(night), "image/jpeg", Expect("unique")),
+        Sample(
+            f"{dark_key}-q40.jpg", jpeg(night, 40), "image/jpeg", Expect("duplicate", f"{dark_key}.jpg", "perceptual")
+        ),
     ]
