@@ -29,7 +29,7 @@ def test_defaults_are_usable_on_embedded_services() -> None:
     assert s.milvus_uri.endswith(".db")
     assert s.action is Action.TAG
     assert s.model_weights == "imagenet"
-    # docs/quality/report.md; tests/test_docs.py checks the two agree
+    # docs/quality/tune/report.json; tests/test_docs.py checks the two agree
     assert s.perceptual_threshold == DEFAULT_PERCEPTUAL_THRESHOLD
     assert isinstance(s.perceptual_threshold, float)
     assert 0.0 < s.perceptual_threshold <= 1.0  # a cosine

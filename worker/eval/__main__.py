@@ -60,6 +60,13 @@ def main(
     perceptual_threshold: Annotated[
         float | None, typer.Option(help="Decide with this cosine instead of the rule's choice (combined column).")
     ] = None,
+    worker_thresholds: Annotated[
+        bool,
+        typer.Option(
+            help="Decide with the worker's own perceptual threshold (DEDUP_PERCEPTUAL_THRESHOLD) instead of the "
+            "rule's choice on this run: for a test fold, whose thresholds were chosen on the tuning fold."
+        ),
+    ] = False,
     semantic_threshold: Annotated[
         float | None, typer.Option(help="Semantic threshold for the combined column (default: the worker's).")
     ] = None,
@@ -124,11 +131,12 @@ def main(
         progress=progress,
     )
     sem_threshold = semantic_threshold if semantic_threshold is not None else settings.effective_semantic_threshold
+    decided_at = settings.perceptual_threshold if worker_thresholds else perceptual_threshold
     results = analysis.analyse(
         data,
         measured,
         semantic_threshold=sem_threshold if semantic else None,
-        perceptual_threshold=perceptual_threshold,
+        perceptual_threshold=decided_at,
         stages=wanted,
     )
     if data.categories:
@@ -144,7 +152,8 @@ def main(
         preprocess=preprocess,
         pooling=pooling,
         inputs=inputs,
-        perceptual_threshold=perceptual_threshold,
+        perceptual_threshold=None if worker_thresholds else perceptual_threshold,
+        worker_thresholds=worker_thresholds,
         semantic_threshold=semantic_threshold,
         transforms=transforms,
         limit=limit,
@@ -153,10 +162,10 @@ def main(
     written = report.write(results, out, command=command, weights=settings.model_weights, semantic_run=bool(semantic))
     for path in written:
         typer.echo(f"wrote {path}")
-    chosen = results["chosen"].get("perceptual")
-    if chosen is not None and chosen != settings.perceptual_threshold:
+    rule = results["chosen"].get("perceptual_rule")
+    if rule is not None and rule != settings.perceptual_threshold:
         typer.echo(
-            f"note: the rule chooses perceptual ≥ {chosen:.3f}; DEDUP_PERCEPTUAL_THRESHOLD is "
+            f"note: the rule chooses perceptual ≥ {rule:.3f} on this run; DEDUP_PERCEPTUAL_THRESHOLD is "
             f"{settings.perceptual_threshold}"
         )
     typer.echo(f"done in {time.monotonic() - started:.0f} s")
@@ -185,14 +194,15 @@ def _command(**options: object) -> str:
         "pooling": "avg",
     }
     defaults |= {"inputs": "crop,resize", "perceptual_threshold": None, "semantic_threshold": None, "limit": None}
-    defaults |= {"images": None, "corpus": None, "fold": "all"}
+    defaults |= {"images": None, "corpus": None, "fold": "all", "worker_thresholds": False}
     defaults["transforms"] = ""
     defaults["negatives"] = 40
     parts = ["python -m worker.eval"]
     for name, value in options.items():
         if name in defaults and value == defaults[name]:
             continue
-        parts.append(f"--{name.replace('_', '-')} {shlex.quote(str(value))}")
+        flag = f"--{name.replace('_', '-')}"
+        parts.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
     return " ".join(parts)
 
 

@@ -29,6 +29,7 @@ from PIL import Image
 from worker import imaging
 from worker.errors import PermanentError
 from worker.eval import negatives as low_information
+from worker.eval.corpus import dedupe, thumbnail
 from worker.eval.transforms import Transform, jpeg
 
 HARD_MIN_SIDE = 256
@@ -73,15 +74,20 @@ def decode(data: bytes) -> Image.Image:
 
 
 def hard_pair(picture: Image.Image) -> tuple[Image.Image, Image.Image] | None:
-    """Two crops from opposite ends of ``picture``, or None when it is too small."""
+    """Two crops from opposite ends of ``picture``, or None when it is too small or the two ends are one picture
+    (a flag, a symmetric icon: the corpus's near-copy check, mirror included, says so), which is no negative."""
     w, h = picture.size
     if min(w, h) < HARD_MIN_SIDE:
         return None
     if w >= h:
         cut = round(w * HARD_FRACTION)
-        return picture.crop((0, 0, cut, h)), picture.crop((w - cut, 0, w, h))
-    cut = round(h * HARD_FRACTION)
-    return picture.crop((0, 0, w, cut)), picture.crop((0, h - cut, w, h))
+        a, b = picture.crop((0, 0, cut, h)), picture.crop((w - cut, 0, w, h))
+    else:
+        cut = round(h * HARD_FRACTION)
+        a, b = picture.crop((0, 0, w, cut)), picture.crop((0, h - cut, w, h))
+    if not all(dedupe([thumbnail(a), thumbnail(b)])):
+        return None
+    return a, b
 
 
 def build(
