@@ -211,7 +211,7 @@ class Match:
     original: str
     original_time_ms: int
     kind: Kind
-    score: float  # similarity in [0, 1]: exact 1.0, perceptual and semantic their cosine
+    score: float  # similarity in [0, 1]: exact 1.0, perceptual and semantic their cosine (4 places)
 
     def rank(self, original_order: tuple[int, str]) -> tuple[int, float, tuple[int, str]]:
         return (_KIND_RANK[self.kind], -self.score, original_order)
@@ -239,6 +239,8 @@ REGION_COUNT = 10
 BRIGHT = 2 + REGION_COUNT
 
 LOW_INFORMATION = "low-information"
+#: Decimal places of a match's score (``dedup-score`` is written with as many).
+SCORE_DIGITS = 4
 #: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
 REGIONS_AGREEING = 2
 
@@ -323,6 +325,12 @@ def perceptual_similarity(a: Signals, b: Signals, detail: float | None = None) -
     view = max(float(sims[0].max()), float(sims[:, 0].max()))
     regions = {k: float(sims[k, k]) for k in range(2, min(len(va), len(vb), BRIGHT))}
     return combined_similarity(view, regions)
+
+
+def _score(similarity: float) -> float:
+    """A similarity as a match's score: in [0, 1] and rounded to :data:`SCORE_DIGITS` places, as tags and the
+    quarantine's metadata store it, so that a redelivery reads back the very outcome it decided."""
+    return round(min(1.0, max(0.0, similarity)), SCORE_DIGITS)
 
 
 def _details(item: Signals, views: int) -> Details | None:
@@ -507,7 +515,7 @@ def _best_stage(
     ):
         if not guard.colours_agree(*looks):
             return None  # nor semantically: a colourway is another picture
-        return Match(original, original_time_ms, Kind.PERCEPTUAL, min(1.0, max(0.0, perceptual)))
+        return Match(original, original_time_ms, Kind.PERCEPTUAL, _score(perceptual))
     if (
         cosine is not None
         and thresholds.semantic is not None
@@ -515,5 +523,5 @@ def _best_stage(
         and all(guard.semantic_ok(look) for look in looks)
         and guard.colours_agree(*looks)
     ):
-        return Match(original, original_time_ms, Kind.SEMANTIC, min(1.0, cosine))
+        return Match(original, original_time_ms, Kind.SEMANTIC, _score(cosine))
     return None
