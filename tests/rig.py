@@ -41,8 +41,8 @@ def build(
     stores: Stores | None = None,
     **overrides: Any,
 ) -> Rig:
-    defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20}
-    settings = load_settings(buckets=(BUCKET,), model_weights="random", **{**defaults, **overrides})
+    defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20, "model_weights": "random"}
+    settings = load_settings(buckets=(BUCKET,), **{**defaults, **overrides})
     stack.storage().ensure_bucket(settings.quarantine_bucket, versioned=True)
     storage = storage or stack.storage()
     sent_back: list[ObjectEvent] = []

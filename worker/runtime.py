@@ -180,6 +180,10 @@ class Runtime:
             log.warning("%s: error %s (%s)", event.id, outcome.reason, outcome.detail)
         elif outcome.status is Status.DUPLICATE:
             log.info("%s: duplicate of %s (%s, %.4f)", event.id, outcome.original, outcome.kind, outcome.score or 0)
+        elif outcome.status is Status.SIMILAR:
+            log.info(
+                "%s: similar to %s (%s, %.4f), not moved", event.id, outcome.original, outcome.kind, outcome.score or 0
+            )
         else:
             log.info("%s: unique", event.id)
         return {"id": event.id, **outcome.as_dict()}
