@@ -9,22 +9,20 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageOps
 from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET, next_time_ms
-from tests.rig import Rig, build, store_count
+from tests.rig import Rig, SameEmbedding, build, store_count
 from worker import metrics
 from worker.actions import quarantine_key
 from worker.config import Action
-from worker.decision import Kind, Status, Vector
+from worker.decision import Kind, Status
 from worker.delivery import Deliveries
 from worker.embedding import Embedder
 from worker.errors import TransientError
@@ -533,20 +531,6 @@ def test_low_information_pictures_are_noted_and_never_matched_and_a_mirrored_cop
     outcome = rig.pipeline.process(mirrored)
     assert (outcome.status, outcome.kind, outcome.original) == (Status.DUPLICATE, Kind.PERCEPTUAL, original.id)
     assert rig.pipeline.index.event_times([original.id, mirrored.id]) == {original.id: original.event_time_ms}
-
-
-class SameEmbedding(Embedder):
-    """Stands in for real weights that find two different pictures alike: every picture gets the same unit
-    vector (cosine 1.0), so a pair that matches on nothing else is a semantic-only match."""
-
-    def __init__(self) -> None:  # no backbone: the pipeline needs only ``device`` and ``embed``
-        self.device = torch.device("cpu")
-        self.padded_to = 0
-
-    def embed(self, images: Sequence[torch.Tensor]) -> Vector:
-        vector = np.zeros(2048, dtype=np.float32)
-        vector[0] = 1.0
-        return np.tile(vector, (len(images), 1))
 
 
 def run(runtime: Runtime, event: ObjectEvent) -> dict[str, Any]:
