@@ -103,11 +103,15 @@ class Runtime:
         metrics.INDEX_SIZE.set_function(pipeline.index_size)
         metrics.REVIEWS.set_source(pipeline.reviews.counts)
         log.info(
-            "worker ready: action=%s, buckets=%s, thresholds perceptual=%s semantic=%s",
+            "worker ready: action=%s, buckets=%s, thresholds perceptual=%s semantic=%s%s",
             settings.action.value,
             ",".join(settings.buckets),
             settings.perceptual_threshold,
             settings.effective_semantic_threshold,
+            " (default, unmeasured: semantic matches are only tagged similar, never moved; set "
+            "DEDUP_SEMANTIC_THRESHOLD after python -m worker.eval)"
+            if settings.semantic_suggests_only
+            else "",
         )
         return cls(settings, pipeline, deliveries)
 
