@@ -100,6 +100,8 @@ def test_dedup_promoted_stays_while_the_object_is_unique_and_goes_when_it_is_a_d
     promoted = {"owner": "ann", "dedup-status": "unique", "dedup-promoted": "original_removed"}
     again = merge(promoted, outcome_tags(Outcome.unique())).tags  # its copy-back's own event, a replay
     assert again == promoted
+    alike = merge(promoted, outcome_tags(Outcome.similar(Match("photos/a.jpg", 1, Kind.SEMANTIC, 0.93)))).tags
+    assert alike["dedup-promoted"] == "original_removed"  # a similar is still an original
     demoted = merge(promoted, outcome_tags(Outcome(Status.DUPLICATE, original="photos/a.jpg"))).tags
     assert "dedup-promoted" not in demoted
     assert demoted["owner"] == "ann"

@@ -117,9 +117,10 @@ class Merged:
 def merge(existing: Mapping[str, str], ours: Mapping[str, str]) -> Merged:
     """The user's tags plus as many of ours (in priority order) as fit; stale ``dedup-*`` tags are replaced,
     except a reviewer's ``dedup-reviewed``, which stays unless ``ours`` sets it, and ``dedup-promoted``, which
-    stays unless ``ours`` sets it or makes the object anything but ``unique``."""
-    still_unique = ours.get(STATUS, Status.UNIQUE.value) == Status.UNIQUE.value
-    sticky = {REVIEWED} | ({PROMOTED} if still_unique else set())
+    stays unless ``ours`` sets it or makes the object anything but an original (``unique`` or ``similar``)."""
+    # A similar is an original too (only suggested as a match): a promoted one keeps saying why it is back.
+    still_original = ours.get(STATUS, Status.UNIQUE.value) in {Status.UNIQUE.value, Status.SIMILAR.value}
+    sticky = {REVIEWED} | ({PROMOTED} if still_original else set())
     user = {k: v for k, v in existing.items() if not k.startswith(PREFIX) or (k in sticky and k not in ours)}
     room = max(0, MAX_TAGS - len(user))
     names = list(ours)
