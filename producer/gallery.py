@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from worker.decision import Kind
-from worker.index import milvus_literal
+from worker.index import SUGGEST, milvus_literal
 from worker.messages import split_id
 from worker.object_ids import BadIdError, parse_id
 
@@ -34,7 +34,12 @@ PER_GROUP = 24
 #: ... and on the page of one group.
 PER_GROUP_ALONE = 1000
 ORDERS = {"score": "lowest score first", "-score": "highest score first", "newest": "newest first"}
-WHERE = {"tag": "tagged in place", "quarantine": "in quarantine"}
+WHERE = {
+    "tag": "tagged in place",
+    "quarantine": "in quarantine",
+    # a ``similar``: tagged, an original still, never moved
+    SUGGEST: "similar: not moved; a semantic match below a threshold nobody has measured",
+}
 
 # S3 bucket names: lowercase letters, digits, dots and hyphens (so none of LIKE's wildcards or quotes).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,62}")
@@ -127,7 +132,7 @@ class Duplicate:
     kind: str
     score: float
     event_time_ms: int
-    action: str  # "tag" or "quarantine"
+    action: str  # "tag", "quarantine" or "suggest" (a similar: a suggestion, not moved)
     reviewed: str = ""  # "confirmed" once a person confirmed it
 
     @property
@@ -137,6 +142,11 @@ class Duplicate:
     @property
     def key(self) -> str:
         return split_id(self.id)[1]
+
+    @property
+    def suggested(self) -> bool:
+        """A ``similar``: only suggested as a duplicate (the default semantic threshold), left where it is."""
+        return self.action == SUGGEST
 
     @property
     def where(self) -> str:

@@ -3,10 +3,15 @@ tests: what the worker does around the decision core, without a queue."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+import torch
 
 from tests.helpers import BUCKET, next_time_ms
 from worker.config import load_settings
+from worker.decision import Vector
 from worker.embedding import Embedder
 from worker.index import Index
 from worker.localstack import LocalStack
@@ -32,6 +37,20 @@ class Rig:
         return self.storage.get_tags(BUCKET, key)
 
 
+class SameEmbedding(Embedder):
+    """Stands in for real weights that find two different pictures alike: every picture gets the same unit
+    vector (cosine 1.0), so a pair that matches on nothing else is a semantic-only match."""
+
+    def __init__(self) -> None:  # no backbone: the pipeline needs only ``device`` and ``embed``
+        self.device = torch.device("cpu")
+        self.padded_to = 0
+
+    def embed(self, images: Sequence[torch.Tensor]) -> Vector:
+        vector = np.zeros(2048, dtype=np.float32)
+        vector[0] = 1.0
+        return np.tile(vector, (len(images), 1))
+
+
 def build(
     stack: LocalStack,
     index: Index,
@@ -41,8 +60,8 @@ def build(
     stores: Stores | None = None,
     **overrides: Any,
 ) -> Rig:
-    defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20}
-    settings = load_settings(buckets=(BUCKET,), model_weights="random", **{**defaults, **overrides})
+    defaults = {"quarantine_bucket": "quarantine", "batch_size": 8, "batch_wait_ms": 20, "model_weights": "random"}
+    settings = load_settings(buckets=(BUCKET,), **{**defaults, **overrides})
     stack.storage().ensure_bucket(settings.quarantine_bucket, versioned=True)
     storage = storage or stack.storage()
     sent_back: list[ObjectEvent] = []

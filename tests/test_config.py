@@ -135,6 +135,21 @@ def test_random_weights_keep_the_semantic_stage_out_unless_its_threshold_is_set(
     assert load_settings().effective_semantic_threshold == 0.97
 
 
+def test_semantic_matches_only_suggest_under_the_default_threshold_with_real_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEDUP_MODEL_WEIGHTS", "imagenet")
+    assert load_settings().semantic_suggests_only  # 0.90, which nobody measured: similar, never moved
+    assert load_settings(model_weights="/models/resnet50.pth").semantic_suggests_only
+    monkeypatch.setenv("DEDUP_SEMANTIC_THRESHOLD", "0.9")  # chosen by the operator, even if the same value
+    assert not load_settings().semantic_suggests_only
+    monkeypatch.setenv("DEDUP_SEMANTIC_THRESHOLD", "off")
+    assert not load_settings().semantic_suggests_only
+    monkeypatch.delenv("DEDUP_SEMANTIC_THRESHOLD")
+    monkeypatch.setenv("DEDUP_MODEL_WEIGHTS", "random")  # the stage takes no part at all
+    assert not load_settings().semantic_suggests_only
+
+
 @pytest.mark.parametrize("off", ["off", "none", ""])
 def test_a_stage_can_be_switched_off(monkeypatch: pytest.MonkeyPatch, off: str) -> None:
     monkeypatch.setenv("DEDUP_PERCEPTUAL_THRESHOLD", off)

@@ -223,6 +223,33 @@ def test_in_batch_semantic_matching_uses_the_dot_product() -> None:
     assert d["b/c"].status is Status.UNIQUE
 
 
+def test_a_suggested_semantic_match_leaves_the_image_an_original_that_later_copies_match() -> None:
+    t = Thresholds(perceptual=bits_apart(6), semantic=0.9, semantic_suggests=True)
+    a = sig("b/a", 1, h=0, emb=[1.0, 0.0])
+    b = sig("b/b", 2, sha="sb", h=(1 << 64) - 1, emb=[0.96, 0.28])  # another picture, alike by embedding only
+    copy = sig("b/copy", 3, sha="sb", h=(1 << 64) - 1, emb=[0.96, 0.28])  # b's very bytes
+    d = by_id(decide([a, b, copy], {}, t))
+    assert (d["b/b"].status, d["b/b"].match) == (Status.UNIQUE, None)
+    assert d["b/b"].similar is not None
+    assert (d["b/b"].similar.original, d["b/b"].similar.kind) == ("b/a", Kind.SEMANTIC)
+    assert d["b/b"].similar.score == pytest.approx(0.96)
+    # b is a candidate like any original: its exact copy is its duplicate (in this batch, as in a later one).
+    assert d["b/copy"].match is not None
+    assert (d["b/copy"].match.original, d["b/copy"].match.kind) == ("b/b", Kind.EXACT)
+    stored = {"b/copy": [Neighbour("b/a", 1, cosine=0.96), Neighbour("b/b", 2, sha256="sb", cosine=1.0)]}
+    later = decide([copy], stored, t)[0]
+    assert later.match is not None
+    assert (later.match.original, later.match.kind) == ("b/b", Kind.EXACT)
+    # A stronger stage still makes a duplicate; without the flag the semantic match is one too.
+    near = {"b/x": [Neighbour("b/a", 1, cosine=0.99), Neighbour("b/p", 2, perceptual=1.0)]}
+    strong = decide([sig("b/x", 10)], near, t)[0]
+    assert strong.match is not None
+    assert (strong.status, strong.match.kind, strong.similar) == (Status.DUPLICATE, Kind.PERCEPTUAL, None)
+    plain = decide([a, b], {}, replace(t, semantic_suggests=False))[1]
+    assert plain.match is not None
+    assert (plain.status, plain.match.kind, plain.similar) == (Status.DUPLICATE, Kind.SEMANTIC, None)
+
+
 def test_exact_beats_a_closer_earlier_perceptual_match() -> None:
     item = sig("b/x", 100, sha="s")
     found = {"b/x": [Neighbour("b/p", 1, perceptual=1.0), Neighbour("b/e", 50, sha256="s")]}

@@ -135,3 +135,24 @@ def test_a_promoted_original_shows_as_an_original_with_why() -> None:
     assert "original photos/d/copy.jpg promoted from quarantine: its original photos/o/<gone>.jpg was removed" in text
     plain = render(paginate(rows, Filters()), thumb=lambda i, w: "", page_url=str, static=False)
     assert "promoted from quarantine" not in plain
+
+
+def test_a_similar_shows_as_a_suggestion_left_in_place() -> None:
+    rows = [
+        row("photos/e/alike.jpg", "photos/e/o.jpg", 0.93, "semantic", action="suggest"),
+        row("photos/e/moved.jpg", "photos/e/o.jpg", 0.99, "perceptual", action="quarantine"),
+    ]
+    page = paginate(rows, Filters())
+    similar, duplicate = page.groups[0].duplicates
+    assert (similar.suggested, duplicate.suggested) == (True, False)
+    html = render(page, thumb=lambda i, w: f"/thumb?{w}={i}", page_url=str, static=False)
+    parsed = _Collect()
+    parsed.feed(html)
+    text = " ".join(" ".join(parsed.texts).split())
+    assert (
+        "suggestion photos/e/alike.jpg semantic 0.9300 1970-01-01 00:00:00 UTC similar: not moved; "
+        "a semantic match below a threshold nobody has measured" in text
+    )
+    assert html.count('<span class="suggestion">') == 1  # the quarantined duplicate is no suggestion
+    assert "/thumb?bucket=photos/e/alike.jpg" in html  # its thumbnail comes from where it still is
+    assert "/thumb?quarantine=photos/e/moved.jpg" in html

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from PIL import Image, ImageOps
 from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET, next_time_ms
-from tests.rig import Rig, build, store_count
+from tests.rig import Rig, SameEmbedding, build, store_count
 from worker import metrics
 from worker.actions import quarantine_key
 from worker.config import Action
 from worker.decision import Kind, Status
+from worker.delivery import Deliveries
 from worker.embedding import Embedder
 from worker.errors import TransientError
 from worker.eval.sources import distinct_images
@@ -29,6 +31,7 @@ from worker.index import Index
 from worker.localstack import LocalStack, free_port
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
+from worker.runtime import Runtime
 from worker.samples import brightened, jpeg, photo, png, resized
 from worker.storage import Storage, make_client
 
@@ -528,3 +531,79 @@ def test_low_information_pictures_are_noted_and_never_matched_and_a_mirrored_cop
     outcome = rig.pipeline.process(mirrored)
     assert (outcome.status, outcome.kind, outcome.original) == (Status.DUPLICATE, Kind.PERCEPTUAL, original.id)
     assert rig.pipeline.index.event_times([original.id, mirrored.id]) == {original.id: original.event_time_ms}
+
+
+def run(runtime: Runtime, event: ObjectEvent) -> dict[str, Any]:
+    return runtime.run_process(event, task_id=str(uuid.uuid4()), retries=0, retry=_no_retry)
+
+
+def _no_retry(exc: Exception, countdown: float) -> NoReturn:
+    raise AssertionError(f"retried: {exc}")
+
+
+def images_counted(outcome: str, kind: str) -> float:
+    return REGISTRY.get_sample_value("dedup_images_total", {"outcome": outcome, "kind": kind}) or 0.0
+
+
+def semantic_rig(stack: LocalStack, index: Index, **overrides: Any) -> tuple[Rig, Runtime]:
+    """Real weights (by name; the stub embeds), quarantine mode, a runtime that counts outcomes."""
+    rig = build(stack, index, SameEmbedding(), model_weights="imagenet", action=Action.QUARANTINE, **overrides)
+    stack.redis(6).flushdb()
+    return rig, Runtime(rig.pipeline.settings, rig.pipeline, Deliveries(stack.redis(6), max_deliveries=3, ttl_s=60))
+
+
+def test_a_semantic_only_match_under_the_default_threshold_is_similar_tagged_and_never_moved(
+    stack: LocalStack, index: Index, prefix: str
+) -> None:
+    rig, runtime = semantic_rig(stack, index)
+    assert rig.pipeline.settings.semantic_suggests_only
+    first = rig.upload(f"{prefix}astronaut.jpg", jpeg(photo("astronaut.png")))
+    other = rig.upload(f"{prefix}gravel.jpg", jpeg(photo("gravel.png")))  # another picture, the same embedding
+    similar_before = images_counted("similar", "semantic")
+    duplicate_before = images_counted("duplicate", "semantic")
+    try:
+        assert run(runtime, first)["status"] == "unique"
+        result = run(runtime, other)
+        assert (result["status"], result["original"], result["kind"]) == ("similar", first.id, "semantic")
+        tags = rig.tags(other.key)  # still at its key: tagged, not moved
+        assert {k: tags[k] for k in ("dedup-status", "dedup-of", "dedup-kind")} == {
+            "dedup-status": "similar",
+            "dedup-of": first.id,
+            "dedup-kind": "semantic",
+        }
+        assert float(tags["dedup-score"]) >= 0.9
+        assert rig.pipeline.actions.find_copy(BUCKET, other.key) is None
+        assert images_counted("similar", "semantic") == similar_before + 1
+        assert images_counted("duplicate", "semantic") == duplicate_before
+        link = rig.pipeline.index.links_of([other.id])[other.id]  # the review gallery shows it, as a suggestion
+        assert (link.original, link.kind, link.action) == (first.id, "semantic", "suggest")
+        # Not a confirmed duplicate: it stays an original, so an exact copy of it is a duplicate of it (and moved).
+        assert other.id in rig.pipeline.index.event_times([other.id])
+        copy = rig.upload(f"{prefix}gravel-again.jpg", jpeg(photo("gravel.png")))
+        again = run(runtime, copy)
+        assert (again["status"], again["original"], again["kind"]) == ("duplicate", other.id, "exact")
+        assert rig.storage.stat(BUCKET, copy.key) is None
+        assert rig.pipeline.actions.find_copy(BUCKET, copy.key) is not None
+    finally:
+        rig.pipeline.close()
+
+
+def test_an_explicit_semantic_threshold_makes_the_same_match_a_duplicate_that_is_moved(
+    stack: LocalStack, index: Index, prefix: str
+) -> None:
+    rig, runtime = semantic_rig(stack, index, semantic_threshold=0.9)
+    assert not rig.pipeline.settings.semantic_suggests_only
+    first = rig.upload(f"{prefix}astronaut.jpg", jpeg(photo("astronaut.png")))
+    other = rig.upload(f"{prefix}gravel.jpg", jpeg(photo("gravel.png")))
+    duplicate_before = images_counted("duplicate", "semantic")
+    try:
+        assert run(runtime, first)["status"] == "unique"
+        result = run(runtime, other)
+        assert (result["status"], result["original"], result["kind"]) == ("duplicate", first.id, "semantic")
+        assert rig.storage.stat(BUCKET, other.key) is None  # quarantined
+        assert rig.pipeline.actions.find_copy(BUCKET, other.key) is not None
+        assert images_counted("duplicate", "semantic") == duplicate_before + 1
+        assert rig.pipeline.index.links_of([other.id])[other.id].action == "quarantine"
+        assert rig.pipeline.index.event_times([other.id]) == {}  # a duplicate is no original
+    finally:
+        rig.pipeline.close()

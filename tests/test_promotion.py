@@ -20,7 +20,7 @@ from producer.gallery import Filters
 from producer.review import load_page
 from tests.deployment import Deployment, deploy
 from tests.helpers import BUCKET, next_time_ms
-from tests.rig import Rig, build
+from tests.rig import Rig, SameEmbedding, build
 from worker.actions import META_SHA256, Actions, quarantine_key
 from worker.config import Action, OnOriginalRemoved, load_settings
 from worker.decision import Status
@@ -379,3 +379,34 @@ def test_a_worker_killed_mid_promotion_is_finished_by_the_next_one(
 def test_promote_is_the_default_and_keep_a_setting() -> None:
     assert load_settings(buckets=(BUCKET,)).on_original_removed is OnOriginalRemoved.PROMOTE
     assert load_settings(buckets=(BUCKET,), on_original_removed="keep").on_original_removed is OnOriginalRemoved.KEEP
+
+
+def test_a_quarantined_duplicate_decided_again_as_similar_comes_back_as_the_original_it_is(
+    stack: LocalStack, index: Index, prefix: str
+) -> None:
+    # Real weights by name and the default semantic threshold: semantic-only matches are similars, never moved.
+    rig = build(stack, index, SameEmbedding(), model_weights="imagenet", action=Action.QUARANTINE)
+    try:
+        gravel = rig.upload(f"{prefix}gravel.jpg", jpeg(photo("gravel.png")))
+        original = rig.upload(f"{prefix}astronaut.jpg", jpeg(photo("astronaut.png")))
+        small_data = jpeg(resized(photo("astronaut.png")))
+        small = rig.upload(f"{prefix}astronaut-small.jpg", small_data)
+        statuses = [rig.pipeline.process(e).status for e in (gravel, original, small)]
+        assert statuses == [Status.UNIQUE, Status.SIMILAR, Status.DUPLICATE]  # perceptual beats semantic
+        assert _quarantined(rig, small.key)
+        _remove(rig, original)
+        settle(rig)
+        # Decided again from its copy it only resembles gravel: a similar is an original, so it comes back.
+        assert rig.storage.sha256(BUCKET, small.key) == _sha(small_data)
+        tags = rig.tags(small.key)
+        assert (tags["dedup-status"], tags["dedup-of"], tags["dedup-promoted"]) == (
+            "similar",
+            gravel.id,
+            "original_removed",
+        )
+        assert index.stored([small.id])[small.id][0] == _sha(small_data)
+        assert index.links_of([small.id])[small.id].action == "suggest"
+        assert rig.pipeline.process(small).status is Status.SIMILAR  # its event replayed: still in place
+        assert rig.tags(small.key)["dedup-promoted"] == "original_removed"
+    finally:
+        rig.pipeline.close()

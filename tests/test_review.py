@@ -25,7 +25,7 @@ from PIL import Image
 from tests.browser import Browser, dump_dom, screenshot
 from tests.deployment import Deployment, deploy
 from tests.helpers import BUCKET
-from tests.rig import build
+from tests.rig import SameEmbedding, build
 from worker.actions import META_SHA256, Actions, quarantine_key
 from worker.config import Action, load_settings
 from worker.decision import Status
@@ -339,6 +339,35 @@ def test_restore_in_tag_mode_retags_and_a_replay_keeps_it_a_reviewed_original(
         with pytest.raises(NotReviewableError):
             reviewer.confirm(dup.id)  # a reviewed original now, no duplicate
         assert Reviews(index).counts()[(RESTORED, "perceptual")] == 1
+    finally:
+        rig.pipeline.close()
+        index.close()
+
+
+def test_a_similar_can_be_confirmed_or_restored_and_is_never_moved(
+    stack: LocalStack, lite_uri: str, prefix: str
+) -> None:
+    index = Index.connect(lite_uri, collection="image_dedup")
+    # Real weights by name, the default semantic threshold, quarantine mode: semantic-only matches are similars.
+    rig = build(stack, index, SameEmbedding(), model_weights="imagenet", action=Action.QUARANTINE)
+    try:
+        first = rig.upload(f"{prefix}astronaut.jpg", jpeg(photo("astronaut.png")))
+        alike = rig.upload(f"{prefix}gravel.jpg", jpeg(photo("gravel.png")))
+        assert rig.pipeline.process(first).status is Status.UNIQUE
+        assert rig.pipeline.process(alike).status is Status.SIMILAR
+        sent: list[ObjectEvent] = []
+        reviewer = Reviewer(rig.pipeline.settings, storage=rig.storage, index=index, redecide=sent.append)
+
+        confirmed = reviewer.confirm(alike.id)  # "the same picture indeed": recorded, still not moved
+        assert (confirmed.verdict, confirmed.kind) == (CONFIRMED, "semantic")
+        assert rig.tags(alike.key)["dedup-reviewed"] == "confirmed"
+        assert rig.storage.stat(BUCKET, alike.key) is not None
+        done = reviewer.restore(alike.id)  # "not the same picture": it is a reviewed original for good
+        assert (done.verdict, done.what) == (RESTORED, "retagged as a reviewed original")
+        assert rig.tags(alike.key) == {"dedup-status": "unique", "dedup-reviewed": "restored"}
+        assert index.links_of([alike.id]) == {}
+        assert rig.pipeline.process(sent[0]).status is Status.UNIQUE  # no longer suggested as a match of first
+        assert index.links_of([alike.id]) == {}
     finally:
         rig.pipeline.close()
         index.close()

@@ -48,6 +48,13 @@ def test_outcome_tags() -> None:
         "dedup-kind": "perceptual",
         "dedup-score": "0.9688",
     }
+    similar = Outcome.similar(Match("photos/cat.jpg", 1, Kind.SEMANTIC, 0.912))
+    assert outcome_tags(similar) == {
+        "dedup-status": "similar",
+        "dedup-of": "photos/cat.jpg",
+        "dedup-kind": "semantic",
+        "dedup-score": "0.9120",
+    }
     assert outcome_tags(Outcome.unique()) == {"dedup-status": "unique"}
     assert outcome_tags(Outcome.error("undecodable")) == {"dedup-status": "error", "dedup-reason": "undecodable"}
 
@@ -57,6 +64,7 @@ def test_tags_read_back_as_the_outcome_they_record() -> None:
         Outcome.unique(),
         Outcome.error("too_large"),
         Outcome.duplicate(Match("photos/café.jpg", 1, Kind.SEMANTIC, 0.9531)),
+        Outcome.similar(Match("photos/café.jpg", 1, Kind.SEMANTIC, 0.9531)),
     ):
         assert outcome_from_tags({"owner": "ana", **outcome_tags(outcome)}) == outcome
     assert outcome_from_tags({"owner": "ana"}) is None
@@ -92,6 +100,8 @@ def test_dedup_promoted_stays_while_the_object_is_unique_and_goes_when_it_is_a_d
     promoted = {"owner": "ann", "dedup-status": "unique", "dedup-promoted": "original_removed"}
     again = merge(promoted, outcome_tags(Outcome.unique())).tags  # its copy-back's own event, a replay
     assert again == promoted
+    alike = merge(promoted, outcome_tags(Outcome.similar(Match("photos/a.jpg", 1, Kind.SEMANTIC, 0.93)))).tags
+    assert alike["dedup-promoted"] == "original_removed"  # a similar is still an original
     demoted = merge(promoted, outcome_tags(Outcome(Status.DUPLICATE, original="photos/a.jpg"))).tags
     assert "dedup-promoted" not in demoted
     assert demoted["owner"] == "ann"

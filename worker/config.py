@@ -23,7 +23,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "DEDUP_"
 
 #: Cosine similarity above which two ImageNet ResNet-50 features count as the same picture. Used only when
-#: DEDUP_SEMANTIC_THRESHOLD is not set and the weights are real (never with random weights).
+#: DEDUP_SEMANTIC_THRESHOLD is not set and the weights are real (never with random weights), and then nobody has
+#: measured it on the operator's pictures: its matches are only suggested (``similar``), never moved
+#: (:attr:`Settings.semantic_suggests_only`).
 DEFAULT_SEMANTIC_THRESHOLD = 0.90
 
 #: Smallest perceptual descriptor similarity (cosine) that still matches; chosen on the quality harness's tuning
@@ -241,6 +243,14 @@ class Settings(BaseSettings):
         if "semantic_threshold" in self.model_fields_set:
             return self.semantic_threshold
         return None if self.random_weights else DEFAULT_SEMANTIC_THRESHOLD
+
+    @property
+    def semantic_suggests_only(self) -> bool:
+        """Whether a semantic match only suggests (outcome ``similar``: tagged and shown, never moved) rather than
+        makes a duplicate: when the stage takes part with the default threshold, which nobody chose. Setting
+        ``DEDUP_SEMANTIC_THRESHOLD`` (after ``python -m worker.eval`` on one's own pictures) makes them duplicates.
+        """
+        return "semantic_threshold" not in self.model_fields_set and self.effective_semantic_threshold is not None
 
     @property
     def effective_review_token(self) -> str:

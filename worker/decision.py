@@ -31,6 +31,10 @@ Rules, in order:
    the others, and decided again with its embedding.
 9. A pair listed in ``not_duplicates`` (``(image id, original id)``: what a reviewer said is no duplicate, see
    :mod:`worker.reviews`) never matches, whatever the stages measure.
+10. With ``Thresholds.semantic_suggests`` (the semantic threshold is a default nobody measured), an image whose
+    best match is ``semantic`` is no duplicate: it stays unique (an original, a candidate for those after it,
+    so a later exact copy of it is a duplicate of it whichever batch it lands in) and its decision carries that
+    match as ``similar``, a suggestion. Exact and perceptual matches still win over it (rule 3).
 
 Example::
 
@@ -82,6 +86,7 @@ class Kind(StrEnum):
 class Status(StrEnum):
     UNIQUE = "unique"
     DUPLICATE = "duplicate"
+    SIMILAR = "similar"  # an outcome only: a suggested semantic match (rule 10); the decision itself is unique
     ERROR = "error"
 
 
@@ -198,12 +203,14 @@ class Thresholds:
     """``perceptual``: smallest descriptor similarity that still matches (:func:`perceptual_similarity`);
     ``semantic``: smallest embedding cosine. None switches a stage out of decisions (it is still computed and
     stored). ``guard``: see :class:`Guard`. ``detail``: smallest cosine of two views' details for their
-    descriptors' similarity to count (None: no confirmation)."""
+    descriptors' similarity to count (None: no confirmation). ``semantic_suggests``: a semantic match only
+    suggests (rule 10), it makes no duplicate."""
 
     perceptual: float | None
     semantic: float | None
     guard: Guard = GUARD
     detail: float | None = DETAIL
+    semantic_suggests: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,13 +226,15 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The verdict for one image. ``supersedes`` lists later originals that must be decided again."""
+    """The verdict for one image. ``supersedes`` lists later originals that must be decided again. ``similar``:
+    on a unique image, the semantic match it only resembles (rule 10)."""
 
     id: str
     status: Status
     match: Match | None = None
     supersedes: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "low-information"
+    similar: Match | None = None
 
     @property
     def is_unique(self) -> bool:
@@ -411,11 +420,12 @@ def decide(
             if found is not None:
                 earlier.append((found, original.order))
         notes = low_information(item, thresholds)
-        if earlier:
-            best = min(earlier, key=lambda pair: pair[0].rank(pair[1]))[0]
+        best = min(earlier, key=lambda pair: pair[0].rank(pair[1]))[0] if earlier else None
+        if best is not None and not (thresholds.semantic_suggests and best.kind is Kind.SEMANTIC):
             decided[item.id] = Decision(item.id, Status.DUPLICATE, best, notes=notes)
         else:
-            decided[item.id] = Decision(item.id, Status.UNIQUE, supersedes=tuple(sorted(set(later))), notes=notes)
+            supersedes = tuple(sorted(set(later)))
+            decided[item.id] = Decision(item.id, Status.UNIQUE, supersedes=supersedes, notes=notes, similar=best)
             originals.append(item)
     return [decided[item.id] for item in batch]
 

@@ -34,9 +34,10 @@ previous batch stored. Client errors become :class:`~worker.errors.TransientErro
 Beside it, ``<collection>_links`` records which original each duplicate points at, so that when an original
 stops being one (an earlier copy arrived, it was overwritten or removed) its duplicates are decided again. Each
 link also carries how the duplicate matched (``kind``, ``score``) and what the worker did with it (``action``:
-``tag`` or ``quarantine``), which the review gallery pages through (:meth:`Index.links`). A links collection of
-the older layout (without those fields) stops the worker at start with :class:`IndexSchemaError`, which names
-the migration: ``python -m producer migrate-links``.
+``tag`` or ``quarantine``; ``suggest`` for a ``similar``, which is only tagged and stays an original), which the
+review gallery pages through (:meth:`Index.links`). A links collection of the older layout (without those
+fields) stops the worker at start with :class:`IndexSchemaError`, which names the migration:
+``python -m producer migrate-links``.
 
 ``<collection>_reviews`` holds what people decided on review (:mod:`worker.reviews`): a restored duplicate is
 "not a duplicate" for good, a confirmed one stays where it is.
@@ -118,6 +119,11 @@ class IndexSchemaError(RuntimeError):
     """The existing collection does not have the layout this version expects."""
 
 
+#: The link ``action`` of a ``similar`` image: a semantic match only suggested (the default threshold), tagged and
+#: never moved; the gallery labels it a suggestion.
+SUGGEST = "suggest"
+
+
 class Link(NamedTuple):
     """A duplicate's link to its original, with how it matched and what the worker does with it."""
 
@@ -126,7 +132,7 @@ class Link(NamedTuple):
     event_time_ms: int
     kind: str = ""
     score: float = 0.0
-    action: str = ""  # "tag" or "quarantine" (Settings.action when it was decided)
+    action: str = ""  # "tag" or "quarantine" (Settings.action when it was decided), or SUGGEST for a similar
 
 
 def milvus_literal(value: str) -> str:

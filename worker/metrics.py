@@ -4,8 +4,9 @@ multiprocess directory needed).
 ==============================================  ===========================================================
 metric                                          meaning
 ==============================================  ===========================================================
-``dedup_images_total{outcome,kind}``            outcomes of accepted events (one each); kind is exact/
-                                                perceptual/semantic/none
+``dedup_images_total{outcome,kind}``            outcomes of accepted events (one each): unique/duplicate/
+                                                similar/error; kind is exact/perceptual/semantic/none
+                                                (``similar`` is always ``semantic``: a suggestion, not moved)
 ``dedup_redecided_total{outcome,kind}``         outcomes of decisions the worker asked for itself (below)
 ``dedup_stage_seconds{stage}``                  latency of download, decode, hash (per image), embed,
                                                 search (per batch), act (per image)
@@ -34,7 +35,8 @@ metric                                          meaning
                                                 matched with; read from ``<collection>_reviews``
 ==============================================  ===========================================================
 
-Duplicate rate: ``sum(rate(dedup_images_total{outcome="duplicate"}[5m])) / sum(rate(dedup_images_total[5m]))``.
+Duplicate rate: ``sum(rate(dedup_images_total{outcome="duplicate"}[5m])) / sum(rate(dedup_images_total[5m]))``
+(``similar`` outcomes are suggestions, not duplicates: they count in the denominator only).
 
 Restores and confirmations happen in other processes (``python -m producer restore``, the review gallery), and
 each is recorded in Milvus; the worker counts them there on each scrape (at most every few seconds), so the
@@ -143,6 +145,7 @@ def initialise() -> None:
         ("duplicate", "exact"),
         ("duplicate", "perceptual"),
         ("duplicate", "semantic"),
+        ("similar", "semantic"),
         ("error", "none"),
     ):
         IMAGES.labels(outcome=outcome, kind=kind)

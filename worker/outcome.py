@@ -1,4 +1,5 @@
-"""The terminal outcome of one object: ``unique``, ``duplicate`` (with what it duplicates) or ``error``.
+"""The terminal outcome of one object: ``unique``, ``duplicate`` (with what it duplicates), ``similar`` (a
+semantic match only suggested: the object stays an original where it is) or ``error``.
 
 >>> Outcome.error("undecodable", "cannot identify image file").as_dict()
 {'status': 'error', 'reason': 'undecodable', 'detail': 'cannot identify image file'}
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.decision import Kind, Match, Status
+
+#: Outcomes that point at an original (``dedup-of``, ``dedup-kind``, ``dedup-score``).
+MATCHED = frozenset({Status.DUPLICATE, Status.SIMILAR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,11 @@ class Outcome:
         return cls(Status.DUPLICATE, original=match.original, kind=match.kind, score=match.score, notes=notes)
 
     @classmethod
+    def similar(cls, match: Match, notes: tuple[str, ...] = ()) -> Outcome:
+        """A suggested match (decision rule 10): tagged like a duplicate, never moved."""
+        return cls(Status.SIMILAR, original=match.original, kind=match.kind, score=match.score, notes=notes)
+
+    @classmethod
     def error(cls, reason: str, detail: str = "") -> Outcome:
         return cls(Status.ERROR, reason=reason, detail=detail)
 
@@ -41,7 +50,7 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status.value}
-        if self.status is Status.DUPLICATE:
+        if self.status in MATCHED:
             out |= {"original": self.original, "kind": self.kind_label, "score": self.score}
         if self.status is Status.ERROR:
             out |= {"reason": self.reason, "detail": self.detail}

@@ -65,7 +65,7 @@ from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
 from worker.fingerprint import fingerprint
 from worker.hashing import sha256_hex
-from worker.index import Index, Link
+from worker.index import SUGGEST, Index, Link
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.promotion import Pending, Promotion
@@ -102,7 +102,9 @@ class Pipeline:
         self.reviews = Reviews(index)  # what reviewers restored is never a duplicate again
         self.promotion = Promotion(settings, storage=storage, index=index, actions=self.actions, reviews=self.reviews)
         self.thresholds = Thresholds(
-            perceptual=settings.perceptual_threshold, semantic=settings.effective_semantic_threshold
+            perceptual=settings.perceptual_threshold,
+            semantic=settings.effective_semantic_threshold,
+            semantic_suggests=settings.semantic_suggests_only,  # the default threshold: matches are suggestions
         )
         wait_s = settings.batch_wait_ms / 1000
         self.embed_stage: DynamicBatcher[torch.Tensor, Vector] = DynamicBatcher(
@@ -200,8 +202,7 @@ class Pipeline:
             raise RuntimeError(f"{event.id}: deferred although it has an embedding")  # decide_or_defer never does
         for stage in abstaining_stages(signals, self.thresholds):
             metrics.LOW_INFORMATION.labels(stage=stage.value).inc()
-        notes = decision.notes
-        outcome = Outcome.duplicate(decision.match, notes) if decision.match else Outcome.unique(notes)
+        outcome = _outcome(decision)
         if pending is not None:  # decided from its quarantined copy: promoted, or following its new original
             with metrics.timed("act"):
                 return self.promotion.finish(event, pending, outcome)
@@ -306,7 +307,8 @@ class Pipeline:
             times |= _event_times(again)
             for d in decide(originals, again, self.thresholds, not_duplicates | self._not_duplicates(originals, again)):
                 if d.is_unique:
-                    verdict[d.id] = replace(verdict[d.id], supersedes=_union(verdict[d.id], d))
+                    similar = d.similar or verdict[d.id].similar  # it may resemble one stored concurrently
+                    verdict[d.id] = replace(verdict[d.id], supersedes=_union(verdict[d.id], d), similar=similar)
                 else:
                     log.info("%s yields to %s, stored concurrently", d.id, d.match.original if d.match else "")
                     self.index.discard([(d.id, latest[d.id].event_time_ms)])
@@ -316,19 +318,24 @@ class Pipeline:
                         self._send_back(self.index.dependents([d.id]), "original_changed", exclude=latest)
 
         final = [verdict[key] for key in latest]
-        action = self.settings.action.value
+        # A duplicate's link says what was done to it; a similar's says it is only a suggestion (it stays an
+        # original where it is). Its link lets the gallery show it and makes it follow what it resembles.
+        links = [(d, d.match, self.settings.action.value) for d in final if d.match]
+        links += [(d, d.similar, SUGGEST) for d in final if d.similar and not d.match]
         self.index.link(
-            Link(d.id, d.match.original, latest[d.id].event_time_ms, d.match.kind.value, d.match.score, action)
-            for d in final
-            if d.match
+            Link(d.id, m.original, latest[d.id].event_time_ms, m.kind.value, m.score, action) for d, m, action in links
         )
-        self.index.unlink((d.id, latest[d.id].event_time_ms) for d in final if d.is_unique)
+        self.index.unlink((d.id, latest[d.id].event_time_ms) for d in final if d.is_unique and not d.similar)
         for decision in final:
             later = {key: times[key] for key in decision.supersedes}
             self._send_back(later, "superseded", exclude=latest, by=decision.id)
         # Batch-mates decided as duplicates of an original that has just yielded point at a duplicate now: they
         # are decided again (after their links are written, which the new decision replaces).
-        orphans = {d.id: latest[d.id].event_time_ms for d in final if d.match and d.match.original in yielded}
+        orphans = {
+            d.id: latest[d.id].event_time_ms
+            for d in final
+            if (m := d.match or d.similar) is not None and m.original in yielded
+        }
         self._send_back(orphans, "original_changed")
         return [verdict.get(s.id) for s in batch]
 
@@ -386,6 +393,16 @@ class Pipeline:
         self.index.unlink([(object_id, event_time_ms)])
         if object_id not in self.index.event_times([object_id]):  # not replaced by a newer upload
             self._send_back(self.index.dependents([object_id]), "original_removed")
+
+
+def _outcome(decision: Decision) -> Outcome:
+    """A decision's outcome: a unique image that only resembles an original (decision rule 10) is ``similar``,
+    an original that is tagged and linked but never moved."""
+    if decision.match:
+        return Outcome.duplicate(decision.match, decision.notes)
+    if decision.similar:
+        return Outcome.similar(decision.similar, decision.notes)
+    return Outcome.unique(decision.notes)
 
 
 def _event_time(event: ObjectEvent, blob: Blob) -> int:

@@ -112,7 +112,7 @@ class Promotion:
     def finish(self, event: ObjectEvent, pending: Pending, outcome: Outcome) -> Outcome:
         """Act on the decision made from the copy's bytes: promote a unique one, or let a duplicate follow its
         new original (its copy stays where it is)."""
-        if outcome.status is Status.UNIQUE:
+        if outcome.status in {Status.UNIQUE, Status.SIMILAR}:  # an original in the index either way (rule 10)
             return self._promote(event, pending, outcome)
         target = quarantine_key(event.bucket, event.key)
         existing = self.storage.get_tags(self.settings.quarantine_bucket, target, pending.copy.version)

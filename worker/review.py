@@ -41,6 +41,7 @@ from worker.decision import Status
 from worker.index import Index, Link
 from worker.messages import ObjectEvent, split_id
 from worker.object_ids import parse_id
+from worker.outcome import MATCHED
 from worker.reviews import CONFIRMED, RESTORED, Review, Reviews
 from worker.storage import Storage
 from worker.tags import PREFIX, REVIEWED, STATUS, merge, outcome_from_tags
@@ -165,7 +166,7 @@ class Reviewer:
 
     def _tagged_duplicate(self, bucket: str, key: str) -> bool:
         outcome = outcome_from_tags(self.storage.get_tags(bucket, key))
-        return outcome is not None and outcome.status is Status.DUPLICATE
+        return outcome is not None and outcome.status in MATCHED  # a similar is reviewed like a tagged duplicate
 
     def _match(self, object_id: str, link: Link | None, earlier: Review | None, copy: QuarantinedCopy | None) -> _Match:
         """How the duplicate had matched: from its link, else an earlier run's review, else its copy's metadata."""

@@ -103,11 +103,15 @@ class Runtime:
         metrics.INDEX_SIZE.set_function(pipeline.index_size)
         metrics.REVIEWS.set_source(pipeline.reviews.counts)
         log.info(
-            "worker ready: action=%s, buckets=%s, thresholds perceptual=%s semantic=%s",
+            "worker ready: action=%s, buckets=%s, thresholds perceptual=%s semantic=%s%s",
             settings.action.value,
             ",".join(settings.buckets),
             settings.perceptual_threshold,
             settings.effective_semantic_threshold,
+            " (default, unmeasured: semantic matches are only tagged similar, never moved; set "
+            "DEDUP_SEMANTIC_THRESHOLD after python -m worker.eval)"
+            if settings.semantic_suggests_only
+            else "",
         )
         return cls(settings, pipeline, deliveries)
 
@@ -180,6 +184,10 @@ class Runtime:
             log.warning("%s: error %s (%s)", event.id, outcome.reason, outcome.detail)
         elif outcome.status is Status.DUPLICATE:
             log.info("%s: duplicate of %s (%s, %.4f)", event.id, outcome.original, outcome.kind, outcome.score or 0)
+        elif outcome.status is Status.SIMILAR:
+            log.info(
+                "%s: similar to %s (%s, %.4f), not moved", event.id, outcome.original, outcome.kind, outcome.score or 0
+            )
         else:
             log.info("%s: unique", event.id)
         return {"id": event.id, **outcome.as_dict()}

@@ -1,7 +1,8 @@
 """S3 object tags for an outcome, merged with the tags the object already has.
 
-Our tags all start with ``dedup-``: ``dedup-status`` (``unique`` | ``duplicate`` | ``error``), and on duplicates
-``dedup-of`` (the original's ``bucket/key``), ``dedup-kind`` and ``dedup-score``; on errors ``dedup-reason``.
+Our tags all start with ``dedup-``: ``dedup-status`` (``unique`` | ``duplicate`` | ``similar`` | ``error``), and
+on duplicates and similars ``dedup-of`` (the original's ``bucket/key``), ``dedup-kind`` and ``dedup-score``; on
+errors ``dedup-reason``.
 
 S3 allows 10 tags per object, keys ≤ 128 and values ≤ 256 characters, and only letters, digits, spaces and
 ``+ - = . _ : / @``. A user's own tags are never dropped: when room runs short, ours go first, least important
@@ -26,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from worker.decision import Kind, Status
-from worker.outcome import Outcome
+from worker.outcome import MATCHED, Outcome
 
 PREFIX = "dedup-"
 STATUS = "dedup-status"
@@ -75,7 +76,7 @@ def decode_value(value: str) -> str | None:
 def outcome_tags(outcome: Outcome) -> dict[str, str]:
     """Our tags for an outcome, most important first."""
     tags = {STATUS: outcome.status.value}
-    if outcome.status is Status.DUPLICATE and outcome.original is not None:
+    if outcome.status in MATCHED and outcome.original is not None:
         tags[ORIGINAL] = encode_value(outcome.original)
         tags[KIND] = outcome.kind_label
         if outcome.score is not None:
@@ -93,14 +94,14 @@ def outcome_from_tags(tags: Mapping[str, str]) -> Outcome | None:
     if status not in {s.value for s in Status}:
         return None
     notes = tuple(n for n in tags.get(NOTE, "").split(",") if n)
-    if status == Status.DUPLICATE:
+    if status in MATCHED:
         try:
             kind = Kind(tags.get(KIND, ""))
             score = float(tags[SCORE]) if SCORE in tags else None
         except ValueError:
             kind, score = None, None
         return Outcome(
-            Status.DUPLICATE, original=decode_value(tags.get(ORIGINAL, "")), kind=kind, score=score, notes=notes
+            Status(status), original=decode_value(tags.get(ORIGINAL, "")), kind=kind, score=score, notes=notes
         )
     if status == Status.ERROR:
         return Outcome.error(decode_value(tags.get(REASON, "")) or "unknown")
@@ -116,9 +117,10 @@ class Merged:
 def merge(existing: Mapping[str, str], ours: Mapping[str, str]) -> Merged:
     """The user's tags plus as many of ours (in priority order) as fit; stale ``dedup-*`` tags are replaced,
     except a reviewer's ``dedup-reviewed``, which stays unless ``ours`` sets it, and ``dedup-promoted``, which
-    stays unless ``ours`` sets it or makes the object anything but ``unique``."""
-    still_unique = ours.get(STATUS, Status.UNIQUE.value) == Status.UNIQUE.value
-    sticky = {REVIEWED} | ({PROMOTED} if still_unique else set())
+    stays unless ``ours`` sets it or makes the object anything but an original (``unique`` or ``similar``)."""
+    # A similar is an original too (only suggested as a match): a promoted one keeps saying why it is back.
+    still_original = ours.get(STATUS, Status.UNIQUE.value) in {Status.UNIQUE.value, Status.SIMILAR.value}
+    sticky = {REVIEWED} | ({PROMOTED} if still_original else set())
     user = {k: v for k, v in existing.items() if not k.startswith(PREFIX) or (k in sticky and k not in ours)}
     room = max(0, MAX_TAGS - len(user))
     names = list(ours)
