@@ -262,14 +262,20 @@ def summary(result: dict[str, Any]) -> str:
             f"{key} | {result['survival_guard_only'][key]:,} | {result['survival_unconfirmed'][key]:,} | "
             f"{result['survival'][key]:,} | {result['recall'][key]:.3f}"
         )
-    rate, how = rate_at(result)
     lines.append(
-        "at the threshold, matching pairs by details' threshold: "
+        "at the threshold, pairs still matching by details' threshold: "
         + ", ".join(f"{d}: {n}" for d, n in result["along_detail"].items())
     )
-    lines.append(f"per-pair false-neighbour rate at {result['threshold']}: {rate:.2e}, {how}")
+    rate, upper = rate_at(result)
+    lines.append(
+        f"per-pair false-neighbour rate at {result['threshold']} (details {result['detail']}): {rate:.2e} "
+        f"({result['at_threshold']} of {result['guarded_pairs']:,} pairs), 95 % upper bound {upper:.2e}"
+    )
     for n in SCALES:
-        lines.append(f"expected false neighbours per upload against {n:,} originals: {rate * n:.3g}")
+        lines.append(
+            f"expected false neighbours per upload against {n:,} originals: {rate * n:.3g} measured, "
+            f"at most {upper * n:.3g} (95 %)"
+        )
     lines.append(
         "closest negative pairs: "
         + "; ".join(f"{c['similarity']:.4f} {c['a']} ~ {c['b']}" for c in result["closest"][:5])
