@@ -32,25 +32,31 @@ def test_every_test_the_readme_cites_exists() -> None:
         assert not name or f"def {name}(" in source, f"{path}::{name}"
 
 
-def test_the_readme_quality_table_is_the_committed_harness_report() -> None:
-    from worker.eval.report import TABLE_END, TABLE_START
+def test_the_readme_quality_table_is_the_committed_fold_comparison() -> None:
+    from worker.eval.folds import TABLE_END, TABLE_START
 
-    report = (README.parent / "docs" / "quality" / "report.md").read_text()
-    table = report[report.index(TABLE_START) : report.index(TABLE_END) + len(TABLE_END)]
+    folds = (README.parent / "docs" / "quality" / "folds.md").read_text()
+    table = folds[folds.index(TABLE_START) : folds.index(TABLE_END) + len(TABLE_END)]
     assert table in README.read_text()
-    command = re.search(r"^Produced by `([^`]+)`", report, flags=re.MULTILINE)
-    assert command is not None
-    assert command.group(1) in (README.parent / "Makefile").read_text()
+    makefile = (README.parent / "Makefile").read_text()
+    for fold in ("tune", "test"):
+        report = (README.parent / "docs" / "quality" / fold / "report.md").read_text()
+        command = re.search(r"^Produced by `([^`]+)`", report, flags=re.MULTILINE)
+        assert command is not None
+        assert f"--fold {fold} --out docs/quality/{fold}" in command.group(1)
+        assert "python -m worker.eval --corpus data/corpus" in makefile
+    assert "python -m worker.eval.folds docs/quality" in makefile
 
 
-def test_the_default_thresholds_are_the_ones_the_report_chose() -> None:
+def test_the_default_thresholds_are_the_ones_the_tuning_fold_chose() -> None:
     import json
 
-    from worker.decision import DESCRIPTOR_DIM
+    from worker.decision import DESCRIPTOR_DIM, DETAIL
     from worker.hashing import PERCEPTUAL
 
-    chosen = json.loads((README.parent / "docs" / "quality" / "report.json").read_text())
+    chosen = json.loads((README.parent / "docs" / "quality" / "tune" / "report.json").read_text())
     assert chosen["hasher"] == {"name": PERCEPTUAL.name, "bits": PERCEPTUAL.bits, "dim": DESCRIPTOR_DIM}
+    assert chosen["chosen"]["detail"] == DETAIL
     assert Settings.model_fields["perceptual_threshold"].default == chosen["chosen"]["perceptual"]
     assert f"| `DEDUP_PERCEPTUAL_THRESHOLD` | `{chosen['chosen']['perceptual']}` |" in README.read_text()
 
