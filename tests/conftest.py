@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import BUCKET
 from worker.embedding import Embedder
+from worker.index import Index
 from worker.localstack import LocalStack
 
 
@@ -45,3 +46,11 @@ def prefix(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def lite_uri(tmp_path: Path) -> str:
     return str(tmp_path / "milvus" / "lite.db")
+
+
+@pytest.fixture
+def index(lite_uri: str) -> Iterator[Index]:
+    """The service's collections in a fresh Milvus Lite file (test modules with other needs define their own)."""
+    idx = Index.connect(lite_uri, collection="image_dedup")
+    yield idx
+    idx.close()

@@ -39,13 +39,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def index(lite_uri: str) -> Iterator[Index]:
-    idx = Index.connect(lite_uri, collection="image_dedup")
-    yield idx
-    idx.close()
-
-
-@pytest.fixture
 def rig(stack: LocalStack, index: Index, embedder: Embedder) -> Iterator[Rig]:
     built = build(stack, index, embedder)
     yield built

@@ -44,13 +44,6 @@ def _counter(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def index(lite_uri: str) -> Iterator[Index]:
-    idx = Index.connect(lite_uri, collection="image_dedup")
-    yield idx
-    idx.close()
-
-
-@pytest.fixture
 def quarantining(stack: LocalStack, index: Index, embedder: Embedder) -> Iterator[Rig]:
     built = build(stack, index, embedder, action=Action.QUARANTINE)
     yield built

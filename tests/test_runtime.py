@@ -38,13 +38,6 @@ def retry(exc: Exception, countdown: float) -> NoReturn:
     raise RetriedError(exc, countdown)
 
 
-@pytest.fixture
-def index(lite_uri: str) -> Iterator[Index]:
-    idx = Index.connect(lite_uri, collection="image_dedup")
-    yield idx
-    idx.close()
-
-
 def runtime_for(stack: LocalStack, rig: Rig) -> Runtime:
     stack.redis(DB).flushdb()
     deliveries = Deliveries(stack.redis(DB), max_deliveries=3, ttl_s=60)
