@@ -53,7 +53,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from worker.decision import BRIGHT, DESCRIPTOR_DIM, REGION_COUNT, Look, Vector, similarity
+from worker.decision import BRIGHT, DESCRIPTOR_DIM, REGION_COUNT, Look, Vector, detail_similarities, similarity
 
 HASH_SIDE = 8  # 8×8 low frequencies → a 64-d descriptor
 DCT_SIDE = 32  # of a 32×32 grey thumbnail (imagehash's pHash: hash_size 8, highfreq_factor 4)
@@ -65,10 +65,13 @@ COLOUR_GRID = 4
 #: which no hash of the unbrightened picture sees. Chosen with ``python -m worker.eval`` between the harness's
 #: two brightening steps (+20 %, +40 %), not at either.
 BRIGHTER = 1.25
-#: At or above this similarity to the whole picture's descriptor, brightening changed nothing that matters (the
-#: picture has nothing to clip) and the variant is the whole descriptor itself: a wobble would only bring
-#: unrelated pictures of one layout closer, and the index stores no row for it.
+#: At or above this similarity to the whole picture's descriptor and details, brightening changed nothing that
+#: matters (the picture has nothing to clip) and the variant is the whole view itself: a wobble would only bring
+#: unrelated pictures of one layout closer, and the index stores no row for it. Clipping that leaves the
+#: descriptor but not the details keeps the row: a brightened copy is confirmed by it.
 BRIGHT_SAME = 0.98
+#: ... and this for its details, which clipping changes first (a brightened copy's details are compared at 0.98).
+BRIGHT_SAME_DETAILS = 0.999
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 
 #: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the trimmed
@@ -147,14 +150,18 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:]])  # whole, mirror, regions, brightened
     low = _low_dct(stack)
     described = descriptors(low)
-    if similarity(described[-1], described[0]) >= BRIGHT_SAME:
-        described[-1] = described[0]
+    fine = details(stack)
+    if (
+        similarity(described[-1], described[0]) >= BRIGHT_SAME
+        and detail_similarities(fine[-1:], fine[:1])[0, 0] >= BRIGHT_SAME_DETAILS
+    ):  # the brightened view is the whole one: no row of its own, in the index or out of it
+        described[-1], fine[-1] = described[0], fine[0]
     coefficients = low[0]
     information = _median(np.abs(coefficients - _median(coefficients)))
     split = _split_share(whole)
     texture = _texture(inner.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(trimmed)
-    return Fingerprint(described[0], Look(described[1:], information, split, texture, colour, details(stack)))
+    return Fingerprint(described[0], Look(described[1:], information, split, texture, colour, fine))
 
 
 def trim_box(grey: Floats) -> tuple[int, int, int, int]:
