@@ -55,12 +55,9 @@ POINTS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99
 COLOUR_FROM = 0.80
 #: Originals an upload is compared with, for the expected false neighbours per upload.
 SCALES = (1_000_000, 100_000_000)
-#: The fit of the tail uses points with at least this many negative pairs above them.
-FIT_MIN_COUNT = 10
-#: Details' thresholds at which negative pairs are counted at the descriptor threshold, to extrapolate along.
-FIT_FROM_DETAIL = 0.8
 #: Details' thresholds of the (descriptor, details) grid reported for choosing both.
 GRID_DETAIL = (0.0, 0.9, 0.95, 0.97, 0.98, 0.99)
+#: Details' thresholds at which the negative pairs matching at the descriptor threshold are counted.
 DETAIL_GRID = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 
 
@@ -195,34 +192,8 @@ def measure(
             category: int(np.count_nonzero([item.category == category for item in items]))
             for category in sorted({item.category for item in items})
         },
-        "tail": _tail(after, int(values.size)),
         "along_detail": joint,
-        "along_detail_fit": _fit_along_detail(joint, int(values.size)),
     }
-
-
-def _tail(values: Floats, pairs: int) -> dict[str, Any]:
-    """An exponential fitted to the measured survival where at least :data:`FIT_MIN_COUNT` pairs reach it:
-    ``log10 P(similarity ≥ t) = a + b t`` (over the values that were confirmed: a refused pair is at -1)."""
-    ordered = np.sort(values[values >= COLOUR_FROM])[::-1]
-    if pairs == 0 or len(ordered) < 2 * FIT_MIN_COUNT:
-        return {"fit": None}
-    counts = np.arange(FIT_MIN_COUNT, min(len(ordered), 100_000) + 1)
-    points = ordered[counts - 1]  # the similarity reached by `count` pairs
-    b, a = np.polyfit(points.astype(np.float64), np.log10(counts / pairs), 1)
-    return {"fit": {"a": float(a), "b": float(b), "from": float(points[-1]), "to": float(points[0])}}
-
-
-def _fit_along_detail(joint: dict[str, int], pairs: int) -> dict[str, float] | None:
-    """``log10 P(match at the descriptor threshold and details ≥ d) = a + b d``, fitted from
-    :data:`FIT_FROM_DETAIL` on, where at least :data:`FIT_MIN_COUNT` pairs still match (below it the confirmation
-    removes little and the curve is flat)."""
-    points = [(float(d), n) for d, n in joint.items() if n >= FIT_MIN_COUNT and float(d) >= FIT_FROM_DETAIL]
-    if len(points) < 3 or pairs == 0:
-        return None
-    xs = np.array([d for d, _ in points])
-    b, a = np.polyfit(xs, np.log10([n / pairs for _, n in points]), 1)
-    return {"a": float(a), "b": float(b), "from": float(xs.min()), "to": float(xs.max())}
 
 
 def poisson_upper(count: int, confidence: float = 0.95) -> float:
