@@ -1,15 +1,16 @@
 """The review gallery's core: which duplicates a page shows, grouped under their originals. No I/O.
 
 The rows come from the index's links collection (``<collection>_links``: one row per duplicate, with its
-original, kind, score, time and the action taken), never from listing buckets. :class:`Filters` turns the page's
-query string into a Milvus filter expression (bucket, kind, score range) plus a key-prefix test done here, and
-:func:`paginate` groups the rows by original and cuts out one page: lowest scores first by default (the likeliest
-mistakes), 50 groups a page.
+original, kind, score, time and the action taken), never from listing buckets. :class:`Filters` parses the page's
+query string and :meth:`Filters.keeps` tests a row against it (bucket, key prefix, kind, score range, one
+original); :func:`paginate` keeps the rows that pass, groups them by original and cuts out one page: lowest scores
+first by default (the likeliest mistakes), 50 groups a page. The rows are every link, read at most every few
+seconds (:class:`producer.link_snapshot.LinkSnapshot`), so a filter or a next page costs no scan of the index.
 
     >>> filters = Filters.parse({"bucket": "photos", "kind": "perceptual", "max_score": "0.95"})
-    >>> filters.expression()
-    'id like "photos/%" and kind == "perceptual" and score <= 0.95'
-    >>> page = paginate(index.links(filters.expression()), filters)
+    >>> filters.keeps({"id": "photos/cat-2.jpg", "original": "photos/cat.jpg", "kind": "perceptual", "score": 0.93})
+    True
+    >>> page = paginate(index.links(), filters)
     >>> [g.original for g in page.groups][:1]
     ['photos/cat.jpg']
 """
@@ -23,8 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from worker.decision import Kind
-from worker.index import SUGGEST, milvus_literal
+from worker.decision import SCORE_DIGITS, Kind
+from worker.index import SUGGEST
 from worker.messages import split_id
 from worker.object_ids import BadIdError, parse_id
 
@@ -72,7 +73,7 @@ class Filters:
             raise BadFilterError(f"kind: must be one of {', '.join(k.value for k in Kind)}")
         original = params.get("original", "")
         if original:
-            try:  # the filter reaches Milvus: only an id's syntax (any bucket: links name what they name)
+            try:  # only an id's syntax (any bucket: links name what they name)
                 parse_id(original, allowed=lambda _: True)
             except BadIdError as exc:
                 raise BadFilterError(f"original: {exc}") from None
@@ -90,24 +91,20 @@ class Filters:
             original=original,
         )
 
-    def expression(self) -> str:
-        """The Milvus filter for everything but the key prefix (which :meth:`keeps` tests exactly)."""
-        clauses = []
-        if self.bucket:
-            clauses.append(f'id like "{self.bucket}/%"')
-        if self.kind:
-            clauses.append(f"kind == {milvus_literal(self.kind)}")
-        if self.min_score is not None:
-            clauses.append(f"score >= {self.min_score!r}")
-        if self.max_score is not None:
-            clauses.append(f"score <= {self.max_score!r}")
-        if self.original:
-            clauses.append(f"original == {milvus_literal(self.original)}")
-        return " and ".join(clauses)
-
-    def keeps(self, duplicate_id: str) -> bool:
-        """Whether a duplicate's key starts with the prefix (exact, any character)."""
-        return not self.prefix or split_id(duplicate_id)[1].startswith(self.prefix)
+    def keeps(self, row: Mapping[str, Any]) -> bool:
+        """Whether a link row passes every filter: its bucket, a key that starts with the prefix (exact, any
+        character), its kind, its score within the range (bounds included, compared at :data:`SCORE_DIGITS`
+        places: Milvus keeps a score as a 32-bit float) and its original."""
+        bucket, key = split_id(row["id"])
+        score = round(float(row["score"]), SCORE_DIGITS)
+        return (
+            (not self.bucket or bucket == self.bucket)
+            and key.startswith(self.prefix)
+            and (not self.kind or row["kind"] == self.kind)
+            and (self.min_score is None or score >= self.min_score)
+            and (self.max_score is None or score <= self.max_score)
+            and (not self.original or row["original"] == self.original)
+        )
 
     def query(self, **changes: Any) -> str:
         """This page's query string, with ``changes`` (e.g. ``page=2``); empty filters left out."""
@@ -196,7 +193,7 @@ def paginate(rows: Iterable[Mapping[str, Any]], filters: Filters, per_page: int 
     grouped: dict[str, list[Duplicate]] = {}
     count = 0
     for row in rows:
-        if not filters.keeps(row["id"]):
+        if not filters.keeps(row):
             continue
         duplicate = Duplicate(
             row["id"],

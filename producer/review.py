@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
@@ -51,6 +52,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from producer.gallery import ORDERS, BadFilterError, Filters, Page, paginate, with_reviews
+from producer.link_snapshot import LinkSnapshot
 from producer.thumbnails import NotServedError, Thumbnails
 from worker.config import Settings
 from worker.decision import Kind
@@ -82,9 +84,10 @@ _templates = Environment(
 )
 
 
-def load_page(index: Index, filters: Filters) -> Page:
-    """One page of groups, read from the links collection, with the verdicts of the duplicates on it."""
-    page = paginate(index.links(filters.expression()), filters)
+def load_page(index: Index, filters: Filters, links: LinkSnapshot | None = None) -> Page:
+    """One page of groups, from the links collection (or a recent ``links`` snapshot of it), with the verdicts of
+    the duplicates on it."""
+    page = paginate(links.rows() if links else index.links(), filters)
     verdicts = Reviews(index).verdicts([*page.ids, *(g.original for g in page.groups)])
     promoted = {key: found[PROMOTED].original for key, found in verdicts.items() if PROMOTED in found}
     return with_reviews(page, {key: list(found) for key, found in verdicts.items()}, promoted)
@@ -125,22 +128,13 @@ def create_review_app(settings: Settings, *, index: Index, reviewer: Reviewer, t
     if not token:
         raise ValueError("the review gallery needs a token (DEDUP_REVIEW_TOKEN or DEDUP_WEBHOOK_TOKEN)")
 
+    links = LinkSnapshot(index, max_age_s=settings.review_snapshot_s)
+
     def valid(given: str) -> bool:
         return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
-    def bearer(request: Request) -> str:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return given.strip() if scheme.lower() == "bearer" else ""
-
     def may_read(request: Request) -> bool:
         return valid(bearer(request)) or valid(request.cookies.get(COOKIE, ""))
-
-    def denied() -> Response:
-        return PlainTextResponse(
-            "401: open this page with ?token=<DEDUP_REVIEW_TOKEN> once, or send Authorization: Bearer <token>\n",
-            status_code=401,
-            headers=HEADERS,
-        )
 
     async def gallery(request: Request) -> Response:
         given = request.query_params.get("token", "")
@@ -158,7 +152,7 @@ def create_review_app(settings: Settings, *, index: Index, reviewer: Reviewer, t
         except BadFilterError as exc:
             return PlainTextResponse(f"400: {exc}\n", status_code=400, headers=HEADERS)
         try:
-            page = await run_in_threadpool(load_page, index, filters)
+            page = await run_in_threadpool(load_page, index, filters, links)
         except TransientError as exc:
             return PlainTextResponse(f"503: the index is unavailable ({exc.reason}); retry\n", 503, headers=HEADERS)
         message, error = _message(request.query_params.get("done", ""), request.query_params.get("object", ""))
@@ -205,6 +199,8 @@ def create_review_app(settings: Settings, *, index: Index, reviewer: Reviewer, t
             except TransientError as exc:
                 log.warning("%s of %s failed, retry: %s", verdict, object_id, exc)
                 return _answer(request, back, "failed", object_id, 503, str(exc))
+            finally:
+                links.drop()  # the page this answer leads back to shows what changed
             return _answer(request, back, verdict, object_id, 200, done.what)
 
         return handle
@@ -223,11 +219,26 @@ def create_review_app(settings: Settings, *, index: Index, reviewer: Reviewer, t
     )
 
 
+def bearer(request: Request) -> str:
+    """The token of an ``Authorization: Bearer`` header, or ""."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
+def denied() -> Response:
+    return PlainTextResponse(
+        "401: open this page with ?token=<DEDUP_REVIEW_TOKEN> once, or send Authorization: Bearer <token>\n",
+        status_code=401,
+        headers=HEADERS,
+    )
+
+
 def export(directory: Path, index: Index, thumbnails: Thumbnails, filters: Filters) -> list[Path]:
     """Write every page matching ``filters`` as static HTML with its thumbnails; returns the pages written.
     A thumbnail that cannot be made is left out (the page shows its alt text)."""
     (directory / "thumbs").mkdir(parents=True, exist_ok=True)
-    first = load_page(index, filters)
+    links = LinkSnapshot(index, max_age_s=math.inf)  # every page from one read
+    first = load_page(index, filters, links)
     written: list[Path] = []
 
     def thumb(object_id: str, where: str) -> str:
@@ -241,7 +252,7 @@ def export(directory: Path, index: Index, thumbnails: Thumbnails, filters: Filte
         return f"thumbs/{name}"
 
     for number in range(1, first.pages + 1):
-        page = first if number == 1 else load_page(index, replace(filters, page=number))
+        page = first if number == 1 else load_page(index, replace(filters, page=number), links)
         path = directory / _page_file(number)
         path.write_text(render(page, thumb=thumb, page_url=_page_file, static=True), encoding="utf-8")
         written.append(path)

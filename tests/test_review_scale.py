@@ -1,5 +1,7 @@
 """The gallery stays fast with 10,000 duplicates in the index: a page of 50 groups, rendered by the app itself
-(Starlette, in-process) from a Milvus Lite links collection holding 10,000 rows, in well under a second.
+(Starlette, in-process) from a Milvus Lite links collection holding 10,000 rows. A page that reads the links
+(the first, or one after ``DEDUP_REVIEW_SNAPSHOT_S``) is a scan of all 10,000 and stays under 3 s even on a busy
+CI machine; every other page, filter and order comes from that read, well under a second.
 
 Run with ``-s`` to see the figures (README "Review and undo" records them).
 """
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
+from producer.link_snapshot import LinkSnapshot
 from producer.review import create_review_app
 from producer.thumbnails import Thumbnails
 from worker.config import load_settings
@@ -26,7 +29,8 @@ pytestmark = pytest.mark.integration
 DUPLICATES = 10_000
 PER_ORIGINAL = 4
 TOKEN = "scale-token"
-BUDGET_S = 1.0
+BUDGET_S = 1.0  # a page from the snapshot of the links
+READ_BUDGET_S = 3.0  # a page that scans every link first (0.4–0.9 s on 2 quiet cores, Milvus Lite)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +55,51 @@ def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     index.close()
 
 
+def gallery(index: Index, snapshot_s: float) -> TestClient:
+    settings = load_settings(
+        buckets=("photos",), review_token=TOKEN, model_weights="random", review_snapshot_s=snapshot_s
+    )
+    storage = Storage(make_client("127.0.0.1:9", "unused", "unused"), max_bytes=1 << 20)  # pages never touch S3
+    reviewer = Reviewer(settings, storage=storage, index=index, redecide=lambda _: None)
+    app = create_review_app(settings, index=index, reviewer=reviewer, thumbnails=Thumbnails(settings, storage))
+    return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
 @pytest.fixture(scope="module")
 def client(crowded: Index) -> TestClient:
-    settings = load_settings(buckets=("photos",), review_token=TOKEN, model_weights="random")
-    storage = Storage(make_client("127.0.0.1:9", "unused", "unused"), max_bytes=1 << 20)  # pages never touch S3
-    reviewer = Reviewer(settings, storage=storage, index=crowded, redecide=lambda _: None)
-    app = create_review_app(settings, index=crowded, reviewer=reviewer, thumbnails=Thumbnails(settings, storage))
-    return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
+    return gallery(crowded, snapshot_s=3600)  # every timed page from the warm-up's read
+
+
+def test_a_page_that_reads_every_link_renders_in_under_3_seconds(crowded: Index) -> None:
+    reading = gallery(crowded, snapshot_s=0)  # every page scans the links collection
+    reading.get("/")  # warm: connection, template compiled
+    timings = []
+    for query in ("", "page=25", "kind=perceptual&max_score=0.95"):
+        started = time.perf_counter()
+        assert reading.get(f"/?{query}").status_code == 200
+        timings.append(time.perf_counter() - started)
+    print(f"\nreading all links first: {min(timings) * 1000:.0f} ms best, {max(timings) * 1000:.0f} ms worst")
+    assert max(timings) < READ_BUDGET_S
+
+
+def test_the_snapshot_is_read_again_only_when_it_is_old_or_dropped(crowded: Index) -> None:
+    now = [0.0]
+    links = LinkSnapshot(crowded, max_age_s=5.0, clock=lambda: now[0])
+    first = links.rows()
+    assert len(first) == DUPLICATES
+    now[0] = 4.9
+    assert links.rows() is first
+    added = Link("photos/new/copy.jpg", "photos/originals/00000.jpg", 1_800_000_000_000, "exact", 1.0, "tag")
+    crowded.link([added])
+    try:
+        assert links.rows() is first  # a worker's new link waits for the snapshot to age
+        now[0] = 5.0
+        fresh = links.rows()
+        assert len(fresh) == DUPLICATES + 1
+        links.drop()
+        assert links.rows() is not fresh  # dropped: read again at once
+    finally:
+        crowded.unlink_now([added.id])
 
 
 @pytest.mark.parametrize(

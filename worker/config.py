@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     review_token: str = Field(default="", repr=False)
     review_host: str = "127.0.0.1"
     review_port: int = Field(default=8090, ge=1, le=65535)
+    review_snapshot_s: float = Field(default=5.0, ge=0.0, le=3600.0)
 
     # Model and batching
     model_weights: str = "imagenet"

@@ -486,9 +486,10 @@ class Index:
         rows = self._query_in(self.links_collection, "original", originals, ["id", "event_time_ms"])
         return {row["id"]: int(row["event_time_ms"]) for row in rows}
 
-    def links(self, expression: str, fields: Sequence[str] = LINK_FIELDS) -> list[dict[str, Any]]:
-        """Every link row matching a Milvus filter ``expression`` (e.g. ``kind == "exact" and score < 0.95``),
-        with ``fields``. Used by the review gallery; 10,000 rows take a few tens of milliseconds."""
+    def links(self, expression: str = "", fields: Sequence[str] = LINK_FIELDS) -> list[dict[str, Any]]:
+        """Every link row matching a Milvus filter ``expression`` (e.g. ``kind == "exact" and score < 0.95``;
+        empty: all of them), with ``fields``. The review gallery reads them all; in Milvus Lite 10,000 rows take
+        0.4–0.9 s on 2 cores, a scan whatever the filter."""
         rows: list[dict[str, Any]] = self._call(
             self._client.query,
             self.links_collection,
