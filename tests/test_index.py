@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,11 +12,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from pymilvus import DataType, MilvusClient
 
 from tests.helpers import bit_views, bits, bits_apart
+from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import Look, Signals, Thresholds
+from worker.eval.transforms import zoom
+from worker.fingerprint import fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
+from worker.samples import photo
 
 DIM = 8
 
@@ -361,3 +367,26 @@ def test_a_lite_file_held_by_another_process_says_how_to_share_one_milvus(tmp_pa
     assert second.returncode != 0
     assert "milvus-lite server --data-dir" in second.stderr
     assert "DEDUP_MILVUS_URI=http://127.0.0.1:19530" in second.stderr
+
+
+def test_stored_details_confirm_a_whole_against_region_pair_at_its_own_threshold(index: Index) -> None:
+    """The index confirms each row it finds with the details stored beside it, at the threshold of the pair's kind
+    (:func:`worker.decision.detail_floor`): a 10 % zoom of a 300-px picture is its source's central region up to
+    the region's box; their details agree at 0.97, enough for a whole ↔ region pair but not for whole ↔ whole."""
+    source = photo("gravel.png")
+    source.thumbnail((300, 300))
+    out = io.BytesIO()
+    zoom(source, 0.10).save(out, "JPEG", quality=90)
+    original, copy = fingerprint(source), fingerprint(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+    index.store([Signals("photos/gravel.jpg", 1, "sha-o", original.dct, unit(1), look=original.look)])
+    query = Signals("photos/zoomed.jpg", 2, "sha-z", copy.dct, unit(2), look=copy.look)
+    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
+
+    [hit] = index.neighbours([query], within)["photos/zoomed.jpg"]
+    assert hit.perceptual is not None
+    assert hit.perceptual >= 0.99
+    one_threshold = replace(within, detail_region=None)  # every pair at Thresholds.detail
+    assert all(
+        n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
+        for n in index.neighbours([query], one_threshold)["photos/zoomed.jpg"]
+    )

@@ -69,6 +69,7 @@ from worker.decision import (
     Thresholds,
     Vector,
     combined_similarity,
+    detail_floor,
     detail_similarities,
     pair_kind,
     views_of,
@@ -360,7 +361,7 @@ class Index:
         # Ids only (an empty list would mean every field): a descriptor row's id is ``owner#variant``.
         hits_per_query = self._search(self.hashes_collection, DESCRIPTOR, vectors, ["id"], where, counts)
         if within is not None and floor is not None and within.detail is not None:
-            hits_per_query = self._confirmed(queries, hits_per_query, floor, within.detail)
+            hits_per_query = self._confirmed(queries, hits_per_query, floor, within.detail, within.detail_region)
         views: dict[tuple[str, str], float] = {}  # (image, original) → closest "view" pair
         regions: dict[tuple[str, str], dict[int, float]] = {}  # (image, original) → region → similarity
         for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
@@ -387,9 +388,11 @@ class Index:
         hits_per_query: list[list[dict[str, Any]]],
         floor: float,
         detail: float,
+        detail_region: float | None,
     ) -> list[list[dict[str, Any]]]:
-        """The hits, less those at or above ``floor`` whose stored details are less than ``detail`` alike to the
-        query view's. One query reads the details of every such row (few: most searches find nothing near)."""
+        """The hits, less those at or above ``floor`` whose stored details are less alike to the query view's
+        than :func:`~worker.decision.detail_floor` asks (``detail``; ``detail_region`` for a whole picture against
+        a region). One query reads the details of every such row (few: most searches find nothing near)."""
         wanted = {str(hit["id"]) for hits in hits_per_query for hit in hits if hit["distance"] >= floor}
         if not wanted:
             return hits_per_query
@@ -407,7 +410,8 @@ class Index:
                     and variant < len(own)
                     and theirs is not None
                     and len(theirs)
-                    and float(detail_similarities(own[variant : variant + 1], theirs[None, :])[0, 0]) < detail
+                    and float(detail_similarities(own[variant : variant + 1], theirs[None, :])[0, 0])
+                    < detail_floor(variant, int(str(hit["id"]).rpartition("#")[2]), detail, detail_region)
                 ):
                     continue
                 kept.append(hit)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.decision import DESCRIPTOR_DIM, DETAIL, GUARD, Guard, Thresholds
+from worker.decision import DESCRIPTOR_DIM, DETAIL, DETAIL_REGION, GUARD, Guard, Thresholds
 from worker.eval import combined
 from worker.eval.dataset import Dataset, Role
 from worker.eval.measure import Measured
@@ -169,6 +169,7 @@ def analyse(
     stages: Sequence[str] = ("exact", "perceptual", "semantic"),
     guard: Guard = GUARD,
     detail: float | None = DETAIL,
+    detail_region: float | None = DETAIL_REGION,
 ) -> dict[str, Any]:
     """All results. ``perceptual_threshold`` None: the rule chooses it; ``semantic_threshold``: for ``combined``.
     A stage left out of ``stages`` is left out of the combined decision too."""
@@ -182,13 +183,13 @@ def analyse(
         grids["exact"] = [1.0]
     if "perceptual" in stages:
         every = combined.signals(data, measured, None)
-        scored["perceptual"] = score_pairs(pairs, look_scorer(every, guard, detail))
+        scored["perceptual"] = score_pairs(pairs, look_scorer(every, guard, detail, detail_region))
         grids["perceptual"] = [t for t in COSINE_GRID if t >= CONFIRM_FROM]
     for setup, rows in measured.embeddings.items():
         scored[f"semantic {setup}"] = score_pairs(pairs, cosine_scorer(rows))
         grids[f"semantic {setup}"] = COSINE_GRID
 
-    chosen: dict[str, Any] = {"exact": "same SHA-256", "detail": detail}
+    chosen: dict[str, Any] = {"exact": "same SHA-256", "detail": detail, "detail_region": detail_region}
     thresholds: dict[str, float] = {"exact": 1.0}
     if "perceptual" in scored:
         rule = cosine_threshold(scored["perceptual"])
@@ -206,7 +207,13 @@ def analyse(
     decided = combined.run(
         data,
         measured,
-        Thresholds(perceptual=chosen.get("perceptual"), semantic=semantic_threshold, guard=guard, detail=detail),
+        Thresholds(
+            perceptual=chosen.get("perceptual"),
+            semantic=semantic_threshold,
+            guard=guard,
+            detail=detail,
+            detail_region=detail_region,
+        ),
         embedding=first_semantic,
     )
     curves = {}

@@ -82,7 +82,7 @@ def neighbours_of(
             o.id,
             o.event_time_ms,
             sha256=o.sha256,
-            perceptual=perceptual_similarity(item, o, thresholds.detail),
+            perceptual=perceptual_similarity(item, o, thresholds.detail, thresholds.detail_region),
             look=o.look,
             cosine=cosine(o),
         )

@@ -163,9 +163,12 @@ ABSTAINED = -1000.0
 CONFIRM_FROM = 0.8
 
 
-def look_scorer(signals: Sequence[Signals], guard: Guard, detail: float | None) -> Scorer:
+def look_scorer(
+    signals: Sequence[Signals], guard: Guard, detail: float | None, detail_region: float | None = None
+) -> Scorer:
     """The worker's perceptual stage: :func:`~worker.decision.perceptual_similarity` over the allowed pairs of
-    descriptors (whole, mirror, regions, brightened) whose details agree at ``detail`` (from
+    descriptors (whole, mirror, regions, brightened) whose details agree at ``detail`` (``detail_region`` for a
+    whole picture against a region; from
     :data:`CONFIRM_FROM` up), or :data:`ABSTAINED` when the guard keeps either picture out or (from
     :data:`CONFIRM_FROM` up) their colours disagree."""
     views = similarity.stack(signals)
@@ -173,7 +176,7 @@ def look_scorer(signals: Sequence[Signals], guard: Guard, detail: float | None) 
 
     def score(a: Ints, b: Ints) -> Floats:
         found = similarity.confirm(
-            signals, a, b, similarity.pairs(views, a, b), detail=detail, floor=CONFIRM_FROM
+            signals, a, b, similarity.pairs(views, a, b), detail=detail, floor=CONFIRM_FROM, detail_region=detail_region
         ).astype(np.float64)
         found[~(passes[a] & passes[b])] = ABSTAINED
         for n in np.flatnonzero(found >= CONFIRM_FROM).tolist():

@@ -68,12 +68,19 @@ def matrix(first: Floats, second: Floats) -> Floats:
 
 
 def confirm(
-    signals: Sequence[Signals], a: Ints, b: Ints, values: Floats, *, detail: float | None, floor: float
+    signals: Sequence[Signals],
+    a: Ints,
+    b: Ints,
+    values: Floats,
+    *,
+    detail: float | None,
+    floor: float,
+    detail_region: float | None = None,
 ) -> Floats:
     """``values`` with every pair at or above ``floor`` replaced by the decision's confirmed similarity (-1 when
-    no view pair's details agree at ``detail``)."""
+    no view pair's details agree at ``detail``, ``detail_region`` for a whole picture against a region)."""
     out = values.copy()
     for n in np.flatnonzero(values >= floor).tolist():
-        found = perceptual_similarity(signals[int(a[n])], signals[int(b[n])], detail)
+        found = perceptual_similarity(signals[int(a[n])], signals[int(b[n])], detail, detail_region)
         out[n] = -1.0 if found is None else found
     return out

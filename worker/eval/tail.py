@@ -36,6 +36,7 @@ import typer
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
     DETAIL,
+    DETAIL_REGION,
     GUARD,
     Guard,
     Signals,
@@ -59,6 +60,8 @@ SCALES = (1_000_000, 100_000_000)
 GRID_DETAIL = (0.0, 0.9, 0.95, 0.97, 0.98, 0.99)
 #: Details' thresholds at which the negative pairs matching at the descriptor threshold are counted.
 DETAIL_GRID = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
+#: ... and of a whole picture against a region (``Thresholds.detail_region``), the others' fixed.
+REGION_GRID = (0.85, 0.9, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +86,11 @@ def measure(
     threshold: float,
     guard: Guard = GUARD,
     detail: float | None = DETAIL,
+    detail_region: float | None = DETAIL_REGION,
 ) -> dict[str, Any]:
-    """The negative pairs' tail and the copies' recall (plain data, for JSON)."""
+    """The negative pairs' tail and the copies' recall (plain data, for JSON). The sweeps along the details'
+    threshold (``along_detail``, ``grid``) use one threshold for every pair of views; ``along_detail_region``
+    sweeps the one for a whole picture against a region (``detail_region``) with ``detail`` fixed."""
     signals = [
         Signals(item.name, n, "", p.dct, look=p.look) for n, (item, p) in enumerate(zip(items, prints, strict=True))
     ]
@@ -105,7 +111,7 @@ def measure(
     pairs = list(zip(rows.tolist(), cols.tolist(), strict=True))
     unconfirmed = similarity[rows, cols]
     confirmed = np.array(
-        [perceptual_similarity(signals[i], signals[j], detail) for i, j in pairs],
+        [perceptual_similarity(signals[i], signals[j], detail, detail_region) for i, j in pairs],
         dtype=np.float32,
     ).reshape(-1)
     colour_ok = np.array(
@@ -120,7 +126,10 @@ def measure(
     copies = [n for n, item in enumerate(items) if item.copy is not None]
     original_of = {item.source: n for n, item in enumerate(items) if item.copy is None}
     recall_values = np.array(
-        [perceptual_similarity(signals[n], signals[original_of[items[n].source]], detail) for n in copies],
+        [
+            perceptual_similarity(signals[n], signals[original_of[items[n].source]], detail, detail_region)
+            for n in copies
+        ],
         dtype=np.float32,
     )
     recall_ok = np.array([ok[n] and ok[original_of[items[n].source]] for n in copies], dtype=bool)
@@ -132,6 +141,12 @@ def measure(
     joint = {
         f"{d:.2f}": sum((perceptual_similarity(signals[i], signals[j], d) or -1.0) >= threshold for i, j in near)
         for d in DETAIL_GRID
+    }
+    along_region = {
+        f"{r:.2f}": sum(
+            (perceptual_similarity(signals[i], signals[j], detail, r) or -1.0) >= threshold for i, j in near
+        )
+        for r in REGION_GRID
     }
 
     # Both thresholds at once, for choosing them: negatives matching and copies found at each (t, d).
@@ -170,6 +185,7 @@ def measure(
         "survival": survival,
         "threshold": threshold,
         "detail": detail,
+        "detail_region": detail_region,
         "at_threshold": int(np.count_nonzero(after >= threshold)),
         "closest": [
             {
@@ -193,6 +209,7 @@ def measure(
             for category in sorted({item.category for item in items})
         },
         "along_detail": joint,
+        "along_detail_region": along_region,
     }
 
 
@@ -237,9 +254,15 @@ def summary(result: dict[str, Any]) -> str:
         "at the threshold, pairs still matching by details' threshold: "
         + ", ".join(f"{d}: {n}" for d, n in result["along_detail"].items())
     )
+    if "along_detail_region" in result:
+        lines.append(
+            f"... by the whole ↔ region details' threshold (the others at {result['detail']}): "
+            + ", ".join(f"{d}: {n}" for d, n in result["along_detail_region"].items())
+        )
     rate, upper = rate_at(result)
     lines.append(
-        f"per-pair false-neighbour rate at {result['threshold']} (details {result['detail']}): {rate:.2e} "
+        f"per-pair false-neighbour rate at {result['threshold']} (details {result['detail']}, whole ↔ region "
+        f"{result.get('detail_region', result['detail'])}): {rate:.2e} "
         f"({result['at_threshold']} of {result['guarded_pairs']:,} pairs), 95 % upper bound {upper:.2e}"
     )
     for n in SCALES:
@@ -287,13 +310,16 @@ def main(
         DEFAULT_PERCEPTUAL_THRESHOLD
     ),
     detail: Annotated[float, typer.Option(help="The details' confirmation threshold.")] = DETAIL,
+    detail_region: Annotated[
+        float, typer.Option(help="The details' threshold of a whole picture against a region of the other.")
+    ] = DETAIL_REGION,
     out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
 ) -> None:
     """Score every pair of unrelated pictures and print the tail."""
     started = time.monotonic()
     sources = _sources(images, corpus, fold)
     items, prints = build(sources, REGRESSION[:copies], negatives)
-    result = measure(items, prints, threshold, detail=detail)
+    result = measure(items, prints, threshold, detail=detail, detail_region=detail_region)
     result |= {"fold": fold if corpus else str(images), "copies_per_source": copies}
     typer.echo(summary(result))
     typer.echo(f"({time.monotonic() - started:.0f} s)")
