@@ -105,6 +105,11 @@ BORDER_SHARE = 0.1
 BORDER_TOLERANCE_MIN = 3.0
 #: Lines dropped after a border: the blend of border and picture.
 BLEND = 1
+#: Borders trimmed one inside the other: a frame, then the mat or the margin inside it (a bordered copy of a
+#: picture that already had a margin).
+TRIM_PASSES = 2
+#: Lines inside a trimmed frame that its edge may have blurred (the thumbnail's antialiasing reaches two lines).
+FRAME_EDGE = 2
 #: Most of a side that trimming may remove (more is the picture, not a border).
 BORDER_MAX = 0.35
 
@@ -167,16 +172,27 @@ def fingerprint(image: Image.Image) -> Fingerprint:
 def trim_box(grey: Floats) -> tuple[int, int, int, int]:
     """``(left, top, right, bottom)`` of ``grey`` without its uniform borders. Borders come in opposite pairs of
     one colour (letterbox bars, pillarbox bars, a frame), each at most :data:`BORDER_MAX` of the side: a uniform
-    strip on one side only (a clipped sky, a title bar) is part of the picture. A picture that is all border (a
-    solid colour) is kept whole."""
+    strip on one side only (a clipped sky, a title bar) is part of the picture. Up to :data:`TRIM_PASSES` borders
+    one inside the other are trimmed (a black frame around a white margin), each pass as the first. A picture
+    that is all border (a solid colour) is kept whole."""
     h, w = grey.shape
     tolerance = min(BORDER_TOLERANCE, max(BORDER_TOLERANCE_MIN, BORDER_SHARE * _spread(grey)))
-    top, bottom = _paired(grey, h, tolerance)
-    left, right = _paired(grey.T, w, tolerance)
-    inner = grey[top : h - bottom, left : w - right]
-    if w - right - left < 8 or h - bottom - top < 8 or float(np.ptp(inner)) <= 2 * tolerance:
-        return (0, 0, w, h)  # nothing but border: a uniform picture
-    return (left, top, w - right, h - bottom)
+    left, top, right, bottom = 0, 0, w, h
+    for _ in range(TRIM_PASSES):  # a frame, then the mat or margin inside it
+        inner = grey[top:bottom, left:right]
+        # Inside a frame, its blurred edge lines start the mat late, and cross every line of it at both ends.
+        edge = 0 if (left, top, right, bottom) == (0, 0, w, h) else FRAME_EDGE
+        rows, columns = inner[:, edge : inner.shape[1] - edge], inner[edge : inner.shape[0] - edge].T
+        first, last = _paired(rows, bottom - top, tolerance, edge)
+        before, after = _paired(columns, right - left, tolerance, edge)
+        if not (first or last or before or after):
+            break
+        box = (left + before, top + first, right - after, bottom - last)
+        kept = grey[box[1] : box[3], box[0] : box[2]]
+        if box[2] - box[0] < 8 or box[3] - box[1] < 8 or float(np.ptp(kept)) <= 2 * tolerance:
+            break  # nothing but border: a uniform picture (or, inside a frame, a uniform mat)
+        left, top, right, bottom = box
+    return (left, top, right, bottom)
 
 
 def _spread(grey: Floats) -> float:
@@ -187,25 +203,29 @@ def _spread(grey: Floats) -> float:
     return float(ordered[high] - ordered[low])
 
 
-def _paired(lines: Floats, length: int, tolerance: float) -> tuple[int, int]:
-    """The border runs at both ends of ``lines``, or none when either end has none or their colours differ."""
-    first, last = _flat_run(lines, length, tolerance), _flat_run(lines[::-1], length, tolerance)
-    if not first or not last:
-        return (0, 0)
-    if abs(_median(lines[0]) - _median(lines[-1])) > tolerance:
+def _paired(lines: Floats, length: int, tolerance: float, skip: int = 0) -> tuple[int, int]:
+    """The border runs at both ends of ``lines``, or none when either end has none or their colours differ. A run
+    may start up to ``skip`` lines in (inside a frame: the lines its edge blurred into the mat)."""
+    first, top = _flat_run(lines, length, tolerance, skip)
+    last, bottom = _flat_run(lines[::-1], length, tolerance, skip)
+    if not first or not last or abs(top - bottom) > tolerance:
         return (0, 0)
     return (first, last)
 
 
-def _flat_run(lines: Floats, length: int, tolerance: float) -> int:
-    """How many leading lines (rows of ``lines``) are uniform and of the first line's colour, plus the line after
-    them, a blend of border and picture (thumbnail resampling, JPEG ringing) that would shift the hash."""
+def _flat_run(lines: Floats, length: int, tolerance: float, skip: int = 0) -> tuple[int, float]:
+    """How many leading lines (rows of ``lines``) are uniform and of one colour, plus the line after them, a blend
+    of border and picture (thumbnail resampling, JPEG ringing) that would shift the hash; and that colour. The run
+    starts at the first of lines ``0 … skip`` that begins one (0: none)."""
     limit = int(length * BORDER_MAX)
-    colour = _median(lines[0])
-    n = 0
-    while n < limit and float(np.max(np.abs(lines[n] - colour))) <= tolerance:
-        n += 1
-    return n + BLEND if n >= 2 else 0  # a single edge line is JPEG ringing or a frame, not a border
+    for start in range(min(skip, limit) + 1):
+        colour = _median(lines[start])
+        n = start
+        while n < limit and float(np.max(np.abs(lines[n] - colour))) <= tolerance:
+            n += 1
+        if n - start >= 2:  # a single edge line is JPEG ringing or a frame, not a border
+            return n + BLEND, colour
+    return 0, 0.0
 
 
 def _thumbnail(image: Image.Image, side: int) -> Image.Image:
