@@ -19,12 +19,13 @@ from worker.decision import (
     Signals,
     chroma,
     colour_distance,
+    detail_similarities,
     perceptual_similarity,
     similarity,
 )
 from worker.eval import negatives
 from worker.eval.transforms import border, crop, letterbox, side_crop, zoom
-from worker.fingerprint import BRIGHT_SAME, Fingerprint, fingerprint, trim_box
+from worker.fingerprint import BRIGHT_SAME, Fingerprint, fingerprint, trim, trim_box
 from worker.samples import PHOTOS, brightened, grayscale, photo
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median, below the perceptual guard,
@@ -140,6 +141,50 @@ def test_uniform_borders_are_trimmed_and_a_solid_picture_is_kept_whole() -> None
     one_sided = grey.copy()
     one_sided[80:] = 90.0  # a strip of another colour at the bottom: the top is no letterbox bar then
     assert trim_box(one_sided)[1::2] == (0, 100)
+
+
+def test_a_border_edge_is_found_to_a_fraction_of_a_line() -> None:
+    """A picture behind a border 10.4 lines wide, blurred as a thumbnail blurs it: the edge comes out within a
+    tenth of a line, while whole lines can only say 11."""
+    rng = np.random.default_rng(3)
+    fine = np.zeros((1000, 1200))
+    fine[104:896, 104:1096] = rng.uniform(40, 220, (80, 100)).repeat(10, axis=0).repeat(10, axis=1)[:792, :992]
+    grey = fine.reshape(100, 10, 120, 10).mean(axis=(1, 3))  # a box-filtered tenth: 10.4 lines of border
+    found = trim(grey)
+    assert found.box == (11, 11, 109, 89)
+    assert found.edges == pytest.approx((10.4, 10.4, 109.6, 89.6), abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("label", "edit"),
+    [
+        ("frame and mat", lambda i: ImageOps.expand(ImageOps.expand(i, 24, (255, 255, 255)), 16, (0, 0, 0))),
+        ("white border", lambda i: border(i, 0.10, (255, 255, 255))),
+        ("black border", lambda i: border(i, 0.05, (0, 0, 0))),
+    ],
+)
+def test_a_bordered_copy_is_described_as_its_source_down_to_its_details(label: str, edit) -> None:  # type: ignore[no-untyped-def]
+    """The borders are cut off the picture itself at the edges found, a mat inside a frame too, and the thumbnail
+    is made again: the copy's whole view is its source's, details included (were 0.66–0.95 with the border
+    blurred into the first line, or a third of a pixel off)."""
+    source = photo("coffee.png")
+    source.thumbnail((320, 320))
+    original, copy = fingerprint(source), fingerprint(jpeg(edit(source)))
+    assert similarity(original.dct, copy.dct) >= 0.995, label
+    assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] >= DETAIL, label
+
+
+def test_a_border_that_runs_on_into_the_pictures_own_edge_is_trimmed_as_wide_as_the_other_side() -> None:
+    """A picture whose top rows are as black as the border a copy adds: that border is trimmed as wide at the
+    top as at the bottom, and the picture's black top stays, as it does in the source (a uniform strip on one
+    side only is part of the picture)."""
+    source = photo("astronaut.png").convert("RGB")
+    source.thumbnail((320, 320))
+    source.paste((0, 0, 0), (0, 0, source.width, 40))  # a black sky
+    original, copy = fingerprint(source), fingerprint(jpeg(border(source, 0.05, (0, 0, 0))))
+    assert trim_box(np.asarray(source.convert("L"), dtype=np.float64))[1] == 0
+    assert similarity(original.dct, copy.dct) >= 0.995
+    assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] >= DETAIL
 
 
 @pytest.mark.parametrize("category", sorted(negatives.CATEGORIES))
