@@ -373,7 +373,7 @@ def test_stored_details_confirm_a_whole_against_region_pair_at_its_own_threshold
     """The index confirms each row it finds with the details stored beside it, at the threshold of the pair's kind
     (:func:`worker.decision.detail_floor`): a 10 % zoom of a 300-px picture is its source's central region up to
     the region's box; their details agree at 0.97, enough for a whole ↔ region pair but not for whole ↔ whole."""
-    source = photo("gravel.png")
+    source = photo("gravel.png").copy()  # photo() is cached: never edit it in place
     source.thumbnail((300, 300))
     out = io.BytesIO()
     zoom(source, 0.10).save(out, "JPEG", quality=90)
