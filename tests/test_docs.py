@@ -33,7 +33,7 @@ def test_every_test_the_readme_cites_exists() -> None:
 
 
 def test_the_readme_quality_table_is_the_committed_fold_comparison() -> None:
-    from worker.eval.folds import TABLE_END, TABLE_START
+    from tooling.eval.folds import TABLE_END, TABLE_START
 
     folds = (README.parent / "docs" / "quality" / "folds.md").read_text()
     table = folds[folds.index(TABLE_START) : folds.index(TABLE_END) + len(TABLE_END)]
@@ -44,8 +44,8 @@ def test_the_readme_quality_table_is_the_committed_fold_comparison() -> None:
         command = re.search(r"^Produced by `([^`]+)`", report, flags=re.MULTILINE)
         assert command is not None
         assert f"--fold {fold} --out docs/quality/{fold}" in command.group(1)
-        assert "python -m worker.eval --corpus data/corpus" in makefile
-    assert "python -m worker.eval.folds docs/quality" in makefile
+        assert "python -m tooling.eval --corpus data/corpus" in makefile
+    assert "python -m tooling.eval.folds docs/quality" in makefile
 
 
 def test_the_default_thresholds_are_the_ones_the_tuning_fold_chose() -> None:

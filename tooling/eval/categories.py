@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from tooling.eval import combined
+from tooling.eval.dataset import Dataset, Role
+from tooling.eval.measure import Measured
+from tooling.eval.metrics import Scorer, cosine_scorer, exact_scorer, look_scorer
 from worker.decision import DETAIL, GUARD, Guard
-from worker.eval import combined
-from worker.eval.dataset import Dataset, Role
-from worker.eval.measure import Measured
-from worker.eval.metrics import Scorer, cosine_scorer, exact_scorer, look_scorer
 
 UNCATEGORISED = "uncategorised"
 
