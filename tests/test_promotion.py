@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from producer.gallery import Filters
-from producer.review import load_page
+from producer.gallery_app import load_page
+from producer.gallery_pages import Filters
 from tests.deployment import Deployment, deploy
 from tests.helpers import BUCKET, next_time_ms
 from tests.rig import Rig, SameEmbedding, build
@@ -29,8 +29,8 @@ from worker.decision import Status
 from worker.embedding import Embedder
 from worker.index import Index
 from worker.messages import ObjectEvent
-from worker.review import Reviewer
-from worker.reviews import PROMOTED, Reviews
+from worker.undo import Reviewer
+from worker.verdicts import PROMOTED, Reviews
 
 pytestmark = pytest.mark.integration
 

@@ -34,8 +34,8 @@ from worker.decision import Status
 from worker.embedding import Embedder
 from worker.index import Index
 from worker.messages import ObjectEvent
-from worker.review import NotReviewableError, Reviewer
-from worker.reviews import CONFIRMED, RESTORED, Reviews
+from worker.undo import NotReviewableError, Reviewer
+from worker.verdicts import CONFIRMED, RESTORED, Reviews
 
 pytestmark = pytest.mark.integration
 

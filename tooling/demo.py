@@ -192,8 +192,8 @@ def show_promotion(
 
 def export_review(stack: LocalStack, directory: Path, action: str) -> None:
     """Write the demo's review gallery (static HTML and thumbnails) to ``directory`` and print its address."""
-    from producer.gallery import Filters
-    from producer.review import export
+    from producer.gallery_app import export
+    from producer.gallery_pages import Filters
     from producer.thumbnails import Thumbnails
     from worker.config import load_settings
     from worker.index import Index

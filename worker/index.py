@@ -39,7 +39,7 @@ review gallery pages through (:meth:`Index.links`). A links collection of the ol
 fields) stops the worker at start with :class:`IndexSchemaError`, which names the migration:
 ``python -m producer migrate-links``.
 
-``<collection>_reviews`` holds what people decided on review (:mod:`worker.reviews`): a restored duplicate is
+``<collection>_reviews`` holds what people decided on review (:mod:`worker.verdicts`): a restored duplicate is
 "not a duplicate" for good, a confirmed one stays where it is.
 """
 
@@ -185,7 +185,7 @@ class Index:
 
     @property
     def reviews_collection(self) -> str:
-        """The companion collection of review verdicts (``<collection>_reviews``, see :mod:`worker.reviews`)."""
+        """The companion collection of review verdicts (``<collection>_reviews``, see :mod:`worker.verdicts`)."""
         return f"{self.collection}_reviews"
 
     @property
@@ -706,7 +706,7 @@ def link_params() -> Any:
 
 
 def reviews_schema() -> Any:
-    """``<collection>_reviews``: one row per (verdict, object); see :mod:`worker.reviews`."""
+    """``<collection>_reviews``: one row per (verdict, object); see :mod:`worker.verdicts`."""
     reviews = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     reviews.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES + 16)
     reviews.add_field("object", DataType.VARCHAR, max_length=ID_MAX_BYTES)

@@ -69,9 +69,9 @@ from worker.index import SUGGEST, Index, Link
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.promotion import Pending, Promotion
-from worker.reviews import Reviews
 from worker.storage import Blob, ObjectMissingError, Storage
 from worker.stores import Stores
+from worker.verdicts import Reviews
 
 log = logging.getLogger(__name__)
 

@@ -44,10 +44,10 @@ from worker.decision import Status
 from worker.index import Index, Link
 from worker.messages import ObjectEvent, split_id
 from worker.outcome import Outcome
-from worker.reviews import PROMOTED, Review, Reviews
 from worker.storage import Blob, Storage
 from worker.tags import PROMOTED as PROMOTED_TAG
 from worker.tags import merge, outcome_tags
+from worker.verdicts import PROMOTED, Review, Reviews
 
 log = logging.getLogger(__name__)
 
