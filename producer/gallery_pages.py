@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from worker.decision import SCORE_DIGITS, Kind
-from worker.index import SUGGEST
+from worker.links import SUGGEST
 from worker.messages import split_id
 from worker.object_ids import BadIdError, parse_id
 

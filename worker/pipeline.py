@@ -65,7 +65,8 @@ from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
 from worker.fingerprint import fingerprint
 from worker.hashing import sha256_hex
-from worker.index import SUGGEST, Index, Link
+from worker.index import Index
+from worker.links import SUGGEST, Link
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.promotion import Pending, Promotion

@@ -41,7 +41,8 @@ from worker.actions import META_SHA256, Actions, QuarantinedCopy, outcome_from_m
 from worker.config import OnOriginalRemoved, Settings
 from worker.copyback import CopyBackRefusedError, copy_back
 from worker.decision import Status
-from worker.index import Index, Link
+from worker.index import Index
+from worker.links import Link
 from worker.messages import ObjectEvent, split_id
 from worker.outcome import Outcome
 from worker.storage import Blob, Storage

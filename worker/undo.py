@@ -38,7 +38,8 @@ from worker.actions import META_SHA256, Actions, QuarantinedCopy, outcome_from_m
 from worker.config import Settings
 from worker.copyback import CopyBackRefusedError, copy_back
 from worker.decision import Status
-from worker.index import Index, Link
+from worker.index import Index
+from worker.links import Link
 from worker.messages import ObjectEvent, split_id
 from worker.object_ids import parse_id
 from worker.outcome import MATCHED
