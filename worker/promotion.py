@@ -1,7 +1,7 @@
 """When an original goes, its quarantined duplicates do not stay the only copies: the earliest comes back.
 
 An original that is removed (``s3:ObjectRemoved``) or overwritten with other bytes sends its duplicates back to
-be decided again (reasons ``original_removed`` and ``original_changed``, :mod:`worker.pipeline`). A tagged
+be decided again (reasons ``original_removed`` and ``original_changed``, :mod:`worker.decide_stage`). A tagged
 duplicate is still at its key and is simply decided again. A quarantined one is not: with
 ``DEDUP_ON_ORIGINAL_REMOVED=promote`` (the default) it is decided again **from its quarantined copy's bytes**,
 and then:
