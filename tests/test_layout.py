@@ -1,4 +1,5 @@
-"""The layout stays readable: the runtime packages never import the tooling (README "Code map")."""
+"""The layout stays readable: the runtime packages never import the tooling, and no runtime module grows past what
+a newcomer reads in one sitting (README "Code map")."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ("worker", "producer")
+MAX_LINES = 400
 
 
 def runtime_modules() -> list[Path]:
@@ -35,6 +37,15 @@ def test_the_runtime_packages_are_found() -> None:
 def test_no_runtime_module_imports_the_tooling(path: Path) -> None:
     tooling = sorted(name for name in imported(path) if name == "tooling" or name.startswith("tooling."))
     assert not tooling, f"{path.relative_to(ROOT)} imports {tooling}: move what it needs into the runtime package"
+
+
+def test_no_runtime_module_is_over_400_lines() -> None:
+    long = {
+        path.relative_to(ROOT).as_posix(): n
+        for path in runtime_modules()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"split these along a clear seam: {long}"
 
 
 def test_the_import_check_sees_lazy_imports(tmp_path: Path) -> None:
