@@ -30,7 +30,7 @@ Rules, in order:
    original changed in the same batch), it is *deferred*: left out of the batch, so that it is no candidate for
    the others, and decided again with its embedding.
 9. A pair listed in ``not_duplicates`` (``(image id, original id)``: what a reviewer said is no duplicate, see
-   :mod:`worker.reviews`) never matches, whatever the stages measure.
+   :mod:`worker.verdicts`) never matches, whatever the stages measure.
 10. With ``Thresholds.semantic_suggests`` (the semantic threshold is a default nobody measured), an image whose
     best match is ``semantic`` is no duplicate: it stays unique (an original, a candidate for those after it,
     so a later exact copy of it is a duplicate of it whichever batch it lands in) and its decision carries that

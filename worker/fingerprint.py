@@ -41,7 +41,7 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     True
 
 Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the thirteen 32×32 views by
-batched matrix products (``python -m worker.eval.cost`` times the hash stage against a single pHash).
+batched matrix products (``python -m tooling.eval.cost`` times the hash stage against a single pHash).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ FLAT_RANGE = 3.0
 COLOUR_GRID = 4
 #: The brightened variant multiplies every channel by this and clips, as an exposure or brightness edit does:
 #: a brightened copy's clipped highlights (saturated colours, near-white areas) change its grey levels unevenly,
-#: which no hash of the unbrightened picture sees. Chosen with ``python -m worker.eval`` between the harness's
+#: which no hash of the unbrightened picture sees. Chosen with ``python -m tooling.eval`` between the harness's
 #: two brightening steps (+20 %, +40 %), not at either.
 BRIGHTER = 1.25
 #: At or above this similarity to the whole picture's descriptor and details, brightening changed nothing that

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Guard:
     """Floors below which a picture carries too little information for a stage (chosen with
-    ``python -m worker.eval``, README "Detection quality").
+    ``python -m tooling.eval``, README "Detection quality").
 
     * perceptual: ``information`` (median distance of the 64 DCT coefficients from their median, grey levels)
       at least ``information``, ``texture`` (share of pixels that are not flat) at least ``texture``, and a
@@ -32,7 +32,7 @@ class Guard:
       mean chroma below ``grey``).
     """
 
-    # Perceptual floors chosen on the corpus's tuning fold (python -m worker.eval.tail --fold tune): the lowest
+    # Perceptual floors chosen on the corpus's tuning fold (python -m tooling.eval.tail --fold tune): the lowest
     # texture and the highest split that leave no negative pair of its 19M (low-information ones included) at
     # any threshold from 0.80; the details' confirmation is what lets them sit this low (were 0.13 and 0.93).
     information: float = 0.3
