@@ -40,7 +40,7 @@ lint: venv  ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: venv  ## mypy --strict
-	$(BIN)/mypy worker producer tests
+	$(BIN)/mypy worker producer tooling tests
 
 test: system-deps venv lint typecheck  ## install everything, then lint, type-check and run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -49,16 +49,16 @@ unit: venv  ## only the tests that start no service
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 demo: system-deps venv  ## run the whole service locally on sample photos and print each outcome
-	$(BIN)/python -m worker.demo
+	$(BIN)/python -m tooling.demo
 
 demo-quarantine: system-deps venv  ## the demo, moving duplicates to a quarantine bucket instead of tagging
-	$(BIN)/python -m worker.demo --action quarantine
+	$(BIN)/python -m tooling.demo --action quarantine
 
 load: system-deps venv  ## a burst of 10,000 notifications through the webhook; prints events/s and the drain rate
 	LOAD_EVENTS=10000 $(BIN)/pytest -s -p no:cacheprovider --timeout 3600 tests/test_load.py
 
 bench: system-deps venv  ## end-to-end images/s through the worker vs model-only images/s, as a ratio
-	$(BIN)/python -m worker.bench
+	$(BIN)/python -m tooling.bench
 
 gpu-kit:  ## fetch what `make bench` needs on an offline GPU machine (wheels, redis-server) into .gpu-kit
 	bash deploy/gpu/kit.sh fetch
@@ -67,7 +67,7 @@ $(VENV)/.eval-stamp: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,eval]'
 	touch $@
 
-# The held-out corpus (worker.eval.corpus): Debian packages' pictures, Python packages' samples and rendered
+# The held-out corpus (tooling.eval.corpus): Debian packages' pictures, Python packages' samples and rendered
 # pages, as corpus.lock.json pins them. Downloads once into data/corpus-cache; later runs are offline.
 # All 31 edits of every picture: a fold takes about 8 minutes on two cores (tune, 640 sources; 20,480 variants).
 # Every threshold is the tuning fold's (the rule's choice there, which the worker's defaults hold); the test fold
@@ -76,16 +76,16 @@ EVAL_STAGES ?= exact,perceptual
 EVAL_ARGS   ?= --hashes '' --inputs ''
 
 eval-fetch: system-deps $(VENV)/.eval-stamp  ## fetch (or check) the held-out corpus into data/corpus (downloads once)
-	$(BIN)/python -m worker.eval.corpus fetch --root data/corpus
+	$(BIN)/python -m tooling.eval.corpus fetch --root data/corpus
 
 eval: eval-fetch  ## the quality harness on both corpus folds, and the README's table of the two (docs/quality/)
-	$(BIN)/python -m worker.eval --corpus data/corpus --fold tune --out docs/quality/tune --stages $(EVAL_STAGES) $(EVAL_ARGS)
-	$(BIN)/python -m worker.eval --corpus data/corpus --fold test --out docs/quality/test --stages $(EVAL_STAGES) --worker-thresholds $(EVAL_ARGS)
-	$(BIN)/python -m worker.eval.folds docs/quality
+	$(BIN)/python -m tooling.eval --corpus data/corpus --fold tune --out docs/quality/tune --stages $(EVAL_STAGES) $(EVAL_ARGS)
+	$(BIN)/python -m tooling.eval --corpus data/corpus --fold test --out docs/quality/test --stages $(EVAL_STAGES) --worker-thresholds $(EVAL_ARGS)
+	$(BIN)/python -m tooling.eval.folds docs/quality
 
 eval-ci: system-deps $(VENV)/.eval-stamp  ## the corpus's small CI subset, fetched and measured (~2 min)
-	$(BIN)/python -m worker.eval.corpus fetch --root data/corpus-ci --subset ci
-	$(BIN)/python -m worker.eval --corpus data/corpus-ci --out data/eval-ci --stages exact,perceptual --hashes '' --inputs ''
+	$(BIN)/python -m tooling.eval.corpus fetch --root data/corpus-ci --subset ci
+	$(BIN)/python -m tooling.eval --corpus data/corpus-ci --out data/eval-ci --stages exact,perceptual --hashes '' --inputs ''
 
 constraints: venv  ## re-pin constraints.txt from the current .venv
 	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^image-dedup-worker'; } > constraints.new

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from producer.enqueue import Enqueuer
     from worker.index import Index
-    from worker.review import Reviewer
     from worker.storage import Storage
+    from worker.undo import Reviewer
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Feed image-dedup-worker's queue.")
 log = logging.getLogger("producer")
@@ -193,7 +193,7 @@ def _index(settings: Settings) -> Index:
 
 def _reviewer(settings: Settings, index: Index) -> Reviewer:
     from worker.messages import PROCESS_TASK, ObjectEvent
-    from worker.review import Reviewer
+    from worker.undo import Reviewer
 
     enqueuer = _enqueuer(settings, "review")
 
@@ -215,9 +215,9 @@ def review(
     max_score: Annotated[float | None, typer.Option(help="Export: highest score")] = None,
 ) -> None:
     """Serve the review gallery (every duplicate beside its original, with Restore and Confirm), or export it."""
-    from producer.gallery import BadFilterError, Filters
-    from producer.review import create_review_app
-    from producer.review import export as export_pages
+    from producer.gallery_app import create_review_app
+    from producer.gallery_app import export as export_pages
+    from producer.gallery_pages import BadFilterError, Filters
     from producer.thumbnails import Thumbnails
 
     settings = _settings()
@@ -252,7 +252,7 @@ def review(
 def _review_command(verdict: str, object_id: str) -> None:
     from worker.errors import TransientError
     from worker.object_ids import BadIdError, parse_id
-    from worker.review import NotReviewableError
+    from worker.undo import NotReviewableError
 
     settings = _settings()
     try:  # before any connection: a bad id is refused even with the index or S3 down

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tests.deployment import Deployment
+from tooling.samples import Sample
 from worker.actions import quarantine_key
 from worker.config import Action
 from worker.decision import Status
 from worker.index import Index
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Sample
 from worker.storage import ObjectMissingError
 
 COUNTED = 'sum(dedup_images_total{job="worker"})'

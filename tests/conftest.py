@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import BUCKET
+from tooling.localstack import LocalStack
 from worker.embedding import Embedder
 from worker.index import Index
-from worker.localstack import LocalStack
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -16,12 +16,12 @@ import httpx
 
 from producer.events import notification
 from tests.helpers import BUCKET, next_time_ms
+from tooling.localstack import WEBHOOK_TOKEN, LocalStack, Service, free_port, wait_until
+from tooling.samples import Sample
 from worker.actions import Actions
 from worker.config import Action
-from worker.localstack import WEBHOOK_TOKEN, LocalStack, Service, free_port, wait_until
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Sample
 from worker.storage import Storage
 
 AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}

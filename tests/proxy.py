@@ -13,7 +13,7 @@ import threading
 from contextlib import suppress
 from types import TracebackType
 
-from worker.localstack import free_port
+from tooling.localstack import free_port
 
 
 class Proxy:

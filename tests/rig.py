@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from tests.helpers import BUCKET, next_time_ms
+from tooling.localstack import LocalStack
 from worker.config import load_settings
 from worker.decision import Vector
 from worker.embedding import Embedder
 from worker.index import Index
-from worker.localstack import LocalStack
 from worker.messages import ObjectEvent
 from worker.pipeline import Pipeline
 from worker.storage import Storage

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.bench import (
+from tooling.bench import (
     CAMERA,
     CORES,
     Run,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from kombu.connection import Connection
 
+from tooling.localstack import LocalStack
 from worker import broker
-from worker.localstack import LocalStack
 
 
 def test_a_channel_reuses_one_redis_client_until_its_pool_is_replaced(stack: LocalStack) -> None:

@@ -1,4 +1,4 @@
-"""The held-out corpus (``worker.eval.corpus``): lock and manifest logic on small generated packages, the
+"""The held-out corpus (``tooling.eval.corpus``): lock and manifest logic on small generated packages, the
 committed lock's promises (size, collections, folds), and the harness end to end on the CI subset.
 
 The generated packages are real ``.deb`` files (``dpkg-deb --build``); the CI-subset test downloads a few small
@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from worker.eval import corpus
-from worker.eval.__main__ import app
-from worker.eval.corpus import Collection, MismatchError
-from worker.samples import photo
+from tooling.eval import corpus
+from tooling.eval.__main__ import app
+from tooling.eval.corpus import Collection, MismatchError
+from tooling.samples import photo
 
 PACKAGE = "corpus-test-pictures"
 VERSION = "1.0-1"

@@ -13,12 +13,12 @@ import pytest
 
 from tests.deployment import deploy
 from tests.helpers import BUCKET
+from tooling.localstack import LocalStack, wait_until
+from tooling.samples import Expect, Sample, jpeg, photo, upload_set
 from worker.config import Action
 from worker.decision import Status
 from worker.delivery import DEAD_LETTERS_KEY
-from worker.localstack import LocalStack, wait_until
 from worker.outcome import Outcome
-from worker.samples import Expect, Sample, jpeg, photo, upload_set
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from tooling.samples import PHOTOS, photo
 from worker import imaging
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import DESCRIPTOR_DIM, GUARD, Signals, perceptual_similarity, similarity
 from worker.fingerprint import Fingerprint, descriptors, fingerprint
-from worker.samples import PHOTOS, photo
 
 
 def decoded(data: bytes) -> Image.Image:

@@ -16,17 +16,17 @@ from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET, encoded
 from tests.rig import build
+from tooling.eval.decode_agreement import compare, jpegs
+from tooling.eval.sources import distinct_images
+from tooling.localstack import LocalStack
+from tooling.samples import jpeg, photo, png, resized
 from worker import device_decode, imaging
 from worker.decision import Kind, Status, similarity
 from worker.device_decode import Decoded, decode_batch, decode_plans, draft_scale, orient, plan
 from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
-from worker.eval.decode_agreement import compare, jpegs
-from worker.eval.sources import distinct_images
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.index import Index
-from worker.localstack import LocalStack
-from worker.samples import jpeg, photo, png, resized
 
 CPU = torch.device("cpu")
 LIMIT = 4_000_000
@@ -186,7 +186,7 @@ def test_the_model_input_is_the_cpu_paths_to_rounding() -> None:
 
 def test_fingerprints_agree_within_the_documented_tolerance() -> None:
     # Seven of the 49 sources, at full size and at 1, 3 and 12 MP (1/1 to 1/8), baseline and progressive: 56 JPEGs.
-    # TOLERANCE: the two paths' descriptors have at least this similarity (python -m worker.eval.decode_agreement
+    # TOLERANCE: the two paths' descriptors have at least this similarity (python -m tooling.eval.decode_agreement
     # measures the whole set). On these 56 (CPU): whole and mirror ≥ 0.99998, every region ≥ 0.99991.
     sources = [source for n, source in enumerate(distinct_images()) if n % 8 == 0]
     rows = [compare(name, data, CPU) for name, data in jpegs(sources)]

@@ -33,7 +33,7 @@ def test_every_test_the_readme_cites_exists() -> None:
 
 
 def test_the_readme_quality_table_is_the_committed_fold_comparison() -> None:
-    from worker.eval.folds import TABLE_END, TABLE_START
+    from tooling.eval.folds import TABLE_END, TABLE_START
 
     folds = (README.parent / "docs" / "quality" / "folds.md").read_text()
     table = folds[folds.index(TABLE_START) : folds.index(TABLE_END) + len(TABLE_END)]
@@ -44,8 +44,8 @@ def test_the_readme_quality_table_is_the_committed_fold_comparison() -> None:
         command = re.search(r"^Produced by `([^`]+)`", report, flags=re.MULTILINE)
         assert command is not None
         assert f"--fold {fold} --out docs/quality/{fold}" in command.group(1)
-        assert "python -m worker.eval --corpus data/corpus" in makefile
-    assert "python -m worker.eval.folds docs/quality" in makefile
+        assert "python -m tooling.eval --corpus data/corpus" in makefile
+    assert "python -m tooling.eval.folds docs/quality" in makefile
 
 
 def test_the_default_thresholds_are_the_ones_the_tuning_fold_chose() -> None:
@@ -66,3 +66,18 @@ def test_the_readme_states_the_lite_settings_the_service_uses() -> None:
     assert f"| `{lite.MEMTABLE_ENV}` | `{lite.MEMTABLE_BYTES}` |" in text
     assert f"{lite.MEMTABLE_ENV}={lite.MEMTABLE_BYTES} milvus-lite server" in text
     assert f"starts on Lite holding {lite.LARGE:,} originals or more logs a warning" in " ".join(text.split())
+
+
+def test_the_code_map_lists_every_module_and_only_modules_that_exist() -> None:
+    text = README.read_text()
+    section = text[text.index("### Code map") :]
+    section = section[: section.index("\n## ")] if "\n## " in section else section
+    listed = re.findall(r"^\* `((?:worker|producer|tooling)/[\w/]+\.py)`", section, flags=re.MULTILINE)
+    assert len(listed) == len(set(listed)), "a module is listed twice"
+    modules = {
+        path.relative_to(README.parent).as_posix()
+        for package in ("worker", "producer", "tooling")
+        for path in (README.parent / package).rglob("*.py")
+    }
+    assert set(listed) - modules == set(), "listed in README's code map but not in the tree"
+    assert modules - set(listed) == set(), "in the tree but not in README's code map"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
+from tooling.samples import photo, resized
 from worker.embedding import DIM, IMAGENET_WEIGHTS, Embedder, ModelLoadError, build_backbone, preprocess
-from worker.samples import photo, resized
 
 
 def weight(model: torch.nn.Module, name: str) -> torch.Tensor:

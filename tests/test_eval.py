@@ -20,18 +20,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.helpers import bits_apart
+from tooling.eval import combined
+from tooling.eval.__main__ import app
+from tooling.eval.analysis import SWEEP, perceptual_sweep
+from tooling.eval.dataset import Role, build
+from tooling.eval.measure import measure
+from tooling.eval.metrics import ABSTAINED, Scores, at, halfway, hamming_scorer
+from tooling.eval.negatives import CATEGORIES
+from tooling.eval.transforms import REGRESSION, TRANSFORMS, by_key
+from tooling.samples import photo, png
 from worker.config import load_settings
 from worker.decision import NO_GUARD, Thresholds, similarity
-from worker.eval import combined
-from worker.eval.__main__ import app
-from worker.eval.analysis import SWEEP, perceptual_sweep
-from worker.eval.dataset import Role, build
-from worker.eval.measure import measure
-from worker.eval.metrics import ABSTAINED, Scores, at, halfway, hamming_scorer
-from worker.eval.negatives import CATEGORIES
-from worker.eval.transforms import REGRESSION, TRANSFORMS, by_key
 from worker.hashing import HASHERS, PERCEPTUAL, bits_descriptor
-from worker.samples import photo, png
 
 TINY = ("astronaut.png", "chelsea.png", "coffee.png", "camera.png")
 NEGATIVES = 6  # low-information pictures per category

@@ -23,16 +23,16 @@ from tests.accounting import Ledger, Sent, uploaded
 from tests.deployment import deploy
 from tests.helpers import BUCKET, next_time_ms
 from tests.proxy import Proxy
+from tooling.eval.sources import distinct_images
+from tooling.localstack import LocalStack, Service, wait_until
+from tooling.samples import Expect, Sample, jpeg, photo, resized, upload_set
 from worker import imaging
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD, Action
 from worker.decision import GUARD, Kind, Signals, Status, perceptual_similarity
-from worker.eval.sources import distinct_images
 from worker.fingerprint import fingerprint
 from worker.index import Index
-from worker.localstack import LocalStack, Service, wait_until
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Expect, Sample, jpeg, photo, resized, upload_set
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from tooling.eval import negatives
+from tooling.eval.transforms import border, crop, letterbox, side_crop, zoom
+from tooling.samples import PHOTOS, brightened, grayscale, photo
 from worker import imaging
+from worker.borders import trim, trim_box
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
     DETAIL,
@@ -23,10 +27,7 @@ from worker.decision import (
     perceptual_similarity,
     similarity,
 )
-from worker.eval import negatives
-from worker.eval.transforms import border, crop, letterbox, side_crop, zoom
-from worker.fingerprint import BRIGHT_SAME, Fingerprint, fingerprint, trim, trim_box
-from worker.samples import PHOTOS, brightened, grayscale, photo
+from worker.fingerprint import BRIGHT_SAME, Fingerprint, fingerprint
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median, below the perceptual guard,
 #: so it is decided on exact bytes (and, with real weights, by the semantic stage).

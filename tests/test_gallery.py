@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from producer.gallery import PER_GROUP, BadFilterError, Filters, paginate, with_reviews
-from producer.review import render
+from producer.gallery_app import render
+from producer.gallery_pages import PER_GROUP, BadFilterError, Filters, paginate, with_reviews
 
 
 def row(

@@ -7,9 +7,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tooling.samples import PHOTOS, brightened, grayscale, photo, resized
 from worker.decision import similarity
 from worker.hashing import HASH_BITS, bits_descriptor, perceptual_hash, sha256_hex
-from worker.samples import PHOTOS, brightened, grayscale, photo, resized
 
 bits64 = st.integers(0, (1 << 64) - 1)
 

@@ -14,10 +14,10 @@ from PIL import Image
 from tests.accounting import Ledger, uploaded
 from tests.deployment import deploy
 from tests.helpers import BUCKET, encoded, next_time_ms, png_header_only
+from tooling.localstack import SECRET_KEY, WEBHOOK_TOKEN, LocalStack
+from tooling.samples import Expect, Sample, jpeg, photo
 from worker.decision import Status
-from worker.localstack import SECRET_KEY, WEBHOOK_TOKEN, LocalStack
 from worker.messages import ObjectEvent
-from worker.samples import Expect, Sample, jpeg, photo
 
 pytestmark = pytest.mark.integration
 

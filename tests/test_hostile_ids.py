@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.helpers import BUCKET
-from worker.localstack import LocalStack, Service, free_port, http_ok
+from tooling.localstack import LocalStack, Service, free_port, http_ok
+from tooling.samples import jpeg, photo
 from worker.object_ids import BadIdError, NotAllowedIdError, parse_id
-from worker.samples import jpeg, photo
 
 pytestmark = pytest.mark.integration
 

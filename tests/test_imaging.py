@@ -7,10 +7,10 @@ import pytest
 from PIL import Image, ImageFile
 
 from tests.helpers import encoded, png_header_only
+from tooling.samples import jpeg, photo
 from worker.errors import PermanentError, TransientError
 from worker.hashing import perceptual_hash
 from worker.imaging import decode
-from worker.samples import jpeg, photo
 
 LIMIT = 50_000_000
 

@@ -16,12 +16,12 @@ from PIL import Image
 from pymilvus import DataType, MilvusClient
 
 from tests.helpers import bit_views, bits, bits_apart
+from tooling.eval.transforms import zoom
+from tooling.samples import photo
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import Look, Signals, Thresholds
-from worker.eval.transforms import zoom
 from worker.fingerprint import fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
-from worker.samples import photo
 
 DIM = 8
 

@@ -10,8 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tooling.localstack import LocalStack
 from worker import lite
-from worker.localstack import LocalStack
 
 
 def test_the_service_sets_a_small_memtable_unless_the_user_chose_one() -> None:

@@ -24,8 +24,8 @@ import pytest
 from producer.events import notification
 from tests.deployment import AUTH, deploy
 from tests.helpers import BUCKET, next_time_ms
-from worker.localstack import LocalStack, wait_until
-from worker.samples import jpeg, photo, resized
+from tooling.localstack import LocalStack, wait_until
+from tooling.samples import jpeg, photo, resized
 
 pytestmark = pytest.mark.integration
 

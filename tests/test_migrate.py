@@ -11,14 +11,14 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 from tests.helpers import BUCKET, next_time_ms
+from tooling.localstack import BIN, LocalStack
+from tooling.samples import jpeg, photo
 from worker.actions import Actions
 from worker.config import Action
 from worker.decision import Kind, Match
 from worker.index import Index, IndexSchemaError, Link
-from worker.localstack import BIN, LocalStack
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import jpeg, photo
 
 pytestmark = pytest.mark.integration
 

@@ -31,9 +31,9 @@ import pytest
 import yaml
 
 from tests.deployment import Deployment, deploy
-from worker.localstack import LocalStack, require, wait_until
+from tooling.localstack import LocalStack, require, wait_until
+from tooling.samples import upload_set
 from worker.metrics import STAGES
-from worker.samples import upload_set
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

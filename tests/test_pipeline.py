@@ -19,6 +19,9 @@ from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET, next_time_ms
 from tests.rig import Rig, SameEmbedding, build, store_count
+from tooling.eval.sources import distinct_images
+from tooling.localstack import LocalStack, free_port
+from tooling.samples import brightened, jpeg, photo, png, resized
 from worker import metrics
 from worker.actions import quarantine_key
 from worker.config import Action
@@ -26,13 +29,10 @@ from worker.decision import Kind, Status
 from worker.delivery import Deliveries
 from worker.embedding import Embedder
 from worker.errors import TransientError
-from worker.eval.sources import distinct_images
 from worker.index import Index
-from worker.localstack import LocalStack, free_port
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
 from worker.runtime import Runtime
-from worker.samples import brightened, jpeg, photo, png, resized
 from worker.storage import Storage, make_client
 
 pytestmark = pytest.mark.integration

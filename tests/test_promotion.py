@@ -16,21 +16,21 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from producer.gallery import Filters
-from producer.review import load_page
+from producer.gallery_app import load_page
+from producer.gallery_pages import Filters
 from tests.deployment import Deployment, deploy
 from tests.helpers import BUCKET, next_time_ms
 from tests.rig import Rig, SameEmbedding, build
+from tooling.localstack import LocalStack, wait_until
+from tooling.samples import brightened, grayscale, jpeg, photo, resized
 from worker.actions import META_SHA256, Actions, quarantine_key
 from worker.config import Action, OnOriginalRemoved, load_settings
 from worker.decision import Status
 from worker.embedding import Embedder
 from worker.index import Index
-from worker.localstack import LocalStack, wait_until
 from worker.messages import ObjectEvent
-from worker.review import Reviewer
-from worker.reviews import PROMOTED, Reviews
-from worker.samples import brightened, grayscale, jpeg, photo, resized
+from worker.undo import Reviewer
+from worker.verdicts import PROMOTED, Reviews
 
 pytestmark = pytest.mark.integration
 

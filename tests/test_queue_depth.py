@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from producer.enqueue import Enqueuer
 from producer.queue_depth import QueueDepthCollector, priority_lists, queue_depth_collector
 from tests.helpers import BUCKET, next_time_ms
+from tooling.localstack import LocalStack, free_port
 from worker.celery_app import create_app
 from worker.config import load_settings
 from worker.delivery import DEAD_LETTERS_KEY
-from worker.localstack import LocalStack, free_port
 from worker.messages import PROCESS_TASK, ObjectEvent
 
 pytestmark = pytest.mark.integration

@@ -26,16 +26,16 @@ from tests.browser import Browser, dump_dom, screenshot
 from tests.deployment import Deployment, deploy
 from tests.helpers import BUCKET
 from tests.rig import SameEmbedding, build
+from tooling.localstack import LocalStack, Service, free_port, http_ok, wait_until
+from tooling.samples import jpeg, photo, resized
 from worker.actions import META_SHA256, Actions, quarantine_key
 from worker.config import Action, load_settings
 from worker.decision import Status
 from worker.embedding import Embedder
 from worker.index import Index
-from worker.localstack import LocalStack, Service, free_port, http_ok, wait_until
 from worker.messages import ObjectEvent
-from worker.review import NotReviewableError, Reviewer
-from worker.reviews import CONFIRMED, RESTORED, Reviews
-from worker.samples import jpeg, photo, resized
+from worker.undo import NotReviewableError, Reviewer
+from worker.verdicts import CONFIRMED, RESTORED, Reviews
 
 pytestmark = pytest.mark.integration
 

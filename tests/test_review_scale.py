@@ -16,13 +16,13 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from producer.link_snapshot import LinkSnapshot
-from producer.review import create_review_app
+from producer.gallery_app import create_review_app
+from producer.gallery_snapshot import LinkSnapshot
 from producer.thumbnails import Thumbnails
 from worker.config import load_settings
 from worker.index import Index, Link
-from worker.review import Reviewer
 from worker.storage import Storage, make_client
+from worker.undo import Reviewer
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ from prometheus_client import REGISTRY
 
 from tests.helpers import BUCKET
 from tests.rig import Rig, build
+from tooling.localstack import LocalStack, free_port
+from tooling.samples import jpeg, photo
 from worker.delivery import DEAD_LETTERS_KEY, Deliveries
 from worker.embedding import Embedder
 from worker.index import Index
-from worker.localstack import LocalStack, free_port
 from worker.messages import ObjectEvent
 from worker.runtime import Runtime
-from worker.samples import jpeg, photo
 from worker.storage import Storage, make_client
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,12 @@ from minio.commonconfig import Tags
 
 from tests.deployment import AUTH, Deployment, deploy
 from tests.helpers import BUCKET, next_time_ms
+from tooling.localstack import LocalStack, free_port
+from tooling.samples import Expect, Sample, jpeg, photo, resized, upload_set
 from worker.config import Action
 from worker.decision import Kind, Status
-from worker.localstack import LocalStack, free_port
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Expect, Sample, jpeg, photo, resized, upload_set
 
 pytestmark = pytest.mark.integration
 

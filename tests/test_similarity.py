@@ -1,9 +1,10 @@
-"""The harness's vectorised perceptual rule (worker.eval.similarity) is the decision's, pair for pair."""
+"""The harness's vectorised perceptual rule (tooling.eval.similarity) is the decision's, pair for pair."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from tooling.eval import similarity
 from worker.decision import (
     BRIGHT,
     DESCRIPTOR_DIM,
@@ -15,7 +16,6 @@ from worker.decision import (
     Vector,
     perceptual_similarity,
 )
-from worker.eval import similarity
 
 
 def random_signals(n: int, seed: int) -> list[Signals]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.localstack import BIN, free_port
+from tooling.localstack import BIN, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import pytest
 import redis
 
 from tests.rig import store_count
+from tooling.localstack import LocalStack, free_port
 from worker.errors import TransientError
-from worker.localstack import LocalStack, free_port
 from worker.stores import Stores
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,11 @@ import io
 
 import pytest
 
+from tooling.eval import tail
+from tooling.eval.transforms import REGRESSION
+from tooling.samples import photo
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import DETAIL
-from worker.eval import tail
-from worker.eval.transforms import REGRESSION
-from worker.samples import photo
 
 
 def png(name: str) -> bytes:

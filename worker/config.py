@@ -249,7 +249,7 @@ class Settings(BaseSettings):
     def semantic_suggests_only(self) -> bool:
         """Whether a semantic match only suggests (outcome ``similar``: tagged and shown, never moved) rather than
         makes a duplicate: when the stage takes part with the default threshold, which nobody chose. Setting
-        ``DEDUP_SEMANTIC_THRESHOLD`` (after ``python -m worker.eval`` on one's own pictures) makes them duplicates.
+        ``DEDUP_SEMANTIC_THRESHOLD`` (after ``python -m tooling.eval`` on one's own pictures) makes them duplicates.
         """
         return "semantic_threshold" not in self.model_fields_set and self.effective_semantic_threshold is not None
 

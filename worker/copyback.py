@@ -1,5 +1,5 @@
 """The verified copy-back of a quarantined duplicate to its own key, shared by a reviewer's ``restore``
-(:mod:`worker.review`) and the worker's promotion of a duplicate whose original went (:mod:`worker.promotion`).
+(:mod:`worker.undo`) and the worker's promotion of a duplicate whose original went (:mod:`worker.promotion`).
 
 1. The copy must record the SHA-256 of the bytes that were quarantined (else :class:`CopyBackRefusedError`).
 2. If the key holds other bytes (a newer upload), nothing is written (:class:`CopyBackRefusedError`): a new

@@ -30,7 +30,7 @@ Rules, in order:
    original changed in the same batch), it is *deferred*: left out of the batch, so that it is no candidate for
    the others, and decided again with its embedding.
 9. A pair listed in ``not_duplicates`` (``(image id, original id)``: what a reviewer said is no duplicate, see
-   :mod:`worker.reviews`) never matches, whatever the stages measure.
+   :mod:`worker.verdicts`) never matches, whatever the stages measure.
 10. With ``Thresholds.semantic_suggests`` (the semantic threshold is a default nobody measured), an image whose
     best match is ``semantic`` is no duplicate: it stays unique (an original, a candidate for those after it,
     so a later exact copy of it is a duplicate of it whichever batch it lands in) and its decision carries that
@@ -49,10 +49,30 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
+
+# Re-exported: the decision's parts that live in their own modules.
+from worker.guard import GUARD as GUARD
+from worker.guard import NO_GUARD as NO_GUARD
+from worker.guard import Guard as Guard
+from worker.guard import chroma as chroma
+from worker.guard import colour_distance as colour_distance
+from worker.views import BRIGHT as BRIGHT
+from worker.views import DETAIL as DETAIL
+from worker.views import DETAIL_REGION as DETAIL_REGION
+from worker.views import REGION_COUNT as REGION_COUNT
+from worker.views import REGIONS_AGREEING as REGIONS_AGREEING
+from worker.views import allowed as allowed
+from worker.views import combined_similarity as combined_similarity
+from worker.views import detail_floor as detail_floor
+from worker.views import detail_floors as detail_floors
+from worker.views import detail_similarities as detail_similarities
+from worker.views import pair_kind as pair_kind
+from worker.views import perceptual_similarity as perceptual_similarity
+from worker.views import similarity as similarity
+from worker.views import views_of as views_of
 
 #: Width of a perceptual descriptor: the 8×8 lowest DCT coefficients of a 32×32 grey view (the DC slot is 0).
 DESCRIPTOR_DIM = 64
@@ -151,59 +171,6 @@ class Neighbour:
 
 
 @dataclass(frozen=True, slots=True)
-class Guard:
-    """Floors below which a picture carries too little information for a stage (chosen with
-    ``python -m worker.eval``, README "Detection quality").
-
-    * perceptual: ``information`` (median distance of the 64 DCT coefficients from their median, grey levels)
-      at least ``information``, ``texture`` (share of pixels that are not flat) at least ``texture``, and a
-      light/dark split explaining at most ``split`` of the variance;
-    * semantic: ``texture`` at least ``semantic_texture`` and the split at most ``semantic_split`` (blank and
-      two-tone pictures sit close together in embedding space too);
-    * both: colour layouts at most ``colour`` apart (:func:`colour_distance`) unless one picture is grey (its
-      mean chroma below ``grey``).
-    """
-
-    # Perceptual floors chosen on the corpus's tuning fold (python -m worker.eval.tail --fold tune): the lowest
-    # texture and the highest split that leave no negative pair of its 19M (low-information ones included) at
-    # any threshold from 0.80; the details' confirmation is what lets them sit this low (were 0.13 and 0.93).
-    information: float = 0.3
-    texture: float = 0.05
-    split: float = 0.95
-    semantic_texture: float = 0.13
-    semantic_split: float = 0.97
-    colour: float = 0.10
-    grey: float = 0.03
-
-    def perceptual_ok(self, look: Look | None) -> bool:
-        return look is None or (
-            look.information >= self.information and look.texture >= self.texture and look.split <= self.split
-        )
-
-    def semantic_ok(self, look: Look | None) -> bool:
-        return look is None or (look.texture >= self.semantic_texture and look.split <= self.semantic_split)
-
-    def colours_agree(self, a: Look | None, b: Look | None) -> bool:
-        if a is None or b is None or not a.colour or not b.colour:
-            return True
-        if chroma(a.colour) < self.grey or chroma(b.colour) < self.grey:
-            return True
-        return colour_distance(a.colour, b.colour) <= self.colour
-
-
-GUARD = Guard()
-#: Two views' details must agree this well for their descriptors' similarity to count (``Thresholds.detail``).
-DETAIL = 0.98
-#: ... and a whole picture and a region of the other (:func:`detail_floor`): a zoomed, cropped or bordered copy is
-#: a region only up to the region's box, and its details, the finest structure, feel the misfit first. Chosen on
-#: the corpus's tuning fold: the lowest value that leaves none of its 12M guarded negative pairs matching at 0.90
-#: (0.95 lets one through); 10 % zoom recall there 0.53 → 0.65, 5 % crop 0.63 → 0.66.
-DETAIL_REGION = 0.96
-#: No guard and no colour check: every pair is compared (the harness's "unguarded" column).
-NO_GUARD = Guard(information=-1.0, texture=-1.0, split=2.0, semantic_texture=-1.0, semantic_split=2.0, colour=9.0)
-
-
-@dataclass(frozen=True, slots=True)
 class Thresholds:
     """``perceptual``: smallest descriptor similarity that still matches (:func:`perceptual_similarity`);
     ``semantic``: smallest embedding cosine. None switches a stage out of decisions (it is still computed and
@@ -248,170 +215,15 @@ class Decision:
         return self.status is Status.UNIQUE
 
 
-#: Regions described besides the whole picture (:data:`worker.fingerprint.REGIONS`); a look's variants are the
-#: mirror, then the regions, then the brightened picture.
-REGION_COUNT = 10
-#: Variant number of the picture brightened with clipping (:data:`worker.fingerprint.BRIGHTER`).
-BRIGHT = 2 + REGION_COUNT
-
 LOW_INFORMATION = "low-information"
 #: Decimal places of a match's score (``dedup-score`` is written with as many).
 SCORE_DIGITS = 4
-#: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
-REGIONS_AGREEING = 2
-
-
-def similarity(a: Vector, b: Vector) -> float:
-    """Cosine of two perceptual descriptors (unit vectors): 1 for the same picture, about 0 for unrelated ones."""
-    return float(np.dot(a, b))
-
-
-def pair_kind(query_variant: int, stored_variant: int) -> str | None:
-    """How a descriptor of an image may be compared with a stored descriptor of an original. Variant 0 is the
-    whole picture, 1 its mirror (searched with, never stored), 2… the regions, :data:`BRIGHT` the brightened
-    picture:
-
-    * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
-      copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights):
-      one such pair at or above the threshold is a match;
-    * ``"region"``: region k ↔ region k (an overlay or a caption hides one part of the picture, the rest agrees):
-      it counts only when :data:`REGIONS_AGREEING` regions agree (one alone lets same-layout screenshots match).
-
-        >>> pair_kind(1, 0), pair_kind(1, 3), pair_kind(3, 3), pair_kind(3, 4), pair_kind(BRIGHT, BRIGHT)
-        ('view', None, 'region', None, None)
-    """
-    if stored_variant == 1 or (query_variant == BRIGHT and stored_variant == BRIGHT):
-        return None
-    if stored_variant == 0 or query_variant == 0:
-        return "view"
-    return "region" if query_variant == stored_variant else None
-
-
-def detail_floor(query_variant: int, stored_variant: int, detail: float, region: float | None) -> float:
-    """The details' threshold of a pair of views: ``region`` (when set) for a whole picture against a region of
-    the other, either way round (a geometric edit: zoom, crop, border), else ``detail`` (views that cover the same
-    part of both pictures).
-
-        >>> detail_floor(0, 0, 0.98, 0.9), detail_floor(0, 2, 0.98, 0.9), detail_floor(3, 0, 0.98, 0.9)
-        (0.98, 0.9, 0.9)
-        >>> detail_floor(3, 3, 0.98, 0.9), detail_floor(0, 2, 0.98, None)
-        (0.98, 0.98)
-    """
-    regional = 2 <= query_variant < BRIGHT or 2 <= stored_variant < BRIGHT
-    whole = query_variant == 0 or stored_variant == 0
-    return region if region is not None and regional and whole and query_variant != stored_variant else detail
-
-
-def detail_floors(views_a: int, views_b: int, detail: float, region: float | None) -> npt.NDArray[np.float32]:
-    """:func:`detail_floor` of every pair of views (``views_a`` × ``views_b``)."""
-    out = np.full((views_a, views_b), detail, dtype=np.float32)
-    if region is not None:
-        out[2 : min(views_a, BRIGHT), 0] = region
-        out[0, 2 : min(views_b, BRIGHT)] = region
-    return out
-
-
-def allowed(query_variant: int, stored_variant: int) -> bool:
-    """Whether the search may pair these two variants at all (see :func:`pair_kind`)."""
-    return pair_kind(query_variant, stored_variant) is not None
-
-
-def combined_similarity(view: float | None, regions: Mapping[int, float]) -> float | None:
-    """The similarity at which two pictures match: the closest ``"view"`` pair, or the :data:`REGIONS_AGREEING`-th
-    closest region pair (``regions``: region variant → similarity), whichever is larger.
-
-        >>> combined_similarity(0.5, {2: 0.99, 5: 0.96, 7: 0.1})
-        0.96
-    """
-    candidates = [] if view is None else [view]
-    agreeing = sorted(regions.values(), reverse=True)
-    if len(agreeing) >= REGIONS_AGREEING:
-        candidates.append(agreeing[REGIONS_AGREEING - 1])
-    return max(candidates) if candidates else None
-
-
-def views_of(item: Signals) -> Vector | None:
-    """The image's descriptors by variant number: whole, mirror, regions, brightened (only the whole without a
-    look; None without a descriptor)."""
-    if item.dct is None:
-        return None
-    if item.look is None or not len(item.look.variants):
-        return item.dct[None, :]
-    return np.concatenate([item.dct[None, :], item.look.variants])
-
-
-def detail_similarities(a: Details, b: Details) -> npt.NDArray[np.float32]:
-    """Cosines of every row of ``a`` with every row of ``b`` (two stacks of details)."""
-    fa, fb = a.astype(np.float32), b.astype(np.float32)
-    na, nb = np.linalg.norm(fa, axis=1), np.linalg.norm(fb, axis=1)
-    out: npt.NDArray[np.float32] = ((fa @ fb.T) / np.maximum(np.outer(na, nb), 1e-9)).astype(np.float32)
-    return out
-
-
-def perceptual_similarity(
-    a: Signals, b: Signals, detail: float | None = None, detail_region: float | None = None
-) -> float | None:
-    """:func:`combined_similarity` over every pair of descriptors :func:`pair_kind` allows, either way round: what
-    the index search finds for ``a`` among stored ``b`` (and ``b`` among stored ``a``). With ``detail``, a pair of
-    views whose details (:attr:`Look.details`) are less alike than that does not count (``detail_region`` for a
-    whole picture against a region, :func:`detail_floor`). None when either has no descriptor."""
-    va, vb = views_of(a), views_of(b)
-    if va is None or vb is None:
-        return None
-    # The pairs pair_kind allows either way round, without trying the others: the whole picture of either side
-    # against every descriptor of the other ("view"), and region k against region k ("region").
-    sims: Vector = va @ vb.T
-    da, db = _details(a, len(va)), _details(b, len(vb))
-    if detail is not None and da is not None and db is not None:
-        floors = detail_floors(len(va), len(vb), detail, detail_region)
-        sims = np.where(detail_similarities(da, db) >= floors, sims, -1.0).astype(np.float32)
-    view = max(float(sims[0].max()), float(sims[:, 0].max()))
-    regions = {k: float(sims[k, k]) for k in range(2, min(len(va), len(vb), BRIGHT))}
-    return combined_similarity(view, regions)
 
 
 def _score(similarity: float) -> float:
     """A similarity as a match's score: in [0, 1] and rounded to :data:`SCORE_DIGITS` places, as tags and the
     quarantine's metadata store it, so that a redelivery reads back the very outcome it decided."""
     return round(min(1.0, max(0.0, similarity)), SCORE_DIGITS)
-
-
-def _details(item: Signals, views: int) -> Details | None:
-    """The item's details, one per view of :func:`views_of`, or None when they are not known."""
-    if item.look is None or len(item.look.details) < views:
-        return None
-    return item.look.details[:views]
-
-
-@lru_cache(maxsize=8192)
-def chroma(colour: bytes) -> float:
-    """Weighted mean chroma of a colour layout (0 for a grey picture)."""
-    weights, c = _cells(colour)
-    return float((np.hypot(c[:, 0], c[:, 1]) * weights).sum() / max(float(weights.sum()), 1e-9))
-
-
-def colour_distance(a: bytes, b: bytes) -> float:
-    """How far apart two colour layouts are, whatever their arrangement (so a mirrored or cropped copy agrees
-    with its source): for each cell of one, the chroma distance to the nearest cell of the other, weighted by
-    brightness and averaged; the larger of the two directions. Brightness changes leave chroma alone.
-
-        >>> red, blue = bytes([200, 255, 191] * 16), bytes([200, 127, 0] * 16)
-        >>> colour_distance(red, red), round(colour_distance(red, blue), 2)
-        (0.0, 1.6)
-    """
-    wa, ca = _cells(a)
-    wb, cb = _cells(b)
-    d = np.hypot(ca[:, None, 0] - cb[None, :, 0], ca[:, None, 1] - cb[None, :, 1])
-    ab = (d.min(axis=1) * wa).sum() / max(float(wa.sum()), 1e-9)
-    ba = (d.min(axis=0) * wb).sum() / max(float(wb.sum()), 1e-9)
-    return float(max(ab, ba))
-
-
-@lru_cache(maxsize=8192)  # a batch compares each layout with many others; the arrays are never modified
-def _cells(colour: bytes) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(weight, chroma) per cell: weight from the cell's brightness (dark cells have unreliable chroma)."""
-    raw = np.frombuffer(colour, dtype=np.uint8).reshape(-1, 3).astype(np.float64)
-    return np.clip(raw[:, 0] / 64.0, 0.0, 1.0), (raw[:, 1:] - 127.5) / 127.5
 
 
 def decide(

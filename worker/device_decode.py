@@ -31,7 +31,7 @@ antialiased) and centre-cropped (224) from it on the device, so the model sees w
 **Tolerance.** At full size (a short side under 512 px) both paths decode with libjpeg-turbo and the pictures
 are bit-identical. Reduced, 85-95 % of the grey levels agree and the rest are off by one (a few near black and
 white by up to 6: clamping). The perceptual descriptors keep coefficient values, so such differences move them
-by almost nothing. Measured with ``python -m worker.eval.decode_agreement`` (49 sources × 4 sizes from 0.04 to
+by almost nothing. Measured with ``python -m tooling.eval.decode_agreement`` (49 sources × 4 sizes from 0.04 to
 12 MP × baseline and progressive, 392 JPEGs, the device path on the CPU): every whole-picture, mirror and region
 descriptor at cosine ≥ 0.9998 to the CPU path's (:data:`TOLERANCE` holds the paths to 0.999); no guard verdict
 differs. (With the pHash bits of earlier versions, 6 whole-picture hashes were 2 bits apart and 2 region hashes

@@ -4,8 +4,9 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
 
 * ``dct`` — the perceptual descriptor of the picture **after trimming uniform borders** (letterbox bars,
   passe-partout, a white page margin; a frame and the mat inside it), so a bordered copy is described like its
-  source: the borders are found on the thumbnail to a fraction of a pixel (:func:`trim`), cut off the picture
-  itself, and the thumbnail made again from what is left (:data:`TRIM_PASSES` times at most). It is pHash's own
+  source: the borders are found on the thumbnail to a fraction of a pixel (:func:`worker.borders.trim`), cut off
+  the picture itself, and the thumbnail made again from what is left (:data:`TRIM_PASSES` times at most). It is
+  pHash's own
   measurement — the 8×8 lowest DCT coefficients of a 32×32 grey thumbnail — without pHash's last step: instead
   of one bit per coefficient (above or below their median) it keeps the values, median-centred, the DC term
   dropped, scaled to unit length, and two pictures are compared by cosine. A coefficient that sits near the
@@ -43,7 +44,7 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     True
 
 Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the thirteen 32×32 views by
-batched matrix products (``python -m worker.eval.cost`` times the hash stage against a single pHash).
+batched matrix products (``python -m tooling.eval.cost`` times the hash stage against a single pHash).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from worker.borders import median, scaled, trim
 from worker.decision import BRIGHT, DESCRIPTOR_DIM, REGION_COUNT, Look, Vector, detail_similarities, similarity
 
 HASH_SIDE = 8  # 8×8 low frequencies → a 64-d descriptor
@@ -64,7 +66,7 @@ FLAT_RANGE = 3.0
 COLOUR_GRID = 4
 #: The brightened variant multiplies every channel by this and clips, as an exposure or brightness edit does:
 #: a brightened copy's clipped highlights (saturated colours, near-white areas) change its grey levels unevenly,
-#: which no hash of the unbrightened picture sees. Chosen with ``python -m worker.eval`` between the harness's
+#: which no hash of the unbrightened picture sees. Chosen with ``python -m tooling.eval`` between the harness's
 #: two brightening steps (+20 %, +40 %), not at either.
 BRIGHTER = 1.25
 #: At or above this similarity to the whole picture's descriptor and details, brightening changed nothing that
@@ -74,6 +76,9 @@ BRIGHTER = 1.25
 BRIGHT_SAME = 0.98
 #: ... and this for its details, which clipping changes first (a brightened copy's details are compared at 0.98).
 BRIGHT_SAME_DETAILS = 0.999
+#: Borders trimmed one inside the other, each found on a thumbnail of what the last one left: a frame, then the
+#: mat or the margin inside it (a bordered copy of a picture that already had a margin).
+TRIM_PASSES = 2
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 
 #: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the trimmed
@@ -98,25 +103,6 @@ NO_STRUCTURE = 1e-3
 #: Side of the box blur a view's details are taken against: what it removes is the view's coarse shading.
 DETAIL_BOX = 5
 
-#: A row or column is part of a uniform border when its grey levels stay within this of the border's colour...
-BORDER_TOLERANCE = 10.0
-#: ...or within this share of the picture's own spread of grey levels (2nd to 98th percentile), when that is
-#: less: the dark background of a low-contrast picture varies by a few grey levels and is the picture, not a
-#: border to trim (down to :data:`BORDER_TOLERANCE_MIN`, JPEG's noise in a bar).
-BORDER_SHARE = 0.1
-BORDER_TOLERANCE_MIN = 3.0
-#: Lines dropped after a border: the blend of border and picture.
-BLEND = 1
-#: Borders trimmed one inside the other, each found on a thumbnail of what the last one left: a frame, then the
-#: mat or the margin inside it (a bordered copy of a picture that already had a margin).
-TRIM_PASSES = 2
-#: Lines after a border whose share of border is measured (:meth:`_Run.edge`): the thumbnail's blur spans two.
-EDGE_LINES = 2
-#: ... against the pixels of the next line that differ from the border: at least this many, and this share.
-EDGE_PIXELS = 4
-EDGE_SHARE = 0.1
-#: Most of a side that trimming may remove (more is the picture, not a border).
-BORDER_MAX = 0.35
 
 Floats = npt.NDArray[np.float64]
 
@@ -155,7 +141,7 @@ def fingerprint(image: Image.Image) -> Fingerprint:
             break
         # Cut the borders off the picture itself where the edges found fall (to a fraction of a thumbnail
         # pixel), and make the thumbnail again: the first one blurred each border a pixel into the picture.
-        rgb = rgb.crop(_scaled(found.edges, rgb.size, work.size))
+        rgb = rgb.crop(scaled(found.edges, rgb.size, work.size))
         work = _thumbnail(rgb, WORK_SIDE)
         grey = np.asarray(work.convert("L"), dtype=np.float64)
     trimmed, inner = work, grey
@@ -175,131 +161,16 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     ):  # the brightened view is the whole one: no row of its own, in the index or out of it
         described[-1], fine[-1] = described[0], fine[0]
     coefficients = low[0]
-    information = _median(np.abs(coefficients - _median(coefficients)))
+    information = median(np.abs(coefficients - median(coefficients)))
     split = _split_share(whole)
     texture = _texture(inner.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(trimmed)
     return Fingerprint(described[0], Look(described[1:], information, split, texture, colour, fine))
 
 
-@dataclass(frozen=True, slots=True)
-class Trim:
-    """Where a picture's uniform borders end: ``box``, in whole lines (``(left, top, right, bottom)``, the
-    blended line after a border left out), and ``edges``, where the picture starts to a fraction of a line
-    (:meth:`_Run.edge`). :func:`fingerprint` cuts the picture itself at ``edges`` and makes its thumbnail again,
-    so that a bordered copy's views cover what its source's do to a tenth of a thumbnail pixel, unblurred by the
-    border: its details need that (a third of a pixel off, or a border's colour blurred into the first line, and
-    a screenshot's details agree at 0.66–0.95 instead of 0.99)."""
-
-    box: tuple[int, int, int, int]
-    edges: tuple[float, float, float, float]
-
-
-def trim_box(grey: Floats) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` of ``grey`` without its uniform borders, in whole lines (:func:`trim`)."""
-    return trim(grey).box
-
-
-def trim(grey: Floats) -> Trim:
-    """``grey`` without its uniform borders. Borders come in opposite pairs of one colour (letterbox bars,
-    pillarbox bars, a frame), each at most :data:`BORDER_MAX` of the side: a uniform strip on one side only (a
-    clipped sky, a title bar) is part of the picture. A picture that is all border (a solid colour) is kept
-    whole."""
-    h, w = grey.shape
-    tolerance = min(BORDER_TOLERANCE, max(BORDER_TOLERANCE_MIN, BORDER_SHARE * _spread(grey)))
-    (cut_x, x), (cut_y, y) = (_widths(*_paired(lines, tolerance), lines, tolerance) for lines in (grey.T, grey))
-    inner = grey[cut_y : h - cut_y, cut_x : w - cut_x]
-    if inner.shape[0] < 8 or inner.shape[1] < 8 or float(np.ptp(inner)) <= 2 * tolerance:
-        return Trim((0, 0, w, h), (0.0, 0.0, float(w), float(h)))  # nothing but border: a uniform picture
-    return Trim((cut_x, cut_y, w - cut_x, h - cut_y), (x, y, w - x, h - y))
-
-
-def _widths(first: _Run, last: _Run, lines: Floats, tolerance: float) -> tuple[int, float]:
-    """``(cut, edge)`` of the border at both ends of ``lines``: the narrower run's, at each end. A uniform edge
-    of the picture that runs on from a border on one side only is part of the picture, as it is without the
-    border (a dark sky above a black frame); borders as wide at both ends (a passe-partout, letterbox bars) are
-    what copies add."""
-    if not first:
-        return (0, 0.0)
-    if last.end < first.end:
-        return (last.cut, last.edge(lines[::-1], tolerance))
-    return (first.cut, first.edge(lines, tolerance))
-
-
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """A border at one end of a picture's lines: its flat lines end ``end`` lines in, in ``colour``."""
-
-    end: int = 0
-    colour: float = 0.0
-
-    def __bool__(self) -> bool:
-        return self.end > 0
-
-    @property
-    def cut(self) -> int:
-        """Lines to trim at each end: the flat ones and the line after them, a blend of border and picture
-        (thumbnail resampling, JPEG ringing) that would shift the hash."""
-        return self.end + BLEND if self.end else 0
-
-    def edge(self, inwards: Floats, tolerance: float) -> float:
-        """Where the picture starts, to a fraction of a line (``inwards``: the lines from this run's end in): the
-        flat lines, plus, for each of the :data:`EDGE_LINES` lines after them, the share of it that is still
-        border. That share is measured against the next line, pixel by pixel where that line differs from the
-        border (the median over them); for a blurred step edge the shares add up to where the step is.
-        :attr:`cut` when no line there differs enough from the border to tell (0 without a run)."""
-        if not self:
-            return 0.0
-        reference = self.end + EDGE_LINES
-        if reference >= len(inwards):
-            return float(self.cut)
-        inside = inwards[reference] - self.colour
-        telling = np.abs(inside) > 2 * tolerance
-        if np.count_nonzero(telling) < max(EDGE_PIXELS, EDGE_SHARE * len(inside)):
-            return float(self.cut)
-        shares = (inwards[self.end : reference][:, telling] - self.colour) / inside[telling]
-        return self.end + float(np.sum(1.0 - np.median(np.clip(shares, 0.0, 1.0), axis=1)))
-
-
-def _scaled(
-    edges: tuple[float, float, float, float], size: tuple[int, int], thumbnail: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    """``edges`` found on a thumbnail of ``thumbnail`` size, in whole pixels of the picture of ``size``."""
-    sx, sy = size[0] / thumbnail[0], size[1] / thumbnail[1]
-    left, top, right, bottom = edges
-    return (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
-
-
 def _box(region: tuple[float, float, float, float], w: int, h: int) -> tuple[float, float, float, float]:
     left, top, right, bottom = region
     return (left * w, top * h, right * w, bottom * h)
-
-
-def _spread(grey: Floats) -> float:
-    """The 2nd to 98th percentile range of grey levels, from every other pixel of every other row."""
-    sample = grey[::2, ::2].ravel()
-    low, high = (len(sample) - 1) * 2 // 100, (len(sample) - 1) * 98 // 100
-    ordered = np.partition(sample, [low, high])
-    return float(ordered[high] - ordered[low])
-
-
-def _paired(lines: Floats, tolerance: float) -> tuple[_Run, _Run]:
-    """The border runs at both ends of ``lines`` (the last measured from the end), or none when either end has
-    none or their colours differ."""
-    first, last = _flat_run(lines, tolerance), _flat_run(lines[::-1], tolerance)
-    if not first or not last or abs(first.colour - last.colour) > tolerance:
-        return (_Run(), _Run())
-    return (first, last)
-
-
-def _flat_run(lines: Floats, tolerance: float) -> _Run:
-    """The leading lines (rows of ``lines``) that are uniform and of the first one's colour, if at least two."""
-    limit = int(len(lines) * BORDER_MAX)
-    colour = _median(lines[0])
-    n = 0
-    while n < limit and float(np.max(np.abs(lines[n] - colour))) <= tolerance:
-        n += 1
-    return _Run(n, colour) if n >= 2 else _Run()  # a single edge line is JPEG ringing or a frame, not a border
 
 
 def _thumbnail(image: Image.Image, side: int) -> Image.Image:
@@ -367,13 +238,6 @@ def _low_dct(pixels: Floats) -> Floats:
     d = _dct_matrix(DCT_SIDE)[:HASH_SIDE]
     low: Floats = d @ pixels @ d.T / DCT_SIDE * 2
     return low
-
-
-def _median(values: Floats) -> float:
-    """np.median without its overhead (these arrays are small)."""
-    ordered = np.sort(values, axis=None)
-    n = ordered.size
-    return float(ordered[n // 2]) if n % 2 else float(ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def descriptors(low: Floats) -> Vector:

@@ -29,7 +29,8 @@ from pymilvus import MilvusClient
 from worker.actions import Actions, outcome_from_metadata
 from worker.config import Action
 from worker.decision import Status
-from worker.index import LINK_FIELDS, Index, Link
+from worker.index import Index
+from worker.links import Link, is_current, links_collection
 from worker.messages import split_id
 from worker.storage import ObjectMissingError, Storage
 from worker.tags import outcome_from_tags
@@ -43,7 +44,7 @@ def migrate_links(
     uri: str, *, collection: str, storage: Storage, quarantine_bucket: str, backup: Path, token: str = ""
 ) -> int:
     """Migrate the links collection (see the module docs); returns how many links the new layout received."""
-    name = f"{collection}_links"
+    name = links_collection(collection)
     client = MilvusClient(uri=uri, token=token)
     try:
         if client.has_collection(name) and _is_old(client, name):
@@ -72,8 +73,7 @@ def migrate_links(
 
 
 def _is_old(client: MilvusClient, name: str) -> bool:
-    fields = {f["name"] for f in client.describe_collection(name)["fields"]}
-    return not set(LINK_FIELDS) <= fields
+    return not is_current(f["name"] for f in client.describe_collection(name)["fields"])
 
 
 def _old_rows(client: MilvusClient, name: str) -> list[dict[str, Any]]:

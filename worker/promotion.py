@@ -1,7 +1,7 @@
 """When an original goes, its quarantined duplicates do not stay the only copies: the earliest comes back.
 
 An original that is removed (``s3:ObjectRemoved``) or overwritten with other bytes sends its duplicates back to
-be decided again (reasons ``original_removed`` and ``original_changed``, :mod:`worker.pipeline`). A tagged
+be decided again (reasons ``original_removed`` and ``original_changed``, :mod:`worker.decide_stage`). A tagged
 duplicate is still at its key and is simply decided again. A quarantined one is not: with
 ``DEDUP_ON_ORIGINAL_REMOVED=promote`` (the default) it is decided again **from its quarantined copy's bytes**,
 and then:
@@ -41,13 +41,14 @@ from worker.actions import META_SHA256, Actions, QuarantinedCopy, outcome_from_m
 from worker.config import OnOriginalRemoved, Settings
 from worker.copyback import CopyBackRefusedError, copy_back
 from worker.decision import Status
-from worker.index import Index, Link
+from worker.index import Index
+from worker.links import Link
 from worker.messages import ObjectEvent, split_id
 from worker.outcome import Outcome
-from worker.reviews import PROMOTED, Review, Reviews
 from worker.storage import Blob, Storage
 from worker.tags import PROMOTED as PROMOTED_TAG
 from worker.tags import merge, outcome_tags
+from worker.verdicts import PROMOTED, Review, Reviews
 
 log = logging.getLogger(__name__)
 

@@ -109,7 +109,7 @@ class Runtime:
             settings.perceptual_threshold,
             settings.effective_semantic_threshold,
             " (default, unmeasured: semantic matches are only tagged similar, never moved; set "
-            "DEDUP_SEMANTIC_THRESHOLD after python -m worker.eval)"
+            "DEDUP_SEMANTIC_THRESHOLD after python -m tooling.eval)"
             if settings.semantic_suggests_only
             else "",
         )

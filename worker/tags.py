@@ -36,7 +36,7 @@ KIND = "dedup-kind"
 SCORE = "dedup-score"
 REASON = "dedup-reason"
 NOTE = "dedup-note"
-#: Set by a reviewer (``restored`` or ``confirmed``, see :mod:`worker.review`); the worker's own retagging keeps it.
+#: Set by a reviewer (``restored`` or ``confirmed``, see :mod:`worker.undo`); the worker's own retagging keeps it.
 REVIEWED = "dedup-reviewed"
 #: Set on a duplicate put back as the original when its original went (``original_removed`` or
 #: ``original_changed``, see :mod:`worker.promotion`); kept while the object stays ``unique``.

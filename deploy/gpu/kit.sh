@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurement kit: everything `python -m worker.bench` needs on a GPU machine that has a CUDA PyTorch
+# The GPU measurement kit: everything `python -m tooling.bench` needs on a GPU machine that has a CUDA PyTorch
 # image (torch, torchvision, numpy, pillow, scikit-image, pyarrow, grpcio, pandas, typer, ...) but no network.
 #
 #   deploy/gpu/kit.sh fetch   # here, where PyPI and Debian answer: wheels and redis-server into .gpu-kit/ (57 MiB)
@@ -10,8 +10,8 @@
 #
 # `run` writes what it measured under $OUT (the device tool's results folder; default .gpu-kit/out):
 #   device.txt    nvidia-smi and what PyTorch sees
-#   agreement.txt python -m worker.eval.decode_agreement --device cuda: GPU-decoded fingerprints against the CPU's
-#   bench.txt     python -m worker.bench --device cuda: model only (fp16, channels-last; eager and compiled with
+#   agreement.txt python -m tooling.eval.decode_agreement --device cuda: GPU-decoded fingerprints against the CPU's
+#   bench.txt     python -m tooling.bench --device cuda: model only (fp16, channels-last; eager and compiled with
 #                 CUDA graphs), end to end, the model-free ceiling for 1, 2 and 4 worker processes, 12 MP JPEGs
 # Not yet run on a GPU (none was lent to this project); planned to fit in the device tool's 10 minutes a call.
 # Tried without a GPU (DEVICE=cpu, in a Python 3.12 venv with only torch 2.11, torchvision 0.26, a few of the
@@ -61,7 +61,7 @@ run() {
   python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     "$KIT"/*.whl
   for deb in "$KIT"/*.deb; do dpkg -x "$deb" /tmp/redis; done
-  # celery and moto_server are found on PATH (worker.localstack.script); their scripts run this python3
+  # celery and moto_server are found on PATH (tooling.localstack.script); their scripts run this python3
   export PYTHONPATH="/tmp/site:$PWD" PATH="/tmp/redis/usr/bin:/tmp/site/bin:$PATH" PYTHONUNBUFFERED=1
   { nvidia-smi || true; python3 -c 'import torch; print(torch.__version__, torch.cuda.is_available(),
       torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")'; } > "$out/device.txt" 2>&1
@@ -72,8 +72,8 @@ run() {
     bench=(--device "$device" --batch-size 8 --images 16 --processes 1 --camera 2)
     sources=(--sources 2)
   fi
-  python3 -m worker.eval.decode_agreement --device "$device" "${sources[@]}" 2>&1 | tee "$out/agreement.txt"
-  python3 -m worker.bench "${bench[@]}" 2>&1 | tee "$out/bench.txt"
+  python3 -m tooling.eval.decode_agreement --device "$device" "${sources[@]}" 2>&1 | tee "$out/agreement.txt"
+  python3 -m tooling.bench "${bench[@]}" 2>&1 | tee "$out/bench.txt"
 }
 
 pins() {

@@ -1,4 +1,4 @@
-"""The Milvus adapter for review verdicts: ``<collection>_reviews``, beside the index's other collections.
+"""The review verdicts (``<collection>_reviews``), beside the index's other collections: schema and queries.
 
 A person who looked at a duplicate in the review gallery either **restored** it (it was no duplicate: it is put
 back and must never be moved again) or **confirmed** it (it is a duplicate; it stays where it is). The worker
@@ -31,10 +31,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pymilvus import DataType, MilvusClient
 
 from worker.decision import Kind
-from worker.index import Index, milvus_literal, milvus_literal_list, unused_vector
+from worker.milvus import ID_MAX_BYTES, Milvus, milvus_literal, milvus_literal_list, unused_vector
+
+if TYPE_CHECKING:
+    from worker.index import Index
 
 RESTORED = "restored"
 CONFIRMED = "confirmed"
@@ -63,9 +68,44 @@ class Review:
         return f"{self.verdict}:{self.object}"
 
 
+def reviews_collection(collection: str) -> str:
+    """The verdicts' collection beside the originals' ``collection``."""
+    return f"{collection}_reviews"
+
+
+def create(milvus: Milvus, name: str) -> None:
+    """Create the verdicts' collection ``name`` when missing."""
+    milvus.create_if_missing(name, reviews_schema(), reviews_params())
+
+
+def reviews_schema() -> Any:
+    """``<collection>_reviews``: one row per (verdict, object); the fields of the table above."""
+    reviews = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    reviews.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES + 16)
+    reviews.add_field("object", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+    reviews.add_field("verdict", DataType.VARCHAR, max_length=16)
+    reviews.add_field("original", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+    reviews.add_field("kind", DataType.VARCHAR, max_length=16)
+    reviews.add_field("score", DataType.FLOAT)
+    reviews.add_field("sha256", DataType.VARCHAR, max_length=64)
+    reviews.add_field("event_time_ms", DataType.INT64)
+    reviews.add_field("reviewed_at_ms", DataType.INT64)
+    reviews.add_field("unused", DataType.FLOAT_VECTOR, dim=len(unused_vector()))
+    return reviews
+
+
+def reviews_params() -> Any:
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name="object", index_type="INVERTED")
+    params.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
+    return params
+
+
 class Reviews:
+    """The verdicts of an :class:`~worker.index.Index`'s collection, over its connection."""
+
     def __init__(self, index: Index) -> None:
-        self.index = index
+        self.milvus = index.milvus
         self.collection = index.reviews_collection
 
     def record(self, review: Review) -> Review:
@@ -87,7 +127,7 @@ class Reviews:
             "reviewed_at_ms": when,
             "unused": unused_vector(),
         }
-        self.index.upsert(self.collection, [row])
+        self.milvus.upsert(self.collection, [row])
         return stored
 
     def of(self, object_id: str) -> dict[str, Review]:
@@ -111,7 +151,7 @@ class Reviews:
         counts = {(verdict, kind): 0 for verdict in VERDICTS for kind in KINDS}
         for verdict, kind in counts:
             expression = f"verdict == {milvus_literal(verdict)} and kind == {milvus_literal(kind)}"
-            rows = self.index.query(self.collection, expression, ["count(*)"])
+            rows = self.milvus.query(self.collection, expression, ["count(*)"])
             counts[(verdict, kind)] = int(rows[0]["count(*)"]) if rows else 0
         return counts
 
@@ -119,7 +159,7 @@ class Reviews:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        rows = self.index.query(self.collection, f"object in {milvus_literal_list(wanted)}", _FIELDS)
+        rows = self.milvus.query(self.collection, f"object in {milvus_literal_list(wanted)}", _FIELDS)
         return {
             (row["object"], row["verdict"]): Review(
                 row["object"],

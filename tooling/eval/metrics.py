@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tooling.eval import similarity
+from tooling.eval.dataset import Dataset, Role
 from worker.decision import Guard, Signals
-from worker.eval import similarity
-from worker.eval.dataset import Dataset, Role
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

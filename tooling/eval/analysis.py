@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from worker.decision import DESCRIPTOR_DIM, DETAIL, DETAIL_REGION, GUARD, Guard, Thresholds
-from worker.eval import combined
-from worker.eval.dataset import Dataset, Role
-from worker.eval.measure import Measured
-from worker.eval.metrics import (
+from tooling.eval import combined
+from tooling.eval.dataset import Dataset, Role
+from tooling.eval.measure import Measured
+from tooling.eval.metrics import (
     CONFIRM_FROM,
     NEGATIVE_GROUPS,
     Scores,
@@ -35,7 +34,8 @@ from worker.eval.metrics import (
     pr_curve,
     score_pairs,
 )
-from worker.eval.transforms import REGRESSION, TRANSFORMS
+from tooling.eval.transforms import REGRESSION, TRANSFORMS
+from worker.decision import DESCRIPTOR_DIM, DETAIL, DETAIL_REGION, GUARD, Guard, Thresholds
 from worker.hashing import HASHERS, PERCEPTUAL
 
 #: Transform families whose recall is a hash's "crop robustness".
@@ -47,7 +47,7 @@ SWEEP = [round(0.80 + 0.01 * i, 2) for i in range(21)]
 
 
 def moderate_keys() -> list[str]:
-    """The regression set: moderate strength, geometry kept (see :data:`~worker.eval.transforms.REGRESSION`)."""
+    """The regression set: moderate strength, geometry kept (see :data:`~tooling.eval.transforms.REGRESSION`)."""
     return [t.key for t in REGRESSION]
 
 
@@ -89,7 +89,7 @@ def stage_summary(scores: Scores, threshold: float, grid: list[float]) -> dict[s
 
 
 def hamming_threshold(scores: Scores) -> int:
-    """The rule (:func:`~worker.eval.metrics.halfway`) as a whole number of bits."""
+    """The rule (:func:`~tooling.eval.metrics.halfway`) as a whole number of bits."""
     return min(PERCEPTUAL.bits // 2, math.floor(-halfway(scores, 0.0)))
 
 

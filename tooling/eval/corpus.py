@@ -1,9 +1,9 @@
 """The held-out corpus: 1,419 distinct pictures from 20 independent offline collections, in folds by collection.
 
-    python -m worker.eval.corpus fetch                      # data/corpus/ + manifest.json (downloads once)
-    python -m worker.eval.corpus fetch --subset ci          # the small fixed subset CI runs (46 pictures)
-    python -m worker.eval.corpus relock                     # re-select everything; rewrites corpus.lock.json
-    python -m worker.eval --corpus data/corpus --fold test --stages exact,perceptual
+    python -m tooling.eval.corpus fetch                      # data/corpus/ + manifest.json (downloads once)
+    python -m tooling.eval.corpus fetch --subset ci          # the small fixed subset CI runs (46 pictures)
+    python -m tooling.eval.corpus relock                     # re-select everything; rewrites corpus.lock.json
+    python -m tooling.eval --corpus data/corpus --fold test --stages exact,perceptual
 
 Where the pictures come from (:data:`COLLECTIONS`): Debian packages, fetched with ``apt-get download`` (never
 installed) and unpacked with ``dpkg-deb -x``; sample pictures bundled with Python packages (scikit-image,
@@ -609,8 +609,8 @@ def python_files(collection: Collection, scratch: Path) -> tuple[str, dict[str, 
     """The version and picture files of a Python package's bundled samples."""
     from importlib.metadata import version
 
-    if collection.package == "skimage":  # the harness's old sample set (worker.eval.sources), as it writes it
-        from worker.eval.sources import write_sources
+    if collection.package == "skimage":  # the harness's old sample set (tooling.eval.sources), as it writes it
+        from tooling.eval.sources import write_sources
 
         return version("scikit-image"), {p.name: p for p in write_sources(scratch)}
     if collection.package == "matplotlib":
@@ -1010,7 +1010,7 @@ def fetch(
                             f"{name}/{f['path']}: SHA-256 {sha256(data)}, the lock says {f['source_sha256']}"
                             + (
                                 f" (the lock's pages were rendered by {entry['version']}; this is "
-                                f"{chromium_version()}: `python -m worker.eval.corpus relock --only {name}`)"
+                                f"{chromium_version()}: `python -m tooling.eval.corpus relock --only {name}`)"
                                 if entry["kind"] == "render"
                                 else ""
                             )

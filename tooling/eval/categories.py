@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from worker.decision import DETAIL, GUARD, Guard
-from worker.eval import combined
-from worker.eval.dataset import Dataset, Role
-from worker.eval.measure import Measured
-from worker.eval.metrics import Scorer, cosine_scorer, exact_scorer, look_scorer
+from tooling.eval import combined
+from tooling.eval.dataset import Dataset, Role
+from tooling.eval.measure import Measured
+from tooling.eval.metrics import Scorer, cosine_scorer, exact_scorer, look_scorer
+from worker.decision import DETAIL, DETAIL_REGION, GUARD, Guard
 
 UNCATEGORISED = "uncategorised"
 
@@ -44,7 +44,10 @@ def per_category(data: Dataset, measured: Measured, results: dict[str, Any], gua
         if name == "exact":
             scorers[name] = exact_scorer(measured.sha256)
         elif name == "perceptual":
-            scorers[name] = look_scorer(signals, guard, results["chosen"].get("detail", DETAIL))
+            chosen = results["chosen"]
+            scorers[name] = look_scorer(
+                signals, guard, chosen.get("detail", DETAIL), chosen.get("detail_region", DETAIL_REGION)
+            )
         elif name.startswith("semantic ") and name.removeprefix("semantic ") in measured.embeddings:
             scorers[name] = cosine_scorer(measured.embeddings[name.removeprefix("semantic ")])
     categories = [source_category(data, data.items[i].source) for i in variants]

@@ -1,10 +1,10 @@
-"""``python -m worker.eval.decode_agreement``: how far the device decode path's fingerprints are from the CPU path's.
+"""``python -m tooling.eval.decode_agreement``: how far the device decode path's fingerprints are from the CPU path's.
 
 A mixed fleet (CPU workers decoding with Pillow, GPU workers with :mod:`worker.device_decode`) must agree on
 hashes, or one worker's copy is another's original. This encodes the source photos as JPEGs at several sizes,
 baseline and progressive, fingerprints each through both paths and prints how far apart they come out::
 
-    python -m worker.eval.decode_agreement            # the 49 sources × 4 sizes × 2 encodings, on the CPU
+    python -m tooling.eval.decode_agreement            # the 49 sources × 4 sizes × 2 encodings, on the CPU
     392 JPEGs (scales: {1: 92, 2: 104, 4: 98, 8: 98})
       whole:      ≥ 0.9999 ×392, ≥ 0.999 ×392, ≥ 0.99 ×392, ≥ 0.98 ×392, ≥ 0.95 ×392 (min 1.0000)
       mirror:     ≥ 0.9999 ×392, ≥ 0.999 ×392, ≥ 0.99 ×392, ≥ 0.98 ×392, ≥ 0.95 ×392 (min 0.9999)
@@ -32,9 +32,9 @@ import torch
 import typer
 from PIL import Image
 
+from tooling.eval.sources import distinct_images
 from worker import device_decode, imaging
 from worker.decision import Guard, colour_distance, similarity
-from worker.eval.sources import distinct_images
 from worker.fingerprint import Fingerprint, fingerprint
 
 #: Sizes the sources are encoded at, in megapixels (None: as they are, 0.04-0.45 MP).
@@ -66,7 +66,7 @@ class Agreement:
 def jpegs(
     sources: Iterable[tuple[str, Image.Image]] | None = None, megapixels: Sequence[float | None] = MEGAPIXELS
 ) -> Iterator[tuple[str, bytes]]:
-    """``(name, JPEG bytes)`` of every source (default: :func:`worker.eval.sources.distinct_images`) at every
+    """``(name, JPEG bytes)`` of every source (default: :func:`tooling.eval.sources.distinct_images`) at every
     size, baseline then progressive (quality 90, 4:2:0)."""
     for n, (name, source) in enumerate(distinct_images() if sources is None else sources):
         for mp in megapixels:

@@ -6,7 +6,7 @@
 
 * **originals**: every decodable file of the folder, sorted by name, with its bytes as they are;
 * **variants**: each transform applied to each original (labelled with the source and the transform);
-* **low-information negatives** (:mod:`worker.eval.negatives`): distinct solid colours, gradients,
+* **low-information negatives** (:mod:`tooling.eval.negatives`): distinct solid colours, gradients,
   near-blank scans, transparent overlays, product shots on white, bimodal colourways, document pages and
   screenshots;
 * **hard negatives**: for each original at least :data:`HARD_MIN_SIDE` px on both sides, two crops of 40 % of
@@ -26,11 +26,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from tooling.eval import negatives as low_information
+from tooling.eval.corpus import dedupe, thumbnail
+from tooling.eval.transforms import Transform, jpeg
 from worker import imaging
 from worker.errors import PermanentError
-from worker.eval import negatives as low_information
-from worker.eval.corpus import dedupe, thumbnail
-from worker.eval.transforms import Transform, jpeg
 
 HARD_MIN_SIDE = 256
 HARD_FRACTION = 0.4

@@ -1,6 +1,6 @@
 """Write a report: ``report.md`` (what a person reads), ``report.json`` (everything) and ``pr_curve.png``.
 
-    >>> write(results, Path("docs/quality"), command="python -m worker.eval --images data/eval-sources", ...)
+    >>> write(results, Path("docs/quality"), command="python -m tooling.eval --images data/eval-sources", ...)
 
 The Markdown's "Quality at the chosen thresholds" table is the one the README quotes; it lies between
 :data:`TABLE_START` and :data:`TABLE_END` so a test can check the README still shows it verbatim.
@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from worker.eval.plot import write_pr_png
-from worker.eval.transforms import TRANSFORMS, Transform
+from tooling.eval.plot import write_pr_png
+from tooling.eval.transforms import TRANSFORMS, Transform
 
 TABLE_START = "<!-- quality-table:start -->"
 TABLE_END = "<!-- quality-table:end -->"
@@ -104,7 +104,7 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
         "",
         f"* {counts['sources']} source images, {counts['variants']} labelled variants ({counts['transforms']} "
         f"transforms × strengths, each source), {counts['hard_pairs']} hard-negative pairs (two far-apart crops "
-        f"of one picture), {counts.get('low_information', 0)} low-information pictures (`worker.eval.negatives`). "
+        f"of one picture), {counts.get('low_information', 0)} low-information pictures (`tooling.eval.negatives`). "
         "Negative pairs: every variant and every source against every *other* source, the hard pairs, and every "
         "low-information picture against every other one and every source.",
         "* Each upload is decoded, hashed and embedded by the worker's own functions; for the combined column "
@@ -185,7 +185,7 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
 
 def category_section(results: dict[str, Any]) -> list[str]:
     """Recall per transform for each category of source, per stage, and how many sources each guard keeps out
-    (a corpus run: :mod:`worker.eval.categories`)."""
+    (a corpus run: :mod:`tooling.eval.categories`)."""
     by = results.get("categories")
     if not by:
         return []
@@ -228,7 +228,7 @@ def low_information_section(results: dict[str, Any]) -> list[str]:
         "",
         "## Low-information negatives",
         "",
-        "Distinct pictures that global hashes confuse (`worker.eval.negatives`): pairs within each category, and of "
+        "Distinct pictures that global hashes confuse (`tooling.eval.negatives`): pairs within each category, and of "
         "each picture with every source; *across categories* pairs two pictures of different categories. "
         "*closest* is the most similar pair a stage did not abstain for (− means it abstained for every pair).",
     ]

@@ -1,8 +1,8 @@
-"""The worker's signals for every item of a :class:`~worker.eval.dataset.Dataset`, computed by the worker's code.
+"""The worker's signals for every item of a :class:`~tooling.eval.dataset.Dataset`, computed by the worker's code.
 
 Each item is decoded with :func:`worker.imaging.decode` (as the pipeline does), hashed with
 :func:`worker.hashing.sha256_hex` and the :data:`worker.hashing.HASHERS` asked for, and — for the semantic
-stage — preprocessed and embedded by :mod:`worker.eval.semantic` (the worker's ``preprocess`` and ``Embedder``).
+stage — preprocessed and embedded by :mod:`tooling.eval.semantic` (the worker's ``preprocess`` and ``Embedder``).
 Torch is imported only when a semantic setup or an input comparison is asked for.
 
     >>> measured = measure(data, hashers=["phash"], semantic=[SemanticSetup("crop", "avg")], weights="random")
@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from worker.eval.dataset import Dataset, decode
+from tooling.eval.dataset import Dataset, decode
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.hashing import HASHERS, sha256_hex
 
@@ -65,7 +65,7 @@ def measure(
     """Decode and hash every item; embed it for each semantic setup; keep grey views of model inputs."""
     preprocessings = sorted({s.preprocess for s in semantic} | set(inputs))
     if preprocessings:
-        from worker.eval import semantic as sem
+        from tooling.eval import semantic as sem
     out = Measured([], {name: [] for name in hashers})
     pixels: dict[str, list[torch.Tensor]] = {p: [] for p in preprocessings}
     views: dict[str, list[npt.NDArray[np.float32]]] = {p: [] for p in inputs}

@@ -1,9 +1,9 @@
-"""``python -m worker.eval.cost``: CPU time of the worker's hash stage, now and with the plain pHash it replaced.
+"""``python -m tooling.eval.cost``: CPU time of the worker's hash stage, now and with the plain pHash it replaced.
 
 The hash stage is what the worker does per image between decoding and the model: SHA-256 of the bytes, then the
 perceptual signals. Both are timed on the same decoded pictures, one thread, best of ``--repeat`` runs::
 
-    python -m worker.eval.cost --images data/eval-sources
+    python -m tooling.eval.cost --images data/eval-sources
     hash stage, 49 pictures: plain pHash 1.10 ms, fingerprint 1.90 ms per image (1.7 ×)
 """
 
@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from PIL import Image
 
-from worker.eval.dataset import decode
+from tooling.eval.dataset import decode
 from worker.fingerprint import fingerprint
 from worker.hashing import HASHERS, sha256_hex
 

@@ -9,7 +9,7 @@ duplicates and shows the earliest of them coming back to its key as the new orig
 others following it; writes the review gallery of the demo's duplicates as static HTML (``--review-dir``, default
 ``data/demo-review``: each duplicate beside its original) and prints its address; stops everything it started.
 
-    python -m worker.demo [--weights auto|imagenet|random|FILE] [--action tag|quarantine] [--review-dir DIR]
+    python -m tooling.demo [--weights auto|imagenet|random|FILE] [--action tag|quarantine] [--review-dir DIR]
 
 ``--weights auto`` (the default) uses torchvision's ImageNet weights when they can be downloaded or are cached,
 and otherwise falls back — loudly — to random weights, with which the semantic stage takes no part in
@@ -31,13 +31,13 @@ from typing import Annotated, Any
 import typer
 
 from producer.events import notification
+from tooling.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
+from tooling.samples import Sample, descriptor_set, trust_set, upload_set
 from worker.actions import META_SHA256, Actions, quarantine_key
 from worker.config import Action
 from worker.decision import Status
-from worker.localstack import WEBHOOK_TOKEN, LocalStack, wait_until
 from worker.messages import ObjectEvent
 from worker.outcome import Outcome
-from worker.samples import Sample, descriptor_set, trust_set, upload_set
 from worker.tags import decode_value
 
 BUCKET = "photos"
@@ -192,8 +192,8 @@ def show_promotion(
 
 def export_review(stack: LocalStack, directory: Path, action: str) -> None:
     """Write the demo's review gallery (static HTML and thumbnails) to ``directory`` and print its address."""
-    from producer.gallery import Filters
-    from producer.review import export
+    from producer.gallery_app import export
+    from producer.gallery_pages import Filters
     from producer.thumbnails import Thumbnails
     from worker.config import load_settings
     from worker.index import Index

@@ -3,7 +3,7 @@ buttons of the review gallery).
 
 **Restore** puts a duplicate back as a reviewed original, and remembers that it is no duplicate:
 
-1. The verdict is recorded first, in ``<collection>_reviews`` (:mod:`worker.reviews`), with the SHA-256 of the
+1. The verdict is recorded first, in ``<collection>_reviews`` (:mod:`worker.verdicts`), with the SHA-256 of the
    bytes being restored: from then on the worker decides those bytes at that key unique, whatever arrives —
    the copy's own notification, a replayed event, a backfill, a re-decision.
 2. Quarantined: the exact version that was moved is copied back (server-side) from the quarantine bucket, born
@@ -38,13 +38,14 @@ from worker.actions import META_SHA256, Actions, QuarantinedCopy, outcome_from_m
 from worker.config import Settings
 from worker.copyback import CopyBackRefusedError, copy_back
 from worker.decision import Status
-from worker.index import Index, Link
+from worker.index import Index
+from worker.links import Link
 from worker.messages import ObjectEvent, split_id
 from worker.object_ids import parse_id
 from worker.outcome import MATCHED
-from worker.reviews import CONFIRMED, RESTORED, Review, Reviews
 from worker.storage import Storage
 from worker.tags import PREFIX, REVIEWED, STATUS, merge, outcome_from_tags
+from worker.verdicts import CONFIRMED, RESTORED, Review, Reviews
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
 ``GET /thumb``             ``?id=bucket/key&where=bucket|quarantine``: a JPEG thumbnail
                            (:mod:`producer.thumbnails`)
 ``POST /restore``          form ``token``, ``id``, ``next``: put a duplicate back
-                           (:meth:`worker.review.Reviewer.restore`)
+                           (:meth:`worker.undo.Reviewer.restore`)
 ``POST /confirm``          form ``token``, ``id``, ``next``: mark it reviewed
 ``GET /healthz``           200 while the process serves
 =========================  ==================================================================================
@@ -51,16 +51,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from producer.gallery import ORDERS, BadFilterError, Filters, Page, paginate, with_reviews
-from producer.link_snapshot import LinkSnapshot
+from producer.gallery_pages import ORDERS, BadFilterError, Filters, Page, paginate, with_reviews
+from producer.gallery_snapshot import LinkSnapshot
 from producer.thumbnails import NotServedError, Thumbnails
 from worker.config import Settings
 from worker.decision import Kind
 from worker.errors import PermanentError, TransientError
 from worker.index import Index
 from worker.object_ids import BadIdError
-from worker.review import NotReviewableError, Reviewer
-from worker.reviews import PROMOTED, Reviews
+from worker.undo import NotReviewableError, Reviewer
+from worker.verdicts import PROMOTED, Reviews
 
 log = logging.getLogger(__name__)
 

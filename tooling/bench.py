@@ -1,6 +1,6 @@
 """``make bench``: what the worker reaches against what its model alone reaches, and where its CPU goes.
 
-    python -m worker.bench [--images 384] [--batch-size 32] [--weights random] [--device auto]
+    python -m tooling.bench [--images 384] [--batch-size 32] [--weights random] [--device auto]
                            [--processes 1,2] [--camera 96] [--skip-model] [--profile worker.speedscope.json]
                            [--compile reduce-overhead] [--growth 9600]
 
@@ -53,12 +53,12 @@ import typer
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from tooling.localstack import LocalStack, Service, free_port
+from tooling.samples import PHOTOS, jpeg, photo
 from worker import lite
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import BRIGHT, DESCRIPTOR_DIM, Look, Signals, Thresholds
-from worker.localstack import LocalStack, Service, free_port
 from worker.metrics import STAGES
-from worker.samples import PHOTOS, jpeg, photo
 
 BUCKET = "bench"
 CAMERA = (4000, 3000)  # 12 MP

@@ -1,14 +1,14 @@
-"""``python -m worker.eval``: how well the service's decisions hold up, on your own images.
+"""``python -m tooling.eval``: how well the service's decisions hold up, on your own images.
 
 Takes a folder of distinct images, makes labelled variants (zoom, crop, brightness, grayscale, re-encodes,
 downscales, rotations, a flip, an overlay, a letterbox) and hard negatives, runs them through the worker's
 own decoding, hashes, model and ``decide()``, and writes ``report.md``, ``report.json`` and ``pr_curve.png``::
 
-    python -m worker.eval.sources data/eval-sources              # ~50 sample photos, if you have none
-    python -m worker.eval --images data/eval-sources --stages exact,perceptual --out data/eval-report
-    python -m worker.eval.corpus fetch                           # the held-out corpus (worker.eval.corpus)
-    python -m worker.eval --corpus data/corpus --fold tune --stages exact,perceptual --out data/eval-tune
-    DEDUP_MODEL_WEIGHTS=imagenet python -m worker.eval --images my-photos --out my-report   # all three stages
+    python -m tooling.eval.sources data/eval-sources              # ~50 sample photos, if you have none
+    python -m tooling.eval --images data/eval-sources --stages exact,perceptual --out data/eval-report
+    python -m tooling.eval.corpus fetch                           # the held-out corpus (tooling.eval.corpus)
+    python -m tooling.eval --corpus data/corpus --fold tune --stages exact,perceptual --out data/eval-tune
+    DEDUP_MODEL_WEIGHTS=imagenet python -m tooling.eval --images my-photos --out my-report   # all three stages
 
 Model weights and device come from ``DEDUP_MODEL_WEIGHTS`` / ``DEDUP_DEVICE`` like the worker's.
 """
@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from worker.eval.measure import SemanticSetup
+from tooling.eval.measure import SemanticSetup
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0] if __doc__ else None)
 
@@ -43,7 +43,7 @@ def main(
     corpus: Annotated[
         Path | None,
         typer.Option(
-            help="A fetched corpus (python -m worker.eval.corpus fetch) instead of --images.", file_okay=False
+            help="A fetched corpus (python -m tooling.eval.corpus fetch) instead of --images.", file_okay=False
         ),
     ] = None,
     fold: Annotated[str, typer.Option(help="With --corpus: tune, test or all.")] = "all",
@@ -82,11 +82,11 @@ def main(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Measure, then write the report; prints where it went and how long it took."""
+    from tooling.eval import analysis, categories, report
+    from tooling.eval.dataset import build, build_files
+    from tooling.eval.measure import measure
+    from tooling.eval.transforms import TRANSFORMS
     from worker.config import load_settings
-    from worker.eval import analysis, categories, report
-    from worker.eval.dataset import build, build_files
-    from worker.eval.measure import measure
-    from worker.eval.transforms import TRANSFORMS
     from worker.hashing import HASHERS, PERCEPTUAL
 
     started = time.monotonic()
@@ -174,7 +174,7 @@ def main(
 def corpus_files(root: Path, fold: str, limit: int | None) -> list[tuple[str, Path, str | None]]:
     """The corpus's pictures of ``fold`` as ``(name, path, category)``; with ``limit``, N spread evenly over the
     manifest (every collection keeps about its share)."""
-    from worker.eval.corpus import load
+    from tooling.eval.corpus import load
 
     try:
         pictures = load(root, fold)
@@ -197,7 +197,7 @@ def _command(**options: object) -> str:
     defaults |= {"images": None, "corpus": None, "fold": "all", "worker_thresholds": False}
     defaults["transforms"] = ""
     defaults["negatives"] = 40
-    parts = ["python -m worker.eval"]
+    parts = ["python -m tooling.eval"]
     for name, value in options.items():
         if name in defaults and value == defaults[name]:
             continue

@@ -3,7 +3,7 @@
 A page of the gallery needs every link that passes its filters, grouped and ordered; Milvus cannot group a query,
 so a page is a scan of the links collection. In Milvus Lite that scan costs about the same whatever the filter
 (0.4–0.9 s for 10,000 links on 2 cores). The gallery therefore reads all links at most once every ``max_age_s``
-and filters them in Python (:meth:`producer.gallery.Filters.keeps`): the next page, another order or filter
+and filters them in Python (:meth:`producer.gallery_pages.Filters.keeps`): the next page, another order or filter
 costs tens of milliseconds. A restore or confirm made through the gallery drops the snapshot at once; links the
 workers write meanwhile show up within ``max_age_s`` (``DEDUP_REVIEW_SNAPSHOT_S``; 0 reads the index on every
 page).

@@ -1,4 +1,4 @@
-"""``python -m worker.eval.tail``: how close unrelated pictures come, over millions of pairs, and what that means
+"""``python -m tooling.eval.tail``: how close unrelated pictures come, over millions of pairs, and what that means
 for an index of 1M or 100M originals.
 
 A threshold that is clean on a few thousand negative pairs says little about an index of millions: each upload
@@ -9,13 +9,13 @@ from different sources** with the perceptual stage's rule (:func:`worker.decisio
 whole ↔ every view either way round, or two same-region pairs), after its guard; the pairs near enough to
 matter are then confirmed by their views' details and colour-checked, as the decision does::
 
-    python -m worker.eval.tail --corpus data/corpus --fold tune --out data/tail-tune.json
+    python -m tooling.eval.tail --corpus data/corpus --fold tune --out data/tail-tune.json
     6,720 items (640 sources with their copies, and low-information pictures), 22,547,040 negative pairs ...
 
 It prints the negative pairs' survival (how many reach each similarity), the copies' recall at the same points,
 and the expected number of false neighbours per upload against 1M and 100M originals at the thresholds: the
 measured per-pair rate times the originals, and its 95 % upper bound (Poisson: 3 / pairs when none is found).
-The pairs are scored as whole arrays (:mod:`worker.eval.similarity`); 6,700 items (a fold of the corpus) take
+The pairs are scored as whole arrays (:mod:`tooling.eval.similarity`); 6,700 items (a fold of the corpus) take
 about seven minutes on two cores, most of it making and decoding the copies.
 """
 
@@ -33,6 +33,10 @@ import numpy as np
 import numpy.typing as npt
 import typer
 
+from tooling.eval import negatives as low_information
+from tooling.eval import similarity as similarity_rule
+from tooling.eval.dataset import decode
+from tooling.eval.transforms import REGRESSION, Transform
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
     DETAIL,
@@ -42,10 +46,6 @@ from worker.decision import (
     Signals,
     perceptual_similarity,
 )
-from worker.eval import negatives as low_information
-from worker.eval import similarity as similarity_rule
-from worker.eval.dataset import decode
-from worker.eval.transforms import REGRESSION, Transform
 from worker.fingerprint import Fingerprint, fingerprint
 
 Floats = npt.NDArray[np.float32]

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from worker.eval.transforms import jpeg, png
+from tooling.eval.transforms import jpeg, png
 
 SIZE = (640, 480)
 SEED = 20261201

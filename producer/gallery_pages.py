@@ -5,7 +5,7 @@ original, kind, score, time and the action taken), never from listing buckets. :
 query string and :meth:`Filters.keeps` tests a row against it (bucket, key prefix, kind, score range, one
 original); :func:`paginate` keeps the rows that pass, groups them by original and cuts out one page: lowest scores
 first by default (the likeliest mistakes), 50 groups a page. The rows are every link, read at most every few
-seconds (:class:`producer.link_snapshot.LinkSnapshot`), so a filter or a next page costs no scan of the index.
+seconds (:class:`producer.gallery_snapshot.LinkSnapshot`), so a filter or a next page costs no scan of the index.
 
     >>> filters = Filters.parse({"bucket": "photos", "kind": "perceptual", "max_score": "0.95"})
     >>> filters.keeps({"id": "photos/cat-2.jpg", "original": "photos/cat.jpg", "kind": "perceptual", "score": 0.93})
@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from worker.decision import SCORE_DIGITS, Kind
-from worker.index import SUGGEST
+from worker.links import SUGGEST
 from worker.messages import split_id
 from worker.object_ids import BadIdError, parse_id
 

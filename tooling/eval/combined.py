@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tooling.eval import similarity
+from tooling.eval.dataset import Dataset, Role
+from tooling.eval.measure import Measured
+from tooling.eval.metrics import NEGATIVE_GROUPS
+from tooling.eval.similarity import Floats
 from worker.decision import Neighbour, Signals, Status, Thresholds, decide, perceptual_similarity
-from worker.eval import similarity
-from worker.eval.dataset import Dataset, Role
-from worker.eval.measure import Measured
-from worker.eval.metrics import NEGATIVE_GROUPS
-from worker.eval.similarity import Floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def neighbours_of(
 ) -> list[Neighbour]:
     """What the index adapter would return for ``item``: the originals with all three measurements, the
     perceptual one confirmed by details as the index confirms the rows it finds at the threshold. With ``near``,
-    the unconfirmed similarities to ``originals`` (:func:`worker.eval.similarity.matrix`), only the originals
+    the unconfirmed similarities to ``originals`` (:func:`tooling.eval.similarity.matrix`), only the originals
     that can match at ``thresholds`` are returned (the same decisions, without a Neighbour for each of
     thousands of originals); without it, every original."""
 

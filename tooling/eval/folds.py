@@ -1,4 +1,4 @@
-"""``python -m worker.eval.folds``: the test fold's figures beside the tuning fold's, and the gap between them.
+"""``python -m tooling.eval.folds``: the test fold's figures beside the tuning fold's, and the gap between them.
 
 Every floor and threshold is chosen on the corpus's tuning fold; the figures that count are the test fold's,
 which nothing was tuned on. This reads the two harness reports (``make eval`` writes ``docs/quality/tune`` and
@@ -7,7 +7,7 @@ each fold and the gap (test − tune), then each fold's false duplicates (decisi
 false pairs. The README shows that table
 verbatim (between :data:`TABLE_START` and :data:`TABLE_END`)::
 
-    python -m worker.eval.folds docs/quality
+    python -m tooling.eval.folds docs/quality
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from worker.eval.metrics import NEGATIVE_GROUPS
+from tooling.eval.metrics import NEGATIVE_GROUPS
 
 TABLE_START = "<!-- folds-table:start -->"
 TABLE_END = "<!-- folds-table:end -->"

@@ -4,8 +4,8 @@ scikit-image ships about twenty real photos (no download). To get ~50 *distinct*
 large or texture-like ones are cut into non-overlapping tiles instead of being used whole (never both: a tile
 of a photo would be a partial copy of it). Whole photos are copied byte for byte; tiles are saved as PNG.
 
-    python -m worker.eval.sources data/eval-sources      # writes 49 files, then:
-    python -m worker.eval --images data/eval-sources
+    python -m tooling.eval.sources data/eval-sources      # writes 49 files, then:
+    python -m tooling.eval --images data/eval-sources
 
 The chessboard pair and the stereo motorcycle pair are left out whole (each pair is one picture twice); only
 the left motorcycle is tiled. Tiles that would be
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from tooling.samples import data_dir, photo, stem
 from worker.imaging import to_rgb
-from worker.samples import data_dir, photo, stem
 
 #: Used whole, copied byte for byte.
 WHOLE = (
@@ -107,7 +107,7 @@ def write_sources(folder: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise SystemExit("usage: python -m worker.eval.sources FOLDER")
+        raise SystemExit("usage: python -m tooling.eval.sources FOLDER")
     files = write_sources(Path(args[0]))
     print(f"{len(files)} source images in {args[0]}")
 

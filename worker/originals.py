@@ -1,0 +1,196 @@
+"""The collection of originals (``<collection>``), keyed by ``bucket/key``, with all three signals.
+
+==============  ============================  ==========================================================
+field           type                          used by
+==============  ============================  ==========================================================
+id              VARCHAR primary key           ``bucket/key``
+sha256          VARCHAR(64), inverted index   exact stage: ``sha256 in [...]``
+event_time_ms   INT64                         ordering; guards deletes against stale events
+dct             FLOAT_VECTOR(64), HNSW, IP    the whole picture's perceptual descriptor (unit vector)
+embedding       FLOAT_VECTOR(2048), HNSW,     semantic stage (unit vectors; COSINE returns similarity)
+                COSINE
+information,    FLOAT                         the guards (:class:`worker.decision.Guard`)
+split, texture
+colour          VARCHAR(96)                   colour check (hex of the colour layout)
+==============  ============================  ==========================================================
+
+The guard fields (:func:`add_look_fields`) are repeated on every hash row (:mod:`worker.hash_rows`). A collection
+made by an earlier version (hash bits, no guard fields) stops the worker at start with
+:class:`~worker.milvus.IndexSchemaError`, which says how to re-index (:data:`MIGRATE`).
+
+    >>> originals = Originals(milvus, "image_dedup", dim=2048, search_limit=10)
+    >>> originals.ensure()
+    >>> originals.exact([sha])  # {sha256: [Neighbour, ...]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pymilvus import DataType, MilvusClient
+
+from worker.config import env_name
+from worker.decision import DESCRIPTOR_DIM, Look, Neighbour, Signals
+from worker.milvus import HNSW, ID_MAX_BYTES, IndexSchemaError, Milvus
+
+#: The descriptor field of the originals and of the hash rows. An index made before descriptors (``phash``: ±1
+#: hash bits) needs the re-index of :data:`MIGRATE`.
+DESCRIPTOR = "dct"
+LOOK = ["information", "split", "texture", "colour"]
+#: What a lookup reads of each original it found.
+OUTPUT = ["id", "event_time_ms", "sha256", *LOOK]
+COLOUR_HEX = 96
+
+#: How an older collection is re-indexed (README "Upgrading an index").
+MIGRATE = (
+    "it was made by an earlier version of image-dedup-worker, without the fields this one needs (the perceptual "
+    "descriptors and details of this version, information, colour). Re-index: set {env}=<a new name> (e.g. "
+    "{name}_v2), start the workers, run `python -m producer backfill --bucket B` for each bucket, then drop the "
+    "old collections ({name}, {name}_links, {name}_hashes)"
+)
+
+
+def reindex_error(collection: str) -> IndexSchemaError:
+    """The error of a collection made by an earlier version: it says how to re-index."""
+    return IndexSchemaError(
+        f"{env_name('collection')}={collection}: " + MIGRATE.format(env=env_name("collection"), name=collection)
+    )
+
+
+class Originals:
+    def __init__(self, milvus: Milvus, name: str, *, dim: int, search_limit: int) -> None:
+        self.milvus = milvus
+        self.name = name
+        self.dim = dim
+        self.search_limit = search_limit
+
+    def exists(self) -> bool:
+        return self.milvus.has(self.name)
+
+    def ensure(self) -> None:
+        """Create the collection when missing; refuse one of another layout (:class:`IndexSchemaError`)."""
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+        schema.add_field("sha256", DataType.VARCHAR, max_length=64)
+        schema.add_field("event_time_ms", DataType.INT64)
+        schema.add_field(DESCRIPTOR, DataType.FLOAT_VECTOR, dim=DESCRIPTOR_DIM)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        add_look_fields(schema)
+        params = MilvusClient.prepare_index_params()
+        params.add_index(field_name="sha256", index_type="INVERTED")
+        params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)
+        params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
+        self.milvus.create_if_missing(self.name, schema, params)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        dims = {f["name"]: f.get("params", {}).get("dim") for f in self.milvus.fields(self.name)}
+        if "phash" in dims and DESCRIPTOR not in dims:  # hash bits: made before descriptors
+            raise reindex_error(self.name)
+        expected = {DESCRIPTOR: DESCRIPTOR_DIM, "embedding": self.dim}
+        for name, dim in expected.items():
+            if name not in dims or int(dims[name] or 0) != dim:
+                raise IndexSchemaError(
+                    f"{env_name('collection')}={self.name}: field {name!r} should be a {dim}-d vector, "
+                    f"found {dims.get(name)}; use a new collection name or drop the old one"
+                )
+        if "sha256" not in dims or "event_time_ms" not in dims:
+            raise IndexSchemaError(f"{env_name('collection')}={self.name}: not a collection of this service")
+        if any(name not in dims for name in LOOK):
+            raise reindex_error(self.name)
+
+    # Reads ----------------------------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        rows = self.milvus.query(self.name, "", ["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def stored(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """The rows for these ids: ``{id: (sha256, event_time_ms)}``."""
+        rows = self.milvus.query_in(self.name, "id", ids, ["id", "sha256", "event_time_ms"])
+        return {row["id"]: (row["sha256"], int(row["event_time_ms"])) for row in rows}
+
+    def exact(self, digests: Iterable[str]) -> dict[str, list[Neighbour]]:
+        """The originals holding exactly the bytes with each of these SHA-256s, in one query:
+        ``{sha256: [Neighbour, ...]}`` (digests no original has are absent)."""
+        found: dict[str, list[Neighbour]] = {}
+        for row in self.milvus.query_in(self.name, "sha256", digests, ["id", "event_time_ms", "sha256"]):
+            found.setdefault(row["sha256"], []).append(
+                Neighbour(row["id"], int(row["event_time_ms"]), sha256=row["sha256"])
+            )
+        return found
+
+    def ids_by_sha256(self, digests: Iterable[str]) -> list[dict[str, Any]]:
+        """``{"id", "sha256"}`` of every original with one of these SHA-256s."""
+        return self.milvus.query_in(self.name, "sha256", digests, ["id", "sha256"])
+
+    def rows(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The :data:`OUTPUT` fields of these originals: ``{id: row}`` (ids not stored are absent)."""
+        return {row["id"]: row for row in self.milvus.query_in(self.name, "id", ids, OUTPUT)}
+
+    def nearest_embeddings(
+        self, vectors: list[list[float]], where: str, counts: Callable[[float], bool] | None
+    ) -> list[list[dict[str, Any]]]:
+        """The ids and cosines of the originals nearest each embedding (semantic stage)."""
+        return self.milvus.search(
+            self.name, "embedding", vectors, ["id"], where, limit=self.search_limit, counts=counts
+        )
+
+    # Writes ---------------------------------------------------------------------------------------------------
+
+    def upsert(self, rows: list[dict[str, Any]]) -> None:
+        self.milvus.call(self.milvus.client.upsert, self.name, rows)
+
+    def discard(self, rows: Iterable[tuple[str, int]]) -> None:
+        """Delete rows ``(id, event_time_ms)`` unless a newer version of that key is stored."""
+        self.milvus.delete_guarded(self.name, rows)
+
+
+def row(item: Signals) -> dict[str, Any]:
+    """An original's row (it needs its embedding and perceptual descriptor)."""
+    if item.embedding is None:
+        raise ValueError(f"{item.id}: an original needs its embedding")
+    look = look_fields(item.look)
+    if item.dct is None:
+        raise ValueError(f"{item.id}: an original needs its perceptual descriptor")
+    return {
+        "id": item.id,
+        "sha256": item.sha256,
+        DESCRIPTOR: item.dct.tolist(),
+        "embedding": item.embedding.tolist(),
+        "event_time_ms": item.event_time_ms,
+        **look,
+    }
+
+
+def neighbour(row: dict[str, Any], **measured: Any) -> Neighbour:
+    """An original's row (:data:`OUTPUT`) with what the lookups measured about the pair."""
+    return Neighbour(row["id"], int(row["event_time_ms"]), sha256=row["sha256"], look=_look(row), **measured)
+
+
+def add_look_fields(schema: Any) -> None:
+    """The guard fields, on the originals and on every hash row."""
+    for name in ("information", "split", "texture"):
+        schema.add_field(name, DataType.FLOAT)
+    schema.add_field("colour", DataType.VARCHAR, max_length=COLOUR_HEX)
+
+
+def look_fields(look: Look | None) -> dict[str, Any]:
+    if look is None:  # not measured: stored as passing every guard, with no colour
+        return {"information": 1e9, "split": 0.0, "texture": 1e9, "colour": ""}
+    return {
+        "information": look.information,
+        "split": look.split,
+        "texture": look.texture,
+        "colour": look.colour.hex(),
+    }
+
+
+def _look(entity: dict[str, Any]) -> Look:
+    return Look(
+        information=float(entity["information"]),
+        split=float(entity["split"]),
+        texture=float(entity["texture"]),
+        colour=bytes.fromhex(entity["colour"]),
+    )
