@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -204,13 +206,18 @@ def test_pages_are_deterministic() -> None:
     assert [category for *_, category in first] == ["document", "screenshot", "document", "screenshot"]
 
 
-def test_harness_on_the_ci_subset_reports_per_category(tmp_path: Path) -> None:
-    """The real thing, small: fetch the CI subset (downloads five small packages once), run the harness on it
-    and read the per-category rows of its report."""
+@pytest.fixture(scope="module")
+def ci_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The CI subset, fetched once (downloads a few small packages into data/corpus-cache the first time)."""
     for tool in ("apt-get", "dpkg-deb"):
         assert shutil.which(tool), f"{tool} is needed: the corpus comes from Debian packages"
-    root = tmp_path / "corpus-ci"
-    manifest = corpus.fetch(root, subset="ci")
+    root = tmp_path_factory.mktemp("corpus-ci")
+    return root, corpus.fetch(root, subset="ci")
+
+
+def test_harness_on_the_ci_subset_reports_per_category(ci_corpus: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """The real thing, small: run the harness on the CI subset and read the per-category rows of its report."""
+    root, manifest = ci_corpus
     categories = {p["category"] for p in manifest["pictures"]}
     assert len(manifest["pictures"]) >= 40
     out = tmp_path / "report"
@@ -230,3 +237,39 @@ def test_harness_on_the_ci_subset_reports_per_category(tmp_path: Path) -> None:
     assert "## Per category of source" in md
     for category in categories:
         assert f"| {category} |" in md
+
+
+#: The README's test-fold figures (``make eval``), per category of source and edit.
+TEST_FOLD_REPORT = Path(__file__).parent.parent / "docs" / "quality" / "test" / "report.json"
+
+
+def test_the_ci_subset_holds_the_test_folds_figures_within_sampling_error(
+    ci_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The CI subset's test-fold pictures (23, in 8 categories) through the harness with the worker's
+    thresholds, every edit: each edit's recall must be what the committed test-fold report predicts for
+    pictures of those categories, within three standard errors of that prediction plus one picture. A change
+    to detection that moves the README's figures fails here until ``make eval`` has rerun them."""
+    root, manifest = ci_corpus
+    pictures = [p for p in manifest["pictures"] if p["fold"] == "test"]
+    per_category = Counter(p["category"] for p in pictures)
+    expected = json.loads(TEST_FOLD_REPORT.read_text())["categories"]["recall"]["perceptual"]
+    out = tmp_path / "report"
+    args = ["--corpus", str(root), "--fold", "test", "--out", str(out), "--stages", "exact,perceptual"]
+    result = CliRunner().invoke(app, [*args, "--hashes", "", "--inputs", "", "--worker-thresholds", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    measured = json.loads((out / "report.json").read_text())["categories"]["recall"]["perceptual"]
+    n = sum(per_category.values())
+    assert n >= 20
+    off = {}
+    for transform in expected[next(iter(per_category))]:
+        predicted = sum(k * expected[c][transform] for c, k in per_category.items()) / n
+        found = sum(k * measured[c][transform] for c, k in per_category.items()) / n
+        spread = np.sqrt(
+            sum(k * expected[c][transform] * (1 - expected[c][transform]) for c, k in per_category.items())
+        )
+        tolerance = 3 * spread / n + 1 / n
+        print(f"{transform}: {found:.2f} measured, {predicted:.2f} predicted, ± {tolerance:.2f}")
+        if abs(found - predicted) > tolerance:
+            off[transform] = (round(found, 3), round(predicted, 3), round(tolerance, 3))
+    assert off == {}
