@@ -40,7 +40,8 @@ BORDER_MAX = 0.35
 class Trim:
     """Where a picture's uniform borders end: ``box``, in whole lines (``(left, top, right, bottom)``, the
     blended line after a border left out), and ``edges``, where the picture starts to a fraction of a line
-    (:meth:`_Run.edge`). :func:`fingerprint` cuts the picture itself at ``edges`` and makes its thumbnail again,
+    (:meth:`_Run.edge`). :func:`worker.fingerprint.fingerprint` cuts the picture itself at ``edges`` and makes its
+    thumbnail again,
     so that a bordered copy's views cover what its source's do to a tenth of a thumbnail pixel, unblurred by the
     border: its details need that (a third of a pixel off, or a border's colour blurred into the first line, and
     a screenshot's details agree at 0.66–0.95 instead of 0.99)."""
@@ -56,8 +57,9 @@ def trim_box(grey: Floats) -> tuple[int, int, int, int]:
 
 def trim(grey: Floats) -> Trim:
     """``grey`` without its uniform borders. Borders come in opposite pairs of one colour (letterbox bars,
-    pillarbox bars, a frame), each at most :data:`BORDER_MAX` of the side: a uniform strip on one side only (a
-    clipped sky, a title bar) is part of the picture. A picture that is all border (a solid colour) is kept
+    pillarbox bars, a frame), each at most :data:`BORDER_MAX` of the side, and as wide at both ends as the narrower
+    run (:func:`_widths`): a uniform strip on one side only (a clipped sky, a title bar) is part of the picture. A
+    picture that is all border (a solid colour) is kept
     whole."""
     h, w = grey.shape
     tolerance = min(BORDER_TOLERANCE, max(BORDER_TOLERANCE_MIN, BORDER_SHARE * _spread(grey)))

@@ -144,12 +144,11 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         rgb = rgb.crop(scaled(found.edges, rgb.size, work.size))
         work = _thumbnail(rgb, WORK_SIDE)
         grey = np.asarray(work.convert("L"), dtype=np.float64)
-    trimmed, inner = work, grey
-    h, w = inner.shape
+    h, w = grey.shape
 
     everything = (0.0, 0.0, float(w), float(h))
-    brightened = np.minimum(np.asarray(trimmed, dtype=np.float32) * BRIGHTER, 255.0) @ _LUMA
-    views = _thumbs32(inner, [everything, *(_box(r, w, h) for r in REGIONS)], also=brightened)
+    brightened = np.minimum(np.asarray(work, dtype=np.float32) * BRIGHTER, 255.0) @ _LUMA
+    views = _thumbs32(grey, [everything, *(_box(r, w, h) for r in REGIONS)], also=brightened)
     whole = views[0]
     stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:]])  # whole, mirror, regions, brightened
     low = _low_dct(stack)
@@ -163,8 +162,8 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     coefficients = low[0]
     information = median(np.abs(coefficients - median(coefficients)))
     split = _split_share(whole)
-    texture = _texture(inner.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
-    colour = _colour_layout(trimmed)
+    texture = _texture(grey.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
+    colour = _colour_layout(work)
     return Fingerprint(described[0], Look(described[1:], information, split, texture, colour, fine))
 
 
