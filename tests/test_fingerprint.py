@@ -14,7 +14,7 @@ from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, letterbox, side_crop, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo
 from worker import imaging
-from worker.borders import trim, trim_box
+from worker.borders import trim
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
     DETAIL,
@@ -137,11 +137,11 @@ def test_a_picture_with_nothing_to_clip_keeps_its_whole_descriptor_as_the_bright
 def test_uniform_borders_are_trimmed_and_a_solid_picture_is_kept_whole() -> None:
     grey = np.full((100, 120), 0.0)
     grey[20:80, 10:110] = np.random.default_rng(1).uniform(30, 220, (60, 100))
-    assert trim_box(grey) == (11, 21, 109, 79)  # the borders and the line blending them into the picture
-    assert trim_box(np.full((50, 50), 128.0)) == (0, 0, 50, 50)
+    assert trim(grey).box == (11, 21, 109, 79)  # the borders and the line blending them into the picture
+    assert trim(np.full((50, 50), 128.0)).box == (0, 0, 50, 50)
     one_sided = grey.copy()
     one_sided[80:] = 90.0  # a strip of another colour at the bottom: the top is no letterbox bar then
-    assert trim_box(one_sided)[1::2] == (0, 100)
+    assert trim(one_sided).box[1::2] == (0, 100)
 
 
 def test_a_border_edge_is_found_to_a_fraction_of_a_line() -> None:
@@ -183,7 +183,7 @@ def test_a_border_that_runs_on_into_the_pictures_own_edge_is_trimmed_as_wide_as_
     source.thumbnail((320, 320))
     source.paste((0, 0, 0), (0, 0, source.width, 40))  # a black sky
     original, copy = fingerprint(source), fingerprint(jpeg(border(source, 0.05, (0, 0, 0))))
-    assert trim_box(np.asarray(source.convert("L"), dtype=np.float64))[1] == 0
+    assert trim(np.asarray(source.convert("L"), dtype=np.float64)).box[1] == 0
     assert similarity(original.dct, copy.dct) >= 0.995
     assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] >= DETAIL
 

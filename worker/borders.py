@@ -50,11 +50,6 @@ class Trim:
     edges: tuple[float, float, float, float]
 
 
-def trim_box(grey: Floats) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` of ``grey`` without its uniform borders, in whole lines (:func:`trim`)."""
-    return trim(grey).box
-
-
 def trim(grey: Floats) -> Trim:
     """``grey`` without its uniform borders. Borders come in opposite pairs of one colour (letterbox bars,
     pillarbox bars, a frame), each at most :data:`BORDER_MAX` of the side, and as wide at both ends as the narrower

@@ -116,8 +116,8 @@ class HashRows:
         regions: dict[tuple[str, str], dict[int, float]] = {}  # (image, original) → region → similarity
         for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
             for hit in hits:
-                owner, _, stored = str(hit["id"]).rpartition("#")
-                kind = pair_kind(variant, int(stored))
+                owner, stored = split_row_id(hit["id"])
+                kind = pair_kind(variant, stored)
                 if kind is None:
                     continue
                 pair, found = (item.id, owner), float(hit["distance"])
@@ -161,7 +161,7 @@ class HashRows:
                     and theirs is not None
                     and len(theirs)
                     and float(detail_similarities(own[variant : variant + 1], theirs[None, :])[0, 0])
-                    < detail_floor(variant, int(str(hit["id"]).rpartition("#")[2]), detail, detail_region)
+                    < detail_floor(variant, split_row_id(hit["id"])[1], detail, detail_region)
                 ):
                     continue
                 kept.append(hit)
@@ -179,12 +179,23 @@ class HashRows:
         self.milvus.delete_guarded(self.name, rows, key="owner")
 
 
+def row_id(owner: str, variant: int) -> str:
+    """A hash row's id: its picture's and the view's number (``photos/cat.jpg#2``)."""
+    return f"{owner}#{variant}"
+
+
+def split_row_id(row: object) -> tuple[str, int]:
+    """The picture and view number of a hash row's id (:func:`row_id`)."""
+    owner, _, variant = str(row).rpartition("#")
+    return owner, int(variant)
+
+
 def rows_of(item: Signals) -> list[dict[str, Any]]:
     """An original's hash rows: every stored view (the mirror is searched with, never stored)."""
     common = {"event_time_ms": item.event_time_ms, **look_fields(item.look)}
     return [
         {
-            "id": f"{item.id}#{variant}",
+            "id": row_id(item.id, variant),
             "owner": item.id,
             "variant": variant,
             DESCRIPTOR: d.tolist(),

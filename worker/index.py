@@ -186,9 +186,9 @@ class Index:
         """The duplicates linked to these originals: ``{duplicate id: event_time_ms}``."""
         return self.link_rows.dependents(originals)
 
-    def links(self, expression: str = "", fields: Sequence[str] = LINK_FIELDS) -> list[dict[str, Any]]:
-        """Every link row matching a Milvus filter ``expression`` (:meth:`worker.links.Links.rows`)."""
-        return self.link_rows.rows(expression, fields)
+    def links(self) -> list[dict[str, Any]]:
+        """Every link row (:meth:`worker.links.Links.rows`)."""
+        return self.link_rows.rows()
 
     def links_of(self, ids: Iterable[str]) -> dict[str, Link]:
         """The links of these duplicates: ``{id: Link}`` (ids that are no duplicate are absent)."""

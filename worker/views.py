@@ -10,6 +10,7 @@ brightened), their similarities and their details' (:func:`perceptual_similarity
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,12 +76,13 @@ def detail_floor(query_variant: int, stored_variant: int, detail: float, region:
     return region if region is not None and regional and whole and query_variant != stored_variant else detail
 
 
+@cache  # a few shapes and thresholds; every compared pair of pictures asks again
 def detail_floors(views_a: int, views_b: int, detail: float, region: float | None) -> npt.NDArray[np.float32]:
-    """:func:`detail_floor` of every pair of views (``views_a`` × ``views_b``)."""
-    out = np.full((views_a, views_b), detail, dtype=np.float32)
-    if region is not None:
-        out[2 : min(views_a, BRIGHT), 0] = region
-        out[0, 2 : min(views_b, BRIGHT)] = region
+    """:func:`detail_floor` of every pair of views (``views_a`` × ``views_b``), read-only."""
+    out = np.array(
+        [[detail_floor(a, b, detail, region) for b in range(views_b)] for a in range(views_a)], dtype=np.float32
+    )
+    out.flags.writeable = False
     return out
 
 
