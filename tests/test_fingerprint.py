@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, letterbox, side_crop, zoom
@@ -27,7 +27,7 @@ from worker.decision import (
     perceptual_similarity,
     similarity,
 )
-from worker.fingerprint import BRIGHT_SAME, Fingerprint, fingerprint
+from worker.fingerprint import BRIGHT_SAME, Fingerprint, fingerprint, information
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median, below the perceptual guard,
 #: so it is decided on exact bytes (and, with real weights, by the semantic stage).
@@ -209,6 +209,51 @@ def test_solid_colours_are_below_the_guard_and_photos_above_it() -> None:
             continue
         assert GUARD.perceptual_ok(look), name
         assert GUARD.semantic_ok(look), name
+
+
+def _two_tone(shape: str) -> Image.Image:
+    """A red design on white, two colours only: a centred cross, a centred disc or three horizontal stripes."""
+    out = Image.new("RGB", (600, 400), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    red = (190, 0, 40)
+    if shape == "cross":
+        draw.rectangle((250, 0, 350, 400), fill=red)
+        draw.rectangle((0, 150, 600, 250), fill=red)
+    elif shape == "disc":
+        draw.ellipse((180, 80, 420, 320), fill=red)
+    else:
+        draw.rectangle((0, 133, 600, 266), fill=red)
+    return out
+
+
+def test_a_symmetric_two_tone_design_is_decided_and_a_striped_one_still_abstains() -> None:
+    """A cross leaves most of its DCT coefficients at 0 (their median distance is 0) and one light/dark split
+    explains 97 % of it, so the guard used to abstain; its few coefficients far from the median
+    (:func:`worker.fingerprint.information`) now let it through, its copies are found and a disc of the same
+    colours is not one of them. Three stripes put their coefficients in one column: that still abstains."""
+    cross, disc, stripes = (_two_tone(shape) for shape in ("cross", "disc", "stripes"))
+    look = fingerprint(cross).look
+    assert look.split > 0.95  # the old floor
+    assert GUARD.perceptual_ok(look)
+    original = sig("cross", fingerprint(cross))
+    for copy in (jpeg(cross.resize((300, 200), Image.Resampling.LANCZOS)), ImageOps.grayscale(cross)):
+        found = sig("copy", fingerprint(copy))
+        assert GUARD.perceptual_ok(found.look)
+        assert near(found, original) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    other = sig("disc", fingerprint(disc))
+    assert GUARD.perceptual_ok(other.look)
+    assert (perceptual_similarity(other, original, DETAIL, DETAIL_REGION) or -1.0) < DEFAULT_PERCEPTUAL_THRESHOLD
+    assert not GUARD.perceptual_ok(fingerprint(stripes).look)
+
+
+def test_information_is_the_median_distance_or_a_share_of_the_peak() -> None:
+    flat = np.zeros((8, 8))
+    assert information(flat) == 0.0
+    sparse = np.zeros((8, 8))
+    sparse[0, 0], sparse[::2, ::2].flat[1:] = 500.0, 40.0  # DC, and 15 of the 63 others far from their median 0
+    assert information(sparse) == pytest.approx(0.04 * 40.0)
+    dense = np.arange(64.0).reshape(8, 8)  # every coefficient its own distance from the median
+    assert information(dense) == pytest.approx(16.0)
 
 
 def test_colour_tells_colourways_apart_but_not_a_grayscale_or_brightened_copy() -> None:

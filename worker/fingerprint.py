@@ -25,10 +25,12 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   layout, or two pages of one template, are nearly the same picture (cosine 0.998); their cards, labels and lines
   are here. A descriptor match counts only when the same two views' details agree too
   (:func:`worker.decision.perceptual_similarity`);
-* ``information`` — how much structure stands behind the descriptor: the median distance, in grey levels, of the
-  64 DCT coefficients from their median. A solid colour, a smooth gradient, a near-blank scan
-  or a light/dark split has almost every coefficient at the median, so its bits are noise that any other such
-  picture shares. Below :data:`worker.decision.Guard` floors a stage abstains;
+* ``information`` — how much structure stands behind the descriptor (:func:`information`): the median distance,
+  in grey levels, of the 64 DCT coefficients from their median, or a share of the 90th percentile of the 63 AC
+  coefficients' distances when that is larger. A solid colour, a smooth gradient, a near-blank scan or a
+  light/dark split has almost every coefficient at the median, so its descriptor is noise that any other such
+  picture shares; a symmetric design (a disc, a cross, a saltire) leaves most coefficients at 0 too, but a few
+  of them far from it. Below :data:`worker.decision.Guard` floors a stage abstains;
 * ``split`` — the share of the whole view's variance one light/dark split explains (Otsu's effectiveness): a
   two-tone picture's bits encode where the split runs, not what lies on either side (czkawka PR #2059);
 * ``texture`` — the share of the trimmed thumbnail's pixels whose 3×3 neighbourhood varies by more than
@@ -102,6 +104,14 @@ assert len(REGIONS) == REGION_COUNT
 NO_STRUCTURE = 1e-3
 #: Side of the box blur a view's details are taken against: what it removes is the view's coarse shading.
 DETAIL_BOX = 5
+#: :func:`information` of a picture whose structure sits in a few coefficients: this share of the 90th percentile
+#: (:data:`PEAK_RANK`) of their distances from the median, when that is more than the median distance. At the
+#: guard's floor (0.3) it asks for a peak of 7.5 grey levels: chosen on the corpus's tuning fold, where any floor
+#: from 4 to 14 leaves none of its negative pairs matching (a generated overlay frame is at 3.8, a historic flag
+#: at 14.1) and the geometric middle of that range is 7.5. A centred disc, a cross or a saltire is decided; a
+#: striped flag, whose few coefficients all sit in one row, still abstains with the light/dark splits.
+PEAK_SHARE = 0.04
+PEAK_RANK = 0.9
 
 
 Floats = npt.NDArray[np.float64]
@@ -159,12 +169,28 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         and detail_similarities(fine[-1:], fine[:1])[0, 0] >= BRIGHT_SAME_DETAILS
     ):  # the brightened view is the whole one: no row of its own, in the index or out of it
         described[-1], fine[-1] = described[0], fine[0]
-    coefficients = low[0]
-    information = median(np.abs(coefficients - median(coefficients)))
     split = _split_share(whole)
     texture = _texture(grey.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(work)
-    return Fingerprint(described[0], Look(described[1:], information, split, texture, colour, fine))
+    return Fingerprint(described[0], Look(described[1:], information(low[0]), split, texture, colour, fine))
+
+
+def information(coefficients: Floats) -> float:
+    """How much structure a view's 8×8 low DCT coefficients (grey levels) carry: the median distance of the 64 from
+    their median, or :data:`PEAK_SHARE` of the :data:`PEAK_RANK` percentile of the 63 AC ones' distances from
+    theirs, whichever is larger. A solid colour or a smooth gradient has both near 0; a red disc on white has its
+    energy in the 16 even coefficients, so its median distance is 0 while its peak is large.
+
+        >>> disc = _low_dct(_thumbs32(np.where(np.hypot(*np.mgrid[-16:16, -16:16] + 0.5) < 10, 60.0, 255.0),
+        ...     [(0.0, 0.0, 32.0, 32.0)]))[0]
+        >>> round(median(np.abs(disc - median(disc))), 2), round(information(disc), 2)
+        (0.0, 0.71)
+    """
+    spread = median(np.abs(coefficients - median(coefficients)))
+    ac = coefficients.ravel()[1:]
+    distances = np.sort(np.abs(ac - median(ac)))
+    peak = float(distances[int(PEAK_RANK * (len(distances) - 1))])
+    return max(spread, PEAK_SHARE * peak)
 
 
 def _box(region: tuple[float, float, float, float], w: int, h: int) -> tuple[float, float, float, float]:
