@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from pymilvus import DataType, MilvusClient
 
 from tests.helpers import bit_views, bits, bits_apart
 from tooling.eval.transforms import zoom
 from tooling.samples import photo
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import Look, Signals, Thresholds
+from worker.decision import UNTRIMMED, Look, Signals, Thresholds
 from worker.fingerprint import fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 
@@ -390,3 +390,45 @@ def test_stored_details_confirm_a_whole_against_region_pair_at_its_own_threshold
         n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
         for n in index.neighbours([query], one_threshold)["photos/zoomed.jpg"]
     )
+
+
+def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> None:
+    """A disc on white is trimmed to the disc, to a fraction of a pixel that its half-size JPEG copy measures
+    otherwise: the trimmed views' details fall out of step. The original's untrimmed view is stored as a row of
+    its own and the copy's searched against it, so the one search finds the copy; a picture nothing was trimmed
+    from stores no such row."""
+    disc = _disc_on_white()
+    out = io.BytesIO()
+    disc.resize((300, 200), Image.Resampling.LANCZOS).save(out, "JPEG", quality=75)
+    original, copy = fingerprint(disc), fingerprint(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+    index.store([Signals("art/disc.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
+    query = Signals("art/disc-small.jpg", 2, "sha-c", copy.dct, unit(2), look=copy.look)
+    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
+
+    [hit] = index.neighbours([query], within)["art/disc-small.jpg"]
+    assert hit.perceptual is not None
+    assert hit.perceptual >= 0.99
+    assert UNTRIMMED in _variants(index, "art/disc.png")
+    untrimmed_only = replace(copy.look, variants=copy.look.variants.copy())
+    untrimmed_only.variants[UNTRIMMED - 1] = -copy.dct  # without the untrimmed view, nothing matches
+    alone = Signals("art/disc-small.jpg", 2, "sha-c", copy.dct, unit(2), look=untrimmed_only)
+    assert all(
+        n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
+        for n in index.neighbours([alone], within).get("art/disc-small.jpg", [])
+    )
+
+    plain = fingerprint(photo("coffee.png"))
+    index.store([Signals("photos/coffee.png", 3, "sha-p", plain.dct, unit(3), look=plain.look)])
+    assert 0 in _variants(index, "photos/coffee.png")
+    assert UNTRIMMED not in _variants(index, "photos/coffee.png")
+
+
+def _variants(index: Index, owner: str) -> set[int]:
+    rows = index.milvus.query(index.hashes_collection, f'owner == "{owner}"', ["variant"])
+    return {int(row["variant"]) for row in rows}
+
+
+def _disc_on_white() -> Image.Image:
+    out = Image.new("RGB", (600, 400), (255, 255, 255))
+    ImageDraw.Draw(out).ellipse((140, 40, 460, 360), fill=(190, 0, 40))
+    return out

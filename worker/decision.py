@@ -64,6 +64,7 @@ from worker.views import DETAIL as DETAIL
 from worker.views import DETAIL_REGION as DETAIL_REGION
 from worker.views import REGION_COUNT as REGION_COUNT
 from worker.views import REGIONS_AGREEING as REGIONS_AGREEING
+from worker.views import UNTRIMMED as UNTRIMMED
 from worker.views import allowed as allowed
 from worker.views import combined_similarity as combined_similarity
 from worker.views import detail_floor as detail_floor
@@ -86,7 +87,7 @@ Details = npt.NDArray[np.int8]
 
 
 def no_views() -> Vector:
-    """An empty stack of descriptors (a look without mirror, regions or brightened view)."""
+    """An empty stack of descriptors (a look without its other views)."""
     return np.zeros((0, DESCRIPTOR_DIM), dtype=np.float32)
 
 
@@ -116,8 +117,8 @@ _KIND_RANK = {Kind.EXACT: 0, Kind.PERCEPTUAL: 1, Kind.SEMANTIC: 2}
 @dataclass(frozen=True, slots=True, eq=False)
 class Look:
     """What the near-duplicate stages know of a picture besides its whole-picture descriptor (see
-    :mod:`worker.fingerprint`): the mirror's, the regions' and the brightened picture's descriptors
-    (``variants``, one row each: mirror first, then :data:`REGION_COUNT` regions, then the brightened one), the
+    :mod:`worker.fingerprint`): the other views' descriptors (``variants``, one row each: the mirror first, then
+    :data:`REGION_COUNT` regions, the brightened picture and the untrimmed one, :data:`UNTRIMMED`), the
     information behind the descriptor, the share of its variance one light/dark split explains, its texture, its
     colour layout and the ``details`` of every view (one row each, the whole picture first, then as ``variants``;
     empty: not known, and every pair counts as confirmed)."""

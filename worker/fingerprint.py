@@ -16,6 +16,11 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
 * ``regions`` — descriptors of sub-rectangles (:data:`REGIONS`: central ones at a few scales and strips without
   one side), stored and searched against whole pictures in both directions, so a zoomed or cropped copy matches
   its source whichever arrives first;
+* ``untrimmed`` — the descriptor of the whole picture as uploaded, borders kept, stored and searched against
+  the untrimmed and the whole views of others: where to trim an object on a plain background (clip art, an
+  icon) is found to a fraction of a pixel, and a re-encoded or resized copy's fraction can differ enough to put
+  its details out of step with its source's; untrimmed, both are the same picture. It is the whole descriptor
+  itself (no row of its own) when nothing was trimmed;
 * ``bright`` — the descriptor of the picture with every channel brightened by :data:`BRIGHTER` and clipped,
   stored and searched against whole pictures both ways, so a brightened copy whose saturated colours or
   near-white areas clipped still matches; it is the whole descriptor itself when brightening leaves it within
@@ -45,7 +50,7 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     >>> similarity(fp.dct, fingerprint(ImageOps.mirror(picture)).mirror) > 0.99
     True
 
-Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the thirteen 32×32 views by
+Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the fourteen 32×32 views by
 batched matrix products (``python -m tooling.eval.cost`` times the hash stage against a single pHash).
 """
 
@@ -59,7 +64,16 @@ import numpy.typing as npt
 from PIL import Image
 
 from worker.borders import median, scaled, trim
-from worker.decision import BRIGHT, DESCRIPTOR_DIM, REGION_COUNT, Look, Vector, detail_similarities, similarity
+from worker.decision import (
+    BRIGHT,
+    DESCRIPTOR_DIM,
+    REGION_COUNT,
+    UNTRIMMED,
+    Look,
+    Vector,
+    detail_similarities,
+    similarity,
+)
 
 HASH_SIDE = 8  # 8×8 low frequencies → a 64-d descriptor
 DCT_SIDE = 32  # of a 32×32 grey thumbnail (imagehash's pHash: hash_size 8, highfreq_factor 4)
@@ -139,12 +153,17 @@ class Fingerprint:
         row: Vector = self.look.variants[BRIGHT - 1]
         return row
 
+    @property
+    def untrimmed(self) -> Vector:
+        row: Vector = self.look.variants[UNTRIMMED - 1]
+        return row
+
 
 def fingerprint(image: Image.Image) -> Fingerprint:
     """The fingerprint of an RGB picture (any size; the decoder's reduced-size JPEGs are fine)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     work = _thumbnail(rgb, WORK_SIDE)
-    grey = np.asarray(work.convert("L"), dtype=np.float64)
+    grey = uploaded = np.asarray(work.convert("L"), dtype=np.float64)
     for _ in range(TRIM_PASSES):  # a frame, then the mat or margin inside it
         found = trim(grey)
         if found.box == (0, 0, grey.shape[1], grey.shape[0]):
@@ -160,15 +179,20 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     brightened = np.minimum(np.asarray(work, dtype=np.float32) * BRIGHTER, 255.0) @ _LUMA
     views = _thumbs32(grey, [everything, *(_box(r, w, h) for r in REGIONS)], also=brightened)
     whole = views[0]
-    stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:]])  # whole, mirror, regions, brightened
+    trimmed = grey is not uploaded
+    height, width = uploaded.shape
+    as_uploaded = _thumbs32(uploaded, [(0.0, 0.0, float(width), float(height))]) if trimmed else views[:1]
+    stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:], as_uploaded])  # the views in variant order
     low = _low_dct(stack)
     described = descriptors(low)
     fine = details(stack)
     if (
-        similarity(described[-1], described[0]) >= BRIGHT_SAME
-        and detail_similarities(fine[-1:], fine[:1])[0, 0] >= BRIGHT_SAME_DETAILS
+        similarity(described[BRIGHT], described[0]) >= BRIGHT_SAME
+        and detail_similarities(fine[BRIGHT : BRIGHT + 1], fine[:1])[0, 0] >= BRIGHT_SAME_DETAILS
     ):  # the brightened view is the whole one: no row of its own, in the index or out of it
-        described[-1], fine[-1] = described[0], fine[0]
+        described[BRIGHT], fine[BRIGHT] = described[0], fine[0]
+    if not trimmed:  # nothing trimmed: the untrimmed view is the whole one
+        described[UNTRIMMED], fine[UNTRIMMED] = described[0], fine[0]
     split = _split_share(whole)
     texture = _texture(grey.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(work)

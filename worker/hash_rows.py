@@ -1,13 +1,13 @@
 """The hash rows (``<collection>_hashes``): one row per stored descriptor of an original, what the perceptual stage
 searches.
 
-A row per view of an original: the whole picture, each region of :data:`worker.fingerprint.REGIONS` and the
-brightened picture when brightening changes its descriptor; id ``bucket/key#variant``; ``dct`` searched by inner
-product, which for unit vectors is their cosine. Each row carries that view's details (``detail``, base64 of 1,024
-signed bytes, read back only for the rows a search finds at or above the threshold, to confirm them) and the
-original's guard fields beside it, so that **one** batched search — every image's whole, mirror, region and
-brightened descriptors at once — finds zoomed, cropped, mirrored, bordered and brightened copies whichever
-arrived first (:func:`worker.decision.pair_kind` says which pairs count).
+A row per view of an original: the whole picture, each region of :data:`worker.fingerprint.REGIONS`, the brightened
+picture when brightening changes its descriptor and the untrimmed picture when trimming did; id
+``bucket/key#variant``; ``dct`` searched by inner product, which for unit vectors is their cosine. Each row carries
+that view's details (``detail``, base64 of 1,024 signed bytes, read back only for the rows a search finds at or
+above the threshold, to confirm them) and the original's guard fields beside it, so that **one** batched search —
+every image's whole, mirror, region, brightened and untrimmed descriptors at once — finds zoomed, cropped, mirrored,
+bordered and brightened copies whichever arrived first (:func:`worker.decision.pair_kind` says which pairs count).
 
 ==============  ============================  ==========================================================
 field           type                          meaning
@@ -38,6 +38,7 @@ from worker.decision import (
     BRIGHT,
     DESCRIPTOR_DIM,
     DETAIL_SIZE,
+    UNTRIMMED,
     Details,
     Signals,
     Thresholds,
@@ -93,8 +94,8 @@ class HashRows:
         where: str,
         within: Thresholds | None,
     ) -> None:
-        """One search for every descriptor of every image (whole, mirror, regions, brightened) among every stored
-        descriptor; each pair of variants is scored as :func:`~worker.decision.pair_kind` says, then combined per
+        """One search for every descriptor of every image (whole, mirror, regions, brightened, untrimmed) among every
+        stored descriptor; each pair of variants is scored as :func:`~worker.decision.pair_kind` says, then combined per
         original into ``measured[image][original]["perceptual"]``. With ``within``, rows less similar than its
         perceptual threshold never match (a region pair counts only as the second-closest of two at or above it),
         and a row at or above it counts only when its details agree with the query's view (``within.detail``)."""
@@ -208,12 +209,12 @@ def rows_of(item: Signals) -> list[dict[str, Any]]:
 
 
 def searched(item: Signals) -> list[tuple[int, Vector]]:
-    """``(variant, descriptor)`` of an image's descriptors that are stored and searched: a brightened descriptor
-    equal to the whole picture's (nothing to clip) would only repeat it."""
+    """``(variant, descriptor)`` of an image's descriptors that are stored and searched: a brightened or untrimmed
+    descriptor equal to the whole picture's (nothing to clip, nothing trimmed) would only repeat it."""
     views = views_of(item)
     if views is None:
         return []
-    return [(v, d) for v, d in enumerate(views) if not (v == BRIGHT and np.array_equal(d, views[0]))]
+    return [(v, d) for v, d in enumerate(views) if not (v in (BRIGHT, UNTRIMMED) and np.array_equal(d, views[0]))]
 
 
 def _detail_text(item: Signals, variant: int) -> str:

@@ -1,5 +1,5 @@
 """How alike two pictures' views are: which descriptors are compared with which (whole, mirror, regions,
-brightened), their similarities and their details' (:func:`perceptual_similarity`). Part of the decision
+brightened, untrimmed), their similarities and their details' (:func:`perceptual_similarity`). Part of the decision
 (:mod:`worker.decision`, which re-exports these names); the index's perceptual search pairs views the same way
 (:mod:`worker.hash_rows`).
 
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 REGION_COUNT = 10
 #: Variant number of the picture brightened with clipping (:data:`worker.fingerprint.BRIGHTER`).
 BRIGHT = 2 + REGION_COUNT
+#: Variant number of the whole picture as uploaded, borders kept (variant 0 has them trimmed): where to trim an
+#: object on a plain background (clip art, an icon, a product shot) is found to a fraction of a pixel, and a
+#: re-encoded or resized copy's fraction differs enough to put its details out of step with its source's.
+UNTRIMMED = BRIGHT + 1
 #: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
 REGIONS_AGREEING = 2
 #: Two views' details must agree this well for their descriptors' similarity to count (``Thresholds.detail``).
@@ -46,16 +50,21 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
     picture:
 
     * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
-      copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights):
-      one such pair at or above the threshold is a match;
+      copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights),
+      untrimmed ↔ untrimmed and untrimmed ↔ whole either way (:data:`UNTRIMMED`: a copy of a picture with a plain
+      background whose trimmed views fell out of step): one such pair at or above the threshold is a match;
     * ``"region"``: region k ↔ region k (an overlay or a caption hides one part of the picture, the rest agrees):
       it counts only when :data:`REGIONS_AGREEING` regions agree (one alone lets same-layout screenshots match).
 
         >>> pair_kind(1, 0), pair_kind(1, 3), pair_kind(3, 3), pair_kind(3, 4), pair_kind(BRIGHT, BRIGHT)
         ('view', None, 'region', None, None)
+        >>> pair_kind(UNTRIMMED, UNTRIMMED), pair_kind(UNTRIMMED, 0), pair_kind(UNTRIMMED, 3), pair_kind(1, UNTRIMMED)
+        ('view', 'view', None, None)
     """
     if stored_variant == 1 or (query_variant == BRIGHT and stored_variant == BRIGHT):
         return None
+    if query_variant == UNTRIMMED and stored_variant == UNTRIMMED:
+        return "view"
     if stored_variant == 0 or query_variant == 0:
         return "view"
     return "region" if query_variant == stored_variant else None
@@ -106,8 +115,8 @@ def combined_similarity(view: float | None, regions: Mapping[int, float]) -> flo
 
 
 def views_of(item: Signals) -> Vector | None:
-    """The image's descriptors by variant number: whole, mirror, regions, brightened (only the whole without a
-    look; None without a descriptor)."""
+    """The image's descriptors by variant number: whole, mirror, regions, brightened, untrimmed (only the whole
+    without a look; None without a descriptor)."""
     if item.dct is None:
         return None
     if item.look is None or not len(item.look.variants):
@@ -134,13 +143,16 @@ def perceptual_similarity(
     if va is None or vb is None:
         return None
     # The pairs pair_kind allows either way round, without trying the others: the whole picture of either side
-    # against every descriptor of the other ("view"), and region k against region k ("region").
+    # against every descriptor of the other and the untrimmed pictures against each other ("view"), and region k
+    # against region k ("region").
     sims: Vector = va @ vb.T
     da, db = _details(a, len(va)), _details(b, len(vb))
     if detail is not None and da is not None and db is not None:
         floors = detail_floors(len(va), len(vb), detail, detail_region)
         sims = np.where(detail_similarities(da, db) >= floors, sims, -1.0).astype(np.float32)
     view = max(float(sims[0].max()), float(sims[:, 0].max()))
+    if len(va) > UNTRIMMED and len(vb) > UNTRIMMED:
+        view = max(view, float(sims[UNTRIMMED, UNTRIMMED]))
     regions = {k: float(sims[k, k]) for k in range(2, min(len(va), len(vb), BRIGHT))}
     return combined_similarity(view, regions)
 
