@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 from pymilvus import DataType, MilvusClient
 
 from tests.helpers import bit_views, bits, bits_apart
 from tooling.eval.transforms import zoom
 from tooling.samples import photo
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import UNTRIMMED, Look, Signals, Thresholds
+from worker.decision import UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds
 from worker.fingerprint import fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 
@@ -409,9 +409,9 @@ def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> 
     assert hit.perceptual is not None
     assert hit.perceptual >= 0.99
     assert UNTRIMMED in _variants(index, "art/disc.png")
-    untrimmed_only = replace(copy.look, variants=copy.look.variants.copy())
-    untrimmed_only.variants[UNTRIMMED - 1] = -copy.dct  # without the untrimmed view, nothing matches
-    alone = Signals("art/disc-small.jpg", 2, "sha-c", copy.dct, unit(2), look=untrimmed_only)
+    trimmed_only = replace(copy.look, variants=copy.look.variants.copy())
+    trimmed_only.variants[UNTRIMMED - 1 :] = -copy.dct  # without the untrimmed views (a disc's mirror is itself)
+    alone = Signals("art/disc-small.jpg", 2, "sha-c", copy.dct, unit(2), look=trimmed_only)
     assert all(
         n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
         for n in index.neighbours([alone], within).get("art/disc-small.jpg", [])
@@ -428,7 +428,36 @@ def _variants(index: Index, owner: str) -> set[int]:
     return {int(row["variant"]) for row in rows}
 
 
-def _disc_on_white() -> Image.Image:
+def test_a_mirrored_object_on_white_is_found_through_its_untrimmed_mirror(index: Index) -> None:
+    """The same for a mirrored copy: its untrimmed view's mirror is searched against the original's untrimmed row
+    (and, like the mirror, never stored)."""
+    art = _disc_on_white(marked=True)
+    out = io.BytesIO()
+    ImageOps.mirror(art).resize((300, 200), Image.Resampling.LANCZOS).save(out, "JPEG", quality=75)
+    original, copy = fingerprint(art), fingerprint(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+    index.store([Signals("art/mark.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
+    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
+
+    query = Signals("art/mirrored.jpg", 2, "sha-c", copy.dct, unit(2), look=copy.look)
+    [hit] = index.neighbours([query], within)["art/mirrored.jpg"]
+    assert hit.perceptual is not None
+    assert hit.perceptual >= 0.99
+    assert UNTRIMMED_MIRROR not in _variants(index, "art/mark.png")
+    without = replace(copy.look, variants=copy.look.variants.copy())
+    without.variants[UNTRIMMED_MIRROR - 1] = -copy.dct
+    alone = Signals("art/mirrored.jpg", 2, "sha-c", copy.dct, unit(2), look=without)
+    assert all(
+        n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
+        for n in index.neighbours([alone], within).get("art/mirrored.jpg", [])
+    )
+
+
+def _disc_on_white(*, marked: bool = False) -> Image.Image:
+    """A red disc on white; ``marked``: with a yellow dot and a blue bar on it, so that its mirror differs."""
     out = Image.new("RGB", (600, 400), (255, 255, 255))
-    ImageDraw.Draw(out).ellipse((140, 40, 460, 360), fill=(190, 0, 40))
+    draw = ImageDraw.Draw(out)
+    draw.ellipse((140, 40, 460, 360), fill=(190, 0, 40))
+    if marked:
+        draw.ellipse((190, 170, 250, 230), fill=(255, 230, 0))
+        draw.rectangle((300, 250, 420, 280), fill=(20, 60, 170))
     return out

@@ -9,7 +9,7 @@ from worker.decision import (
     DESCRIPTOR_DIM,
     DETAIL,
     DETAIL_SIZE,
-    UNTRIMMED,
+    VIEW_COUNT,
     Details,
     Look,
     Signals,
@@ -22,11 +22,11 @@ def random_signals(n: int, seed: int) -> list[Signals]:
     rng = np.random.default_rng(seed)
     out: list[tuple[int, Vector, Details]] = []
     for i in range(n):
-        views = rng.standard_normal((UNTRIMMED + 1, DESCRIPTOR_DIM)).astype(np.float32)
+        views = rng.standard_normal((VIEW_COUNT, DESCRIPTOR_DIM)).astype(np.float32)
         if i % 3:  # every third is a near copy of the one before: some pairs far up the scale
             views = out[-1][1] + 0.05 * views
         views /= np.linalg.norm(views, axis=1, keepdims=True)
-        details = rng.integers(-127, 128, (UNTRIMMED + 1, DETAIL_SIZE)).astype(np.int8)
+        details = rng.integers(-127, 128, (VIEW_COUNT, DETAIL_SIZE)).astype(np.int8)
         out.append((i, views, details))
     return [Signals(f"s{i}", i, f"sha{i}", v[0], look=Look(v[1:], details=d)) for i, v, d in out]
 

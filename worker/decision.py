@@ -65,6 +65,8 @@ from worker.views import DETAIL_REGION as DETAIL_REGION
 from worker.views import REGION_COUNT as REGION_COUNT
 from worker.views import REGIONS_AGREEING as REGIONS_AGREEING
 from worker.views import UNTRIMMED as UNTRIMMED
+from worker.views import UNTRIMMED_MIRROR as UNTRIMMED_MIRROR
+from worker.views import VIEW_COUNT as VIEW_COUNT
 from worker.views import allowed as allowed
 from worker.views import combined_similarity as combined_similarity
 from worker.views import detail_floor as detail_floor
@@ -118,7 +120,7 @@ _KIND_RANK = {Kind.EXACT: 0, Kind.PERCEPTUAL: 1, Kind.SEMANTIC: 2}
 class Look:
     """What the near-duplicate stages know of a picture besides its whole-picture descriptor (see
     :mod:`worker.fingerprint`): the other views' descriptors (``variants``, one row each: the mirror first, then
-    :data:`REGION_COUNT` regions, the brightened picture and the untrimmed one, :data:`UNTRIMMED`), the
+    :data:`REGION_COUNT` regions, the brightened picture, the untrimmed one (:data:`UNTRIMMED`) and its mirror), the
     information behind the descriptor, the share of its variance one light/dark split explains, its texture, its
     colour layout and the ``details`` of every view (one row each, the whole picture first, then as ``variants``;
     empty: not known, and every pair counts as confirmed)."""

@@ -19,8 +19,8 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
 * ``untrimmed`` — the descriptor of the whole picture as uploaded, borders kept, stored and searched against
   the untrimmed and the whole views of others: where to trim an object on a plain background (clip art, an
   icon) is found to a fraction of a pixel, and a re-encoded or resized copy's fraction can differ enough to put
-  its details out of step with its source's; untrimmed, both are the same picture. It is the whole descriptor
-  itself (no row of its own) when nothing was trimmed;
+  its details out of step with its source's; untrimmed, both are the same picture. Its mirror is searched too.
+  They are the whole descriptor and the mirror themselves (no row of their own) when nothing was trimmed;
 * ``bright`` — the descriptor of the picture with every channel brightened by :data:`BRIGHTER` and clipped,
   stored and searched against whole pictures both ways, so a brightened copy whose saturated colours or
   near-white areas clipped still matches; it is the whole descriptor itself when brightening leaves it within
@@ -50,7 +50,7 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     >>> similarity(fp.dct, fingerprint(ImageOps.mirror(picture)).mirror) > 0.99
     True
 
-Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the fourteen 32×32 views by
+Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the fifteen 32×32 views by
 batched matrix products (``python -m tooling.eval.cost`` times the hash stage against a single pHash).
 """
 
@@ -69,6 +69,7 @@ from worker.decision import (
     DESCRIPTOR_DIM,
     REGION_COUNT,
     UNTRIMMED,
+    UNTRIMMED_MIRROR,
     Look,
     Vector,
     detail_similarities,
@@ -123,7 +124,7 @@ DETAIL_BOX = 5
 #: guard's floor (0.3) it asks for a peak of 7.5 grey levels: chosen on the corpus's tuning fold, where any floor
 #: from 4 to 14 leaves none of its negative pairs matching (a generated overlay frame is at 3.8, a historic flag
 #: at 14.1) and the geometric middle of that range is 7.5. A centred disc, a cross or a saltire is decided; a
-#: striped flag, whose few coefficients all sit in one row, still abstains with the light/dark splits.
+#: striped flag, whose few coefficients all sit in one line of the 8×8 block, still abstains with the splits.
 PEAK_SHARE = 0.04
 PEAK_RANK = 0.9
 
@@ -182,7 +183,8 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     trimmed = grey is not uploaded
     height, width = uploaded.shape
     as_uploaded = _thumbs32(uploaded, [(0.0, 0.0, float(width), float(height))]) if trimmed else views[:1]
-    stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:], as_uploaded])  # the views in variant order
+    # The views in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
+    stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:], as_uploaded, as_uploaded[:, :, ::-1]])
     low = _low_dct(stack)
     described = descriptors(low)
     fine = details(stack)
@@ -191,8 +193,9 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         and detail_similarities(fine[BRIGHT : BRIGHT + 1], fine[:1])[0, 0] >= BRIGHT_SAME_DETAILS
     ):  # the brightened view is the whole one: no row of its own, in the index or out of it
         described[BRIGHT], fine[BRIGHT] = described[0], fine[0]
-    if not trimmed:  # nothing trimmed: the untrimmed view is the whole one
+    if not trimmed:  # nothing trimmed: the untrimmed views are the whole one and its mirror
         described[UNTRIMMED], fine[UNTRIMMED] = described[0], fine[0]
+        described[UNTRIMMED_MIRROR], fine[UNTRIMMED_MIRROR] = described[1], fine[1]
     split = _split_share(whole)
     texture = _texture(grey.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(work)

@@ -6,8 +6,9 @@ picture when brightening changes its descriptor and the untrimmed picture when t
 ``bucket/key#variant``; ``dct`` searched by inner product, which for unit vectors is their cosine. Each row carries
 that view's details (``detail``, base64 of 1,024 signed bytes, read back only for the rows a search finds at or
 above the threshold, to confirm them) and the original's guard fields beside it, so that **one** batched search —
-every image's whole, mirror, region, brightened and untrimmed descriptors at once — finds zoomed, cropped, mirrored,
-bordered and brightened copies whichever arrived first (:func:`worker.decision.pair_kind` says which pairs count).
+every image's whole, mirror, region, brightened, untrimmed and untrimmed-mirror descriptors at once — finds zoomed,
+cropped, mirrored, bordered and brightened copies whichever arrived first (:func:`worker.decision.pair_kind` says
+which pairs count).
 
 ==============  ============================  ==========================================================
 field           type                          meaning
@@ -39,6 +40,7 @@ from worker.decision import (
     DESCRIPTOR_DIM,
     DETAIL_SIZE,
     UNTRIMMED,
+    UNTRIMMED_MIRROR,
     Details,
     Signals,
     Thresholds,
@@ -192,7 +194,7 @@ def split_row_id(row: object) -> tuple[str, int]:
 
 
 def rows_of(item: Signals) -> list[dict[str, Any]]:
-    """An original's hash rows: every stored view (the mirror is searched with, never stored)."""
+    """An original's hash rows: every stored view (the mirrors are searched with, never stored)."""
     common = {"event_time_ms": item.event_time_ms, **look_fields(item.look)}
     return [
         {
@@ -204,17 +206,19 @@ def rows_of(item: Signals) -> list[dict[str, Any]]:
             **common,
         }
         for variant, d in searched(item)
-        if variant != 1
+        if variant not in (1, UNTRIMMED_MIRROR)
     ]
 
 
 def searched(item: Signals) -> list[tuple[int, Vector]]:
     """``(variant, descriptor)`` of an image's descriptors that are stored and searched: a brightened or untrimmed
-    descriptor equal to the whole picture's (nothing to clip, nothing trimmed) would only repeat it."""
+    descriptor equal to the whole picture's (nothing to clip, nothing trimmed), or an untrimmed mirror equal to the
+    mirror, would only repeat it."""
     views = views_of(item)
     if views is None:
         return []
-    return [(v, d) for v, d in enumerate(views) if not (v in (BRIGHT, UNTRIMMED) and np.array_equal(d, views[0]))]
+    repeats = {BRIGHT: 0, UNTRIMMED: 0, UNTRIMMED_MIRROR: 1}
+    return [(v, d) for v, d in enumerate(views) if not (v in repeats and np.array_equal(d, views[repeats[v]]))]
 
 
 def _detail_text(item: Signals, variant: int) -> str:

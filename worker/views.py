@@ -28,6 +28,10 @@ BRIGHT = 2 + REGION_COUNT
 #: object on a plain background (clip art, an icon, a product shot) is found to a fraction of a pixel, and a
 #: re-encoded or resized copy's fraction differs enough to put its details out of step with its source's.
 UNTRIMMED = BRIGHT + 1
+#: ... and its mirror, searched with and never stored, as the mirror (1) of the trimmed picture is.
+UNTRIMMED_MIRROR = UNTRIMMED + 1
+#: Views per picture, in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
+VIEW_COUNT = UNTRIMMED_MIRROR + 1
 #: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
 REGIONS_AGREEING = 2
 #: Two views' details must agree this well for their descriptors' similarity to count (``Thresholds.detail``).
@@ -52,7 +56,8 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
     * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
       copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights),
       untrimmed ↔ untrimmed and untrimmed ↔ whole either way (:data:`UNTRIMMED`: a copy of a picture with a plain
-      background whose trimmed views fell out of step): one such pair at or above the threshold is a match;
+      background whose trimmed views fell out of step), untrimmed mirror → untrimmed or whole (a mirrored such
+      copy): one such pair at or above the threshold is a match;
     * ``"region"``: region k ↔ region k (an overlay or a caption hides one part of the picture, the rest agrees):
       it counts only when :data:`REGIONS_AGREEING` regions agree (one alone lets same-layout screenshots match).
 
@@ -60,10 +65,12 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
         ('view', None, 'region', None, None)
         >>> pair_kind(UNTRIMMED, UNTRIMMED), pair_kind(UNTRIMMED, 0), pair_kind(UNTRIMMED, 3), pair_kind(1, UNTRIMMED)
         ('view', 'view', None, None)
+        >>> pair_kind(UNTRIMMED_MIRROR, UNTRIMMED), pair_kind(UNTRIMMED_MIRROR, 0), pair_kind(UNTRIMMED_MIRROR, 2)
+        ('view', 'view', None)
     """
-    if stored_variant == 1 or (query_variant == BRIGHT and stored_variant == BRIGHT):
+    if stored_variant in (1, UNTRIMMED_MIRROR) or (query_variant == BRIGHT and stored_variant == BRIGHT):
         return None
-    if query_variant == UNTRIMMED and stored_variant == UNTRIMMED:
+    if query_variant in (UNTRIMMED, UNTRIMMED_MIRROR) and stored_variant == UNTRIMMED:
         return "view"
     if stored_variant == 0 or query_variant == 0:
         return "view"
@@ -115,8 +122,8 @@ def combined_similarity(view: float | None, regions: Mapping[int, float]) -> flo
 
 
 def views_of(item: Signals) -> Vector | None:
-    """The image's descriptors by variant number: whole, mirror, regions, brightened, untrimmed (only the whole
-    without a look; None without a descriptor)."""
+    """The image's descriptors by variant number: whole, mirror, regions, brightened, untrimmed, untrimmed mirror
+    (only the whole without a look; None without a descriptor)."""
     if item.dct is None:
         return None
     if item.look is None or not len(item.look.variants):
@@ -143,8 +150,8 @@ def perceptual_similarity(
     if va is None or vb is None:
         return None
     # The pairs pair_kind allows either way round, without trying the others: the whole picture of either side
-    # against every descriptor of the other and the untrimmed pictures against each other ("view"), and region k
-    # against region k ("region").
+    # against every descriptor of the other and the untrimmed picture (or its mirror) against the other's ("view"),
+    # and region k against region k ("region").
     sims: Vector = va @ vb.T
     da, db = _details(a, len(va)), _details(b, len(vb))
     if detail is not None and da is not None and db is not None:
@@ -153,6 +160,8 @@ def perceptual_similarity(
     view = max(float(sims[0].max()), float(sims[:, 0].max()))
     if len(va) > UNTRIMMED and len(vb) > UNTRIMMED:
         view = max(view, float(sims[UNTRIMMED, UNTRIMMED]))
+    if len(va) > UNTRIMMED_MIRROR and len(vb) > UNTRIMMED_MIRROR:
+        view = max(view, float(sims[UNTRIMMED_MIRROR, UNTRIMMED]), float(sims[UNTRIMMED, UNTRIMMED_MIRROR]))
     regions = {k: float(sims[k, k]) for k in range(2, min(len(va), len(vb), BRIGHT))}
     return combined_similarity(view, regions)
 

@@ -18,7 +18,16 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from worker.decision import BRIGHT, REGIONS_AGREEING, UNTRIMMED, Signals, perceptual_similarity, views_of
+from worker.decision import (
+    BRIGHT,
+    REGIONS_AGREEING,
+    UNTRIMMED,
+    UNTRIMMED_MIRROR,
+    VIEW_COUNT,
+    Signals,
+    perceptual_similarity,
+    views_of,
+)
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -26,17 +35,18 @@ CHUNK = 100_000  # pairs per einsum: ~100 MB of views gathered at once
 
 
 def stack(signals: Sequence[Signals]) -> Floats:
-    """items × views × 64: whole, mirror, regions, brightened, untrimmed (every item needs its full look)."""
+    """items × views × 64: whole, mirror, regions, brightened, untrimmed and its mirror (every item needs its full
+    look)."""
     rows = [views_of(item) for item in signals]
-    if any(r is None or len(r) != UNTRIMMED + 1 for r in rows):
-        raise ValueError("every item needs a descriptor and a full look: whole, mirror, regions, brightened, untrimmed")
+    if any(r is None or len(r) != VIEW_COUNT for r in rows):
+        raise ValueError(f"every item needs a descriptor and a full look ({VIEW_COUNT} views)")
     out: Floats = np.stack([r for r in rows if r is not None]).astype(np.float32)
     return out
 
 
 def pairs(views: Floats, a: Ints, b: Ints) -> Floats:
-    """The unconfirmed similarity of each pair ``(a[n], b[n])``: whole ↔ every view either way round, untrimmed ↔
-    untrimmed, or the :data:`~worker.decision.REGIONS_AGREEING`-th best same-region pair."""
+    """The unconfirmed similarity of each pair ``(a[n], b[n])``: whole ↔ every view either way round, untrimmed (or
+    its mirror) ↔ untrimmed, or the :data:`~worker.decision.REGIONS_AGREEING`-th best same-region pair."""
     assert REGIONS_AGREEING == 2, "the second-best region is taken below"
     out = np.empty(len(a), dtype=np.float32)
     for start in range(0, len(a), CHUNK):
@@ -44,7 +54,8 @@ def pairs(views: Floats, a: Ints, b: Ints) -> Floats:
         view = np.maximum(
             np.einsum("nd,nkd->nk", va[:, 0], vb).max(axis=1), np.einsum("nkd,nd->nk", va, vb[:, 0]).max(axis=1)
         )
-        np.maximum(view, np.einsum("nd,nd->n", va[:, UNTRIMMED], vb[:, UNTRIMMED]), out=view)
+        for k, m in ((UNTRIMMED, UNTRIMMED), (UNTRIMMED_MIRROR, UNTRIMMED), (UNTRIMMED, UNTRIMMED_MIRROR)):
+            np.maximum(view, np.einsum("nd,nd->n", va[:, k], vb[:, m]), out=view)
         regions = np.einsum("nkd,nkd->nk", va[:, 2:BRIGHT], vb[:, 2:BRIGHT])
         second = np.partition(regions, -2, axis=1)[:, -2]
         out[start : start + CHUNK] = np.maximum(view, second)
@@ -58,7 +69,8 @@ def matrix(first: Floats, second: Floats) -> Floats:
     for k in range(first.shape[1]):  # the whole of one against every view of the other, either way round
         np.maximum(view, whole_a @ second[:, k].T, out=view)
         np.maximum(view, first[:, k] @ whole_b.T, out=view)
-    np.maximum(view, first[:, UNTRIMMED] @ second[:, UNTRIMMED].T, out=view)
+    for k, m in ((UNTRIMMED, UNTRIMMED), (UNTRIMMED_MIRROR, UNTRIMMED), (UNTRIMMED, UNTRIMMED_MIRROR)):
+        np.maximum(view, first[:, k] @ second[:, m].T, out=view)
     best = np.full_like(view, -1.0)
     runner_up = np.full_like(view, -1.0)
     for k in range(2, BRIGHT):  # region k against region k
