@@ -20,7 +20,7 @@ from tooling.eval.transforms import zoom
 from tooling.samples import photo
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds
-from worker.fingerprint import fingerprint
+from worker.fingerprint import Fingerprint, fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 
 DIM = 8
@@ -397,25 +397,12 @@ def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> 
     otherwise: the trimmed views' details fall out of step. The original's untrimmed view is stored as a row of
     its own and the copy's searched against it, so the one search finds the copy; a picture nothing was trimmed
     from stores no such row."""
-    disc = _disc_on_white()
-    out = io.BytesIO()
-    disc.resize((300, 200), Image.Resampling.LANCZOS).save(out, "JPEG", quality=75)
-    original, copy = fingerprint(disc), fingerprint(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
-    index.store([Signals("art/disc.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
-    query = Signals("art/disc-small.jpg", 2, "sha-c", copy.dct, unit(2), look=copy.look)
-    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
-
-    [hit] = index.neighbours([query], within)["art/disc-small.jpg"]
-    assert hit.perceptual is not None
-    assert hit.perceptual >= 0.99
+    copy = _store_and_copy(index, "art/disc.png", _disc_on_white(), mirrored=False)
+    assert _closest(index, copy.dct, copy.look) >= 0.99
     assert UNTRIMMED in _variants(index, "art/disc.png")
     trimmed_only = replace(copy.look, variants=copy.look.variants.copy())
     trimmed_only.variants[UNTRIMMED - 1 :] = -copy.dct  # without the untrimmed views (a disc's mirror is itself)
-    alone = Signals("art/disc-small.jpg", 2, "sha-c", copy.dct, unit(2), look=trimmed_only)
-    assert all(
-        n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
-        for n in index.neighbours([alone], within).get("art/disc-small.jpg", [])
-    )
+    assert _closest(index, copy.dct, trimmed_only) < DEFAULT_PERCEPTUAL_THRESHOLD
 
     plain = fingerprint(photo("coffee.png"))
     index.store([Signals("photos/coffee.png", 3, "sha-p", plain.dct, unit(3), look=plain.look)])
@@ -423,33 +410,38 @@ def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> 
     assert UNTRIMMED not in _variants(index, "photos/coffee.png")
 
 
-def _variants(index: Index, owner: str) -> set[int]:
-    rows = index.milvus.query(index.hashes_collection, f'owner == "{owner}"', ["variant"])
-    return {int(row["variant"]) for row in rows}
-
-
 def test_a_mirrored_object_on_white_is_found_through_its_untrimmed_mirror(index: Index) -> None:
     """The same for a mirrored copy: its untrimmed view's mirror is searched against the original's untrimmed row
     (and, like the mirror, never stored)."""
-    art = _disc_on_white(marked=True)
-    out = io.BytesIO()
-    ImageOps.mirror(art).resize((300, 200), Image.Resampling.LANCZOS).save(out, "JPEG", quality=75)
-    original, copy = fingerprint(art), fingerprint(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
-    index.store([Signals("art/mark.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
-    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
-
-    query = Signals("art/mirrored.jpg", 2, "sha-c", copy.dct, unit(2), look=copy.look)
-    [hit] = index.neighbours([query], within)["art/mirrored.jpg"]
-    assert hit.perceptual is not None
-    assert hit.perceptual >= 0.99
+    copy = _store_and_copy(index, "art/mark.png", _disc_on_white(marked=True), mirrored=True)
+    assert _closest(index, copy.dct, copy.look) >= 0.99
     assert UNTRIMMED_MIRROR not in _variants(index, "art/mark.png")
     without = replace(copy.look, variants=copy.look.variants.copy())
     without.variants[UNTRIMMED_MIRROR - 1] = -copy.dct
-    alone = Signals("art/mirrored.jpg", 2, "sha-c", copy.dct, unit(2), look=without)
-    assert all(
-        n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
-        for n in index.neighbours([alone], within).get("art/mirrored.jpg", [])
+    assert _closest(index, copy.dct, without) < DEFAULT_PERCEPTUAL_THRESHOLD
+
+
+def _store_and_copy(index: Index, key: str, art: Image.Image, *, mirrored: bool) -> Fingerprint:
+    """Store ``art`` as the original ``key``; return the fingerprint of its half-size JPEG q75 copy (mirrored)."""
+    out = io.BytesIO()
+    (ImageOps.mirror(art) if mirrored else art).resize((300, 200), Image.Resampling.LANCZOS).save(
+        out, "JPEG", quality=75
     )
+    original, copy = fingerprint(art), fingerprint(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+    index.store([Signals(key, 1, "sha-o", original.dct, unit(1), look=original.look)])
+    return copy
+
+
+def _closest(index: Index, dct: np.ndarray, look: Look) -> float:
+    """The highest perceptual similarity the index finds for a copy with this descriptor and look (-1: none)."""
+    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
+    found = index.neighbours([Signals("art/copy.jpg", 2, "sha-c", dct, unit(2), look=look)], within)
+    return max((n.perceptual for n in found.get("art/copy.jpg", []) if n.perceptual is not None), default=-1.0)
+
+
+def _variants(index: Index, owner: str) -> set[int]:
+    rows = index.milvus.query(index.hashes_collection, f'owner == "{owner}"', ["variant"])
+    return {int(row["variant"]) for row in rows}
 
 
 def _disc_on_white(*, marked: bool = False) -> Image.Image:
