@@ -64,8 +64,10 @@ from worker.views import DETAIL as DETAIL
 from worker.views import DETAIL_REGION as DETAIL_REGION
 from worker.views import REGION_COUNT as REGION_COUNT
 from worker.views import REGIONS_AGREEING as REGIONS_AGREEING
+from worker.views import SEARCHED_ONLY as SEARCHED_ONLY
 from worker.views import UNTRIMMED as UNTRIMMED
 from worker.views import UNTRIMMED_MIRROR as UNTRIMMED_MIRROR
+from worker.views import UNTRIMMED_PAIRS as UNTRIMMED_PAIRS
 from worker.views import VIEW_COUNT as VIEW_COUNT
 from worker.views import allowed as allowed
 from worker.views import combined_similarity as combined_similarity

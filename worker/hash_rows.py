@@ -39,6 +39,7 @@ from worker.decision import (
     BRIGHT,
     DESCRIPTOR_DIM,
     DETAIL_SIZE,
+    SEARCHED_ONLY,
     UNTRIMMED,
     UNTRIMMED_MIRROR,
     Details,
@@ -206,7 +207,7 @@ def rows_of(item: Signals) -> list[dict[str, Any]]:
             **common,
         }
         for variant, d in searched(item)
-        if variant not in (1, UNTRIMMED_MIRROR)
+        if variant not in SEARCHED_ONLY
     ]
 
 

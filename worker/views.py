@@ -32,6 +32,11 @@ UNTRIMMED = BRIGHT + 1
 UNTRIMMED_MIRROR = UNTRIMMED + 1
 #: Views per picture, in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
 VIEW_COUNT = UNTRIMMED_MIRROR + 1
+#: Variants searched with and never stored: the two mirrors.
+SEARCHED_ONLY = (1, UNTRIMMED_MIRROR)
+#: The "view" pairs besides the whole picture against any view, as (one picture's variant, the other's): the
+#: untrimmed picture, or its mirror, against the other's untrimmed picture (:func:`pair_kind`).
+UNTRIMMED_PAIRS = ((UNTRIMMED, UNTRIMMED), (UNTRIMMED_MIRROR, UNTRIMMED), (UNTRIMMED, UNTRIMMED_MIRROR))
 #: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
 REGIONS_AGREEING = 2
 #: Two views' details must agree this well for their descriptors' similarity to count (``Thresholds.detail``).
@@ -68,9 +73,9 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
         >>> pair_kind(UNTRIMMED_MIRROR, UNTRIMMED), pair_kind(UNTRIMMED_MIRROR, 0), pair_kind(UNTRIMMED_MIRROR, 2)
         ('view', 'view', None)
     """
-    if stored_variant in (1, UNTRIMMED_MIRROR) or (query_variant == BRIGHT and stored_variant == BRIGHT):
+    if stored_variant in SEARCHED_ONLY or (query_variant == BRIGHT and stored_variant == BRIGHT):
         return None
-    if query_variant in (UNTRIMMED, UNTRIMMED_MIRROR) and stored_variant == UNTRIMMED:
+    if (query_variant, stored_variant) in UNTRIMMED_PAIRS:
         return "view"
     if stored_variant == 0 or query_variant == 0:
         return "view"
@@ -158,10 +163,7 @@ def perceptual_similarity(
         floors = detail_floors(len(va), len(vb), detail, detail_region)
         sims = np.where(detail_similarities(da, db) >= floors, sims, -1.0).astype(np.float32)
     view = max(float(sims[0].max()), float(sims[:, 0].max()))
-    if len(va) > UNTRIMMED and len(vb) > UNTRIMMED:
-        view = max(view, float(sims[UNTRIMMED, UNTRIMMED]))
-    if len(va) > UNTRIMMED_MIRROR and len(vb) > UNTRIMMED_MIRROR:
-        view = max(view, float(sims[UNTRIMMED_MIRROR, UNTRIMMED]), float(sims[UNTRIMMED, UNTRIMMED_MIRROR]))
+    view = max([view, *(float(sims[i, j]) for i, j in UNTRIMMED_PAIRS if i < len(va) and j < len(vb))])
     regions = {k: float(sims[k, k]) for k in range(2, min(len(va), len(vb), BRIGHT))}
     return combined_similarity(view, regions)
 

@@ -21,8 +21,7 @@ import numpy.typing as npt
 from worker.decision import (
     BRIGHT,
     REGIONS_AGREEING,
-    UNTRIMMED,
-    UNTRIMMED_MIRROR,
+    UNTRIMMED_PAIRS,
     VIEW_COUNT,
     Signals,
     perceptual_similarity,
@@ -54,7 +53,7 @@ def pairs(views: Floats, a: Ints, b: Ints) -> Floats:
         view = np.maximum(
             np.einsum("nd,nkd->nk", va[:, 0], vb).max(axis=1), np.einsum("nkd,nd->nk", va, vb[:, 0]).max(axis=1)
         )
-        for k, m in ((UNTRIMMED, UNTRIMMED), (UNTRIMMED_MIRROR, UNTRIMMED), (UNTRIMMED, UNTRIMMED_MIRROR)):
+        for k, m in UNTRIMMED_PAIRS:
             np.maximum(view, np.einsum("nd,nd->n", va[:, k], vb[:, m]), out=view)
         regions = np.einsum("nkd,nkd->nk", va[:, 2:BRIGHT], vb[:, 2:BRIGHT])
         second = np.partition(regions, -2, axis=1)[:, -2]
@@ -69,7 +68,7 @@ def matrix(first: Floats, second: Floats) -> Floats:
     for k in range(first.shape[1]):  # the whole of one against every view of the other, either way round
         np.maximum(view, whole_a @ second[:, k].T, out=view)
         np.maximum(view, first[:, k] @ whole_b.T, out=view)
-    for k, m in ((UNTRIMMED, UNTRIMMED), (UNTRIMMED_MIRROR, UNTRIMMED), (UNTRIMMED, UNTRIMMED_MIRROR)):
+    for k, m in UNTRIMMED_PAIRS:
         np.maximum(view, first[:, k] @ second[:, m].T, out=view)
     best = np.full_like(view, -1.0)
     runner_up = np.full_like(view, -1.0)
