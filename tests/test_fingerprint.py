@@ -28,7 +28,7 @@ from worker.decision import (
     perceptual_similarity,
     similarity,
 )
-from worker.fingerprint import BRIGHT_SAME, Fingerprint, fingerprint, information
+from worker.fingerprint import BRIGHT_SAME, REGIONS, Fingerprint, fingerprint, information
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median (0.28 by their peak), below the
 #: perceptual guard, so it is decided on exact bytes (and, with real weights, by the semantic stage).
@@ -94,6 +94,34 @@ def test_a_small_zoomed_copy_is_confirmed_by_the_whole_against_region_details_th
     assert DETAIL_REGION < DETAIL
     assert near(copy, original) >= 0.99
     assert near(original, copy) == near(copy, original)
+
+
+def tall_disc_on_white() -> Image.Image:
+    """A marked red disc on white, 5 % from the top and bottom and a quarter from the sides."""
+    out = Image.new("RGB", (600, 400), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    draw.ellipse((120, 20, 480, 380), fill=(190, 0, 40))
+    draw.ellipse((190, 150, 250, 210), fill=(255, 230, 0))
+    draw.rectangle((300, 250, 420, 280), fill=(20, 60, 170))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("edit", "region"),
+    [(lambda i: crop(i, 0.10), (0.1, 0.1, 0.9, 0.9)), (lambda i: side_crop(i, (0.0, 0.15, 1.0, 1.0)), (0, 0.15, 1, 1))],
+    ids=["crop 10%", "top 15% off"],
+)
+def test_a_cropped_copy_of_an_object_on_white_is_a_region_of_the_picture_as_uploaded(edit, region) -> None:  # type: ignore[no-untyped-def]
+    """A crop cuts the uploaded picture, not the trimmed one: these cut into the disc at the top and leave white at
+    the sides, so the copy trims to no region of the trimmed source (whole ↔ region was -1 when the regions were
+    the trimmed picture's). Its untrimmed view is the source's region as uploaded, and that pair counts, at the
+    whole ↔ region details floor."""
+    source = tall_disc_on_white()
+    original, copy = fingerprint(source), fingerprint(jpeg(edit(source)))
+    assert similarity(copy.untrimmed, original.regions[REGIONS.index(region)]) >= 0.99
+    assert max(similarity(copy.dct, r) for r in original.regions) < DEFAULT_PERCEPTUAL_THRESHOLD  # trimmed: none
+    assert near(sig("c", copy), sig("o", original)) >= 0.99
+    assert near(sig("o", original), sig("c", copy)) == near(sig("c", copy), sig("o", original))
 
 
 def test_without_its_regions_and_mirror_a_copy_is_far() -> None:

@@ -16,10 +16,10 @@ from PIL import Image, ImageDraw, ImageOps
 from pymilvus import DataType, MilvusClient
 
 from tests.helpers import bit_views, bits, bits_apart
-from tooling.eval.transforms import zoom
+from tooling.eval.transforms import crop, zoom
 from tooling.samples import photo
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds
+from worker.decision import BRIGHT, UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 
@@ -396,12 +396,14 @@ def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> 
     """A disc on white is trimmed to the disc, to a fraction of a pixel that its half-size JPEG copy measures
     otherwise: the trimmed views' details fall out of step. The original's untrimmed view is stored as a row of
     its own and the copy's searched against it, so the one search finds the copy; a picture nothing was trimmed
-    from stores no such row."""
+    from stores no such row. (The regions, the picture's as uploaded, agree too: two of them find it as well.)"""
     copy = _store_and_copy(index, "art/disc.png", _disc_on_white(), mirrored=False)
     assert _closest(index, copy.dct, copy.look) >= 0.99
     assert UNTRIMMED in _variants(index, "art/disc.png")
     trimmed_only = replace(copy.look, variants=copy.look.variants.copy())
     trimmed_only.variants[UNTRIMMED - 1 :] = -copy.dct  # without the untrimmed views (a disc's mirror is itself)
+    assert _closest(index, copy.dct, trimmed_only) >= 0.99  # two regions as uploaded agree
+    trimmed_only.variants[1 : BRIGHT - 1] = -copy.dct  # ... and without them
     assert _closest(index, copy.dct, trimmed_only) < DEFAULT_PERCEPTUAL_THRESHOLD
 
     plain = fingerprint(photo("coffee.png"))
@@ -453,3 +455,29 @@ def _disc_on_white(*, marked: bool = False) -> Image.Image:
         draw.ellipse((190, 170, 250, 230), fill=(255, 230, 0))
         draw.rectangle((300, 250, 420, 280), fill=(20, 60, 170))
     return out
+
+
+def test_a_cropped_object_on_white_is_found_through_the_regions_as_uploaded_either_way(index: Index) -> None:
+    """A crop of a disc on white that cuts into the disc at the top and bottom and leaves white at the sides: the
+    copy's untrimmed view is searched against the original's stored regions (of the picture as uploaded), and the
+    original's regions against the copy's stored untrimmed row when the copy came first. Without its untrimmed
+    views the copy is not found."""
+    source = Image.new("RGB", (600, 400), (255, 255, 255))
+    draw = ImageDraw.Draw(source)
+    draw.ellipse((120, 20, 480, 380), fill=(190, 0, 40))
+    draw.rectangle((300, 250, 420, 280), fill=(20, 60, 170))
+    out = io.BytesIO()
+    crop(source, 0.10).save(out, "JPEG", quality=90)
+    original, copy = fingerprint(source), fingerprint(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+    index.store([Signals("art/disc.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
+    assert _closest(index, copy.dct, copy.look) >= 0.99
+    without = replace(copy.look, variants=copy.look.variants.copy())
+    without.variants[UNTRIMMED - 1 :] = -copy.dct
+    assert _closest(index, copy.dct, without) < DEFAULT_PERCEPTUAL_THRESHOLD
+
+    index.store([Signals("art/first.jpg", 3, "sha-c", copy.dct, unit(3), look=copy.look)])
+    assert UNTRIMMED in _variants(index, "art/first.jpg")
+    within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
+    later = Signals("art/later.png", 4, "sha-o", original.dct, unit(4), look=original.look)
+    found = {n.id: n.perceptual for n in index.neighbours([later], within)["art/later.png"]}
+    assert (found.get("art/first.jpg") or -1.0) >= 0.99

@@ -176,15 +176,19 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         grey = np.asarray(work.convert("L"), dtype=np.float64)
     h, w = grey.shape
 
-    everything = (0.0, 0.0, float(w), float(h))
     brightened = np.minimum(np.asarray(work, dtype=np.float32) * BRIGHTER, 255.0) @ _LUMA
-    views = _thumbs32(grey, [everything, *(_box(r, w, h) for r in REGIONS)], also=brightened)
-    whole = views[0]
     trimmed = grey is not uploaded
     height, width = uploaded.shape
-    as_uploaded = _thumbs32(uploaded, [(0.0, 0.0, float(width), float(height))]) if trimmed else views[:1]
+    framed = [(0.0, 0.0, float(width), float(height)), *(_box(r, width, height) for r in REGIONS)]
+    if trimmed:  # the regions are the uploaded picture's, beside its untrimmed whole
+        views = _thumbs32(grey, [(0.0, 0.0, float(w), float(h))], also=brightened)
+        as_uploaded = _thumbs32(uploaded, framed)
+    else:  # ... which is the whole picture itself
+        as_uploaded = views = _thumbs32(grey, framed, also=brightened)
+    whole, regions, bright = views[0], as_uploaded[1 : 1 + len(REGIONS)], views[-1:]
     # The views in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
-    stack = np.concatenate([views[:1], whole[None, :, ::-1], views[1:], as_uploaded, as_uploaded[:, :, ::-1]])
+    untrimmed = as_uploaded[:1] if trimmed else views[:1]
+    stack = np.concatenate([views[:1], whole[None, :, ::-1], regions, bright, untrimmed, untrimmed[:, :, ::-1]])
     low = _low_dct(stack)
     described = descriptors(low)
     fine = details(stack)

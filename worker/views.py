@@ -35,8 +35,16 @@ VIEW_COUNT = UNTRIMMED_MIRROR + 1
 #: Variants searched with and never stored: the two mirrors.
 SEARCHED_ONLY = (1, UNTRIMMED_MIRROR)
 #: The "view" pairs besides the whole picture against any view, as (one picture's variant, the other's): the
-#: untrimmed picture, or its mirror, against the other's untrimmed picture (:func:`pair_kind`).
-UNTRIMMED_PAIRS = ((UNTRIMMED, UNTRIMMED), (UNTRIMMED_MIRROR, UNTRIMMED), (UNTRIMMED, UNTRIMMED_MIRROR))
+#: untrimmed picture, or its mirror, against the other's untrimmed picture, and the untrimmed picture against a
+#: region of the other either way round (the regions are the uploaded picture's, so a zoomed or cropped copy of a
+#: picture with a plain background is one of its source's regions as uploaded, not as trimmed) (:func:`pair_kind`).
+UNTRIMMED_PAIRS = (
+    (UNTRIMMED, UNTRIMMED),
+    (UNTRIMMED_MIRROR, UNTRIMMED),
+    (UNTRIMMED, UNTRIMMED_MIRROR),
+    *((UNTRIMMED, k) for k in range(2, BRIGHT)),
+    *((k, UNTRIMMED) for k in range(2, BRIGHT)),
+)
 #: How many same-region pairs must be within the threshold for a region match (:func:`pair_kind`).
 REGIONS_AGREEING = 2
 #: Two views' details must agree this well for their descriptors' similarity to count (``Thresholds.detail``).
@@ -60,16 +68,19 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
 
     * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
       copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights),
-      untrimmed ↔ untrimmed and untrimmed ↔ whole either way (:data:`UNTRIMMED`: a copy of a picture with a plain
-      background whose trimmed views fell out of step), untrimmed mirror → untrimmed or whole (a mirrored such
-      copy): one such pair at or above the threshold is a match;
+      untrimmed ↔ untrimmed, untrimmed ↔ whole and untrimmed ↔ region either way (:data:`UNTRIMMED`: a copy of a
+      picture with a plain background whose trimmed views fell out of step, or a zoomed or cropped one: the
+      regions are the picture's as uploaded), untrimmed mirror → untrimmed or whole (a mirrored such copy): one
+      such pair at or above the threshold is a match;
     * ``"region"``: region k ↔ region k (an overlay or a caption hides one part of the picture, the rest agrees):
       it counts only when :data:`REGIONS_AGREEING` regions agree (one alone lets same-layout screenshots match).
 
         >>> pair_kind(1, 0), pair_kind(1, 3), pair_kind(3, 3), pair_kind(3, 4), pair_kind(BRIGHT, BRIGHT)
         ('view', None, 'region', None, None)
         >>> pair_kind(UNTRIMMED, UNTRIMMED), pair_kind(UNTRIMMED, 0), pair_kind(UNTRIMMED, 3), pair_kind(1, UNTRIMMED)
-        ('view', 'view', None, None)
+        ('view', 'view', 'view', None)
+        >>> pair_kind(3, UNTRIMMED), pair_kind(UNTRIMMED, BRIGHT), pair_kind(UNTRIMMED_MIRROR, 3)
+        ('view', None, None)
         >>> pair_kind(UNTRIMMED_MIRROR, UNTRIMMED), pair_kind(UNTRIMMED_MIRROR, 0), pair_kind(UNTRIMMED_MIRROR, 2)
         ('view', 'view', None)
     """
@@ -83,17 +94,17 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
 
 
 def detail_floor(query_variant: int, stored_variant: int, detail: float, region: float | None) -> float:
-    """The details' threshold of a pair of views: ``region`` (when set) for a whole picture against a region of
-    the other, either way round (a geometric edit: zoom, crop, border), else ``detail`` (views that cover the same
-    part of both pictures).
+    """The details' threshold of a pair of views: ``region`` (when set) for a whole picture, trimmed or as
+    uploaded, against a region of the other, either way round (a geometric edit: zoom, crop, border), else
+    ``detail`` (views that cover the same part of both pictures).
 
         >>> detail_floor(0, 0, 0.98, 0.9), detail_floor(0, 2, 0.98, 0.9), detail_floor(3, 0, 0.98, 0.9)
         (0.98, 0.9, 0.9)
-        >>> detail_floor(3, 3, 0.98, 0.9), detail_floor(0, 2, 0.98, None)
-        (0.98, 0.98)
+        >>> detail_floor(3, 3, 0.98, 0.9), detail_floor(0, 2, 0.98, None), detail_floor(UNTRIMMED, 2, 0.98, 0.9)
+        (0.98, 0.98, 0.9)
     """
     regional = 2 <= query_variant < BRIGHT or 2 <= stored_variant < BRIGHT
-    whole = query_variant == 0 or stored_variant == 0
+    whole = query_variant in (0, UNTRIMMED) or stored_variant in (0, UNTRIMMED)
     return region if region is not None and regional and whole and query_variant != stored_variant else detail
 
 
