@@ -74,6 +74,7 @@ from worker.views import combined_similarity as combined_similarity
 from worker.views import detail_floor as detail_floor
 from worker.views import detail_floors as detail_floors
 from worker.views import detail_similarities as detail_similarities
+from worker.views import details_agree as details_agree
 from worker.views import pair_kind as pair_kind
 from worker.views import perceptual_similarity as perceptual_similarity
 from worker.views import similarity as similarity

@@ -49,6 +49,7 @@ from worker.decision import (
     combined_similarity,
     detail_floor,
     detail_similarities,
+    details_agree,
     pair_kind,
     views_of,
 )
@@ -158,19 +159,21 @@ class HashRows:
             kept = []
             for hit in hits:
                 theirs = stored.get(str(hit["id"]))
-                if (
-                    hit["distance"] >= floor
-                    and own is not None
-                    and variant < len(own)
-                    and theirs is not None
-                    and len(theirs)
-                    and float(detail_similarities(own[variant : variant + 1], theirs[None, :])[0, 0])
-                    < detail_floor(variant, split_row_id(hit["id"])[1], detail, detail_region)
-                ):
-                    continue
-                kept.append(hit)
+                if hit["distance"] < floor or own is None or variant >= len(own) or theirs is None or not len(theirs):
+                    kept.append(hit)  # nothing to confirm
+                elif self._agree(variant, hit, own[variant], theirs, detail, detail_region):
+                    kept.append(hit)
             out.append(kept)
         return out
+
+    @staticmethod
+    def _agree(
+        variant: int, hit: dict[str, Any], own: Details, theirs: Details, detail: float, detail_region: float | None
+    ) -> bool:
+        """Whether a hit's stored details agree with the query view's (:func:`~worker.views.details_agree`)."""
+        stored = split_row_id(hit["id"])[1]
+        plain = float(detail_similarities(own[None, :], theirs[None, :])[0, 0])
+        return details_agree(variant, stored, plain, detail_floor(variant, stored, detail, detail_region), own, theirs)
 
     # Writes ---------------------------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from worker.alignment import ALIGN_FROM, aligned_similarity
+
 if TYPE_CHECKING:
     from worker.decision import Details, Signals, Vector
 
@@ -118,6 +120,22 @@ def detail_floors(views_a: int, views_b: int, detail: float, region: float | Non
     return out
 
 
+def details_agree(query_variant: int, stored_variant: int, plain: float, floor: float, a: Details, b: Details) -> bool:
+    """Whether two views' details (``a``, ``b``, whose cosine is ``plain``) agree at ``floor``: ``plain`` does, or,
+    for the two whole views, :func:`worker.alignment.aligned_similarity` does when ``plain`` is at least
+    :data:`~worker.alignment.ALIGN_FROM` (their trims measured a fraction of a pixel apart).
+
+        >>> fine = np.arange(1024).astype(np.int8)
+        >>> details_agree(0, 0, 0.99, 0.98, fine, fine), details_agree(3, 0, 0.5, 0.98, fine, fine)
+        (True, False)
+    """
+    if plain >= floor:
+        return True
+    if query_variant != 0 or stored_variant != 0 or plain < ALIGN_FROM:
+        return False
+    return aligned_similarity(a, b) >= floor
+
+
 def allowed(query_variant: int, stored_variant: int) -> bool:
     """Whether the search may pair these two variants at all (see :func:`pair_kind`)."""
     return pair_kind(query_variant, stored_variant) is not None
@@ -172,7 +190,10 @@ def perceptual_similarity(
     da, db = _details(a, len(va)), _details(b, len(vb))
     if detail is not None and da is not None and db is not None:
         floors = detail_floors(len(va), len(vb), detail, detail_region)
-        sims = np.where(detail_similarities(da, db) >= floors, sims, -1.0).astype(np.float32)
+        plain = detail_similarities(da, db)
+        agree = plain >= floors
+        agree[0, 0] = details_agree(0, 0, float(plain[0, 0]), float(floors[0, 0]), da[0], db[0])
+        sims = np.where(agree, sims, -1.0).astype(np.float32)
     view = max(float(sims[0].max()), float(sims[:, 0].max()))
     view = max([view, *(float(sims[i, j]) for i, j in UNTRIMMED_PAIRS if i < len(va) and j < len(vb))])
     regions = {k: float(sims[k, k]) for k in range(2, min(len(va), len(vb), BRIGHT))}

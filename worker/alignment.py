@@ -1,0 +1,111 @@
+"""Two views' details compared up to a fraction of a pixel: :func:`aligned_similarity`.
+
+A picture with a plain background (clip art, an icon, a product shot) is trimmed to its object, and where the
+object ends is measured to a fraction of a thumbnail pixel: a copy in a wider frame (a white passe-partout) is
+thumbnailed at a smaller scale and measures it a little differently. Their whole views then differ by a small
+stretch and shift, which the descriptors do not feel and the details (:func:`worker.fingerprint.details`), the
+finest structure, do: a 10 % white border's copy of an icon agrees at 0.91–0.97 where 0.98 is asked.
+
+:func:`aligned_similarity` warps one view's details by a small scale and shift per axis (:data:`SCALES`,
+:data:`SHIFTS`, at most 5 % and one pixel of 32) and keeps the best cosine, found one axis at a time. It is asked
+only of the whole views (trimmed) of a pair whose descriptors match and whose details come within
+:data:`ALIGN_FROM` of agreeing (:func:`worker.views.perceptual_similarity`, the index's confirmation), so it costs
+nothing for most pairs and about a millisecond for the others.
+
+    >>> import numpy as np
+    >>> fine = np.random.default_rng(1).integers(-127, 128, 1024).astype(np.int8)
+    >>> round(aligned_similarity(fine, fine), 4)
+    1.0
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from worker.decision import Details
+
+SIDE = 32  # the details' view side (worker.fingerprint.DCT_SIDE)
+#: Per-axis scales and shifts (in pixels of the 32-pixel view) one view is warped by: a copy's trim measured a
+#: little off. Chosen on the corpus's tuning fold: the 10 % white border's copies recovered with ±5 % and ±1 px
+#: are 71 of the 73 that ±10 % and ±2 px recover, at a quarter of the cost.
+SCALES = np.round(np.arange(0.95, 1.0501, 0.01), 2)
+SHIFTS = np.arange(-1.0, 1.0001, 0.25)
+#: Details less alike than this are not warped: none of the tuning fold's copies that a warp recovers starts below
+#: 0.90 (the lowest is 0.91).
+ALIGN_FROM = 0.85
+#: Rounds of warping one axis, then the other, with the other's best warp fixed.
+ROUNDS = 3
+
+Floats = npt.NDArray[np.float32]
+
+
+def aligned_similarity(a: Details, b: Details) -> float:
+    """The highest cosine of either view's details, warped by :data:`SCALES` and :data:`SHIFTS` along each axis,
+    with the other's (two rows of :attr:`worker.decision.Look.details`); the same either way round."""
+    return max(_warped(a, b), _warped(b, a))
+
+
+def _warped(a: Details, b: Details) -> float:
+    """The highest cosine of ``a``'s details, warped, with ``b``'s."""
+    first = a.reshape(SIDE, SIDE).astype(np.float32)
+    target = b.astype(np.float32).ravel()
+    target -= target.mean()
+    norm = float(np.linalg.norm(target))
+    if norm == 0.0:
+        return 0.0
+    warps = _warps()
+    identity = _identity()
+    across, best = warps[identity], -1.0
+    for _ in range(ROUNDS):
+        rows = np.matmul(warps, first @ across.T)  # every warp along y, the x warp fixed
+        k = _best(rows, target, norm)
+        down = warps[k]
+        columns = np.matmul(down @ first, warps.transpose(0, 2, 1))  # every warp along x, the y warp fixed
+        k = _best(columns, target, norm)
+        across = warps[k]
+        found = _cosine(columns[k], target, norm)
+        if found <= best + 1e-6:
+            break
+        best = found
+    return max(best, _cosine(first, target, norm))
+
+
+def _best(candidates: Floats, target: Floats, norm: float) -> int:
+    flat = candidates.reshape(len(candidates), -1)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    cosines = (centred @ target) / np.maximum(np.linalg.norm(centred, axis=1) * norm, 1e-9)
+    return int(np.argmax(cosines))
+
+
+def _cosine(view: Floats, target: Floats, norm: float) -> float:
+    flat = view.ravel() - view.mean()
+    return float(flat @ target / max(float(np.linalg.norm(flat)) * norm, 1e-9))
+
+
+@cache
+def _warps() -> Floats:
+    """``warps × SIDE × SIDE`` linear-interpolation matrices (``W @ x`` warps the rows of ``x``), edges repeated:
+    output line ``i`` samples the input at ``(i + ½ − SIDE/2)·scale + SIDE/2 + shift − ½``."""
+    params = [(s, t) for s in SCALES for t in SHIFTS]
+    out = np.zeros((len(params), SIDE, SIDE), dtype=np.float32)
+    lines = np.arange(SIDE)
+    for k, (scale, shift) in enumerate(params):
+        x = np.clip((lines + 0.5 - SIDE / 2) * scale + SIDE / 2 + shift - 0.5, 0, SIDE - 1)
+        low = np.floor(x).astype(int)
+        high = np.minimum(low + 1, SIDE - 1)
+        share = (x - low).astype(np.float32)
+        np.add.at(out[k], (lines, low), 1 - share)
+        np.add.at(out[k], (lines, high), share)
+    out.flags.writeable = False
+    return out
+
+
+@cache
+def _identity() -> int:
+    params = [(float(s), float(t)) for s in SCALES for t in SHIFTS]
+    return params.index((1.0, 0.0))
