@@ -112,8 +112,9 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
         "standing in for the Milvus search (same rows as a search whose limit covers every source).",
         f"* Perceptual stage: the worker's fingerprint (`worker.fingerprint`: {results['hasher']['dim']}-d "
         "descriptors — pHash's low DCT coefficients, median-centred and unit length, compared by cosine — of the "
-        "picture with uniform borders trimmed, of its mirror, of ten regions and of the picture brightened with "
-        "clipping) with its information guard and colour check (`worker.decision.Guard`).",
+        "picture with uniform borders trimmed, of its mirror, of the picture brightened with clipping, of the "
+        "picture as uploaded and its mirror, and of ten regions of the picture as uploaded; details confirm each "
+        "pair of views) with its information guard and colour check (`worker.decision.Guard`).",
     ]
     if counts["skipped"]:
         out.append(f"* Skipped (not decodable): {', '.join(counts['skipped'])}.")
