@@ -13,9 +13,11 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   median weighs little instead of flipping a bit at random, which is what made dark, low-contrast pictures and
   their re-encodes land 14–24 bits apart;
 * ``mirror`` — the same descriptor of the left-right mirrored picture, searched too, so a mirrored copy is found;
-* ``regions`` — descriptors of sub-rectangles (:data:`REGIONS`: central ones at a few scales and strips without
-  one side), stored and searched against whole pictures in both directions, so a zoomed or cropped copy matches
-  its source whichever arrives first;
+* ``regions`` — descriptors of sub-rectangles of the picture **as uploaded** (:data:`REGIONS`: central ones at
+  a few scales and strips without one side), stored and searched against whole and untrimmed pictures in both
+  directions, so a zoomed or cropped copy matches its source whichever arrives first: a crop cuts the uploaded
+  picture, and one of clip art whose object comes closer to an edge than the crop cuts into the object on one
+  side and leaves background on the other, which no region of the trimmed picture is;
 * ``untrimmed`` — the descriptor of the whole picture as uploaded, borders kept, stored and searched against
   the untrimmed and the whole views of others: where to trim an object on a plain background (clip art, an
   icon) is found to a fraction of a pixel, and a re-encoded or resized copy's fraction can differ enough to put
@@ -98,8 +100,8 @@ BRIGHT_SAME_DETAILS = 0.999
 TRIM_PASSES = 2
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 
-#: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the trimmed
-#: picture, in the order of :attr:`Fingerprint.regions`.
+#: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the picture as
+#: uploaded (borders kept), in the order of :attr:`Fingerprint.regions`.
 REGIONS: tuple[tuple[float, float, float, float], ...] = (
     (0.05, 0.05, 0.95, 0.95),  # centre 90 %: a 10 % zoom, a 5 % crop all round
     (0.10, 0.10, 0.90, 0.90),  # centre 80 %: a 20 % zoom, a 10 % crop all round

@@ -147,7 +147,8 @@ class HashRows:
     ) -> list[list[dict[str, Any]]]:
         """The hits, less those at or above ``floor`` whose stored details are less alike to the query view's
         than :func:`~worker.views.detail_floor` asks (``detail``; ``detail_region`` for a whole picture against
-        a region). One query reads the details of every such row (few: most searches find nothing near)."""
+        a region; two whole views aligned, :func:`~worker.views.details_agree`). One query reads the details of
+        every such row (few: most searches find nothing near)."""
         wanted = {str(hit["id"]) for hits in hits_per_query for hit in hits if hit["distance"] >= floor}
         if not wanted:
             return hits_per_query
