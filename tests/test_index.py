@@ -19,7 +19,7 @@ from tests.helpers import bit_views, bits, bits_apart
 from tooling.eval.transforms import crop, zoom
 from tooling.samples import photo
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import BRIGHT, UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds
+from worker.decision import DETAIL, UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds, detail_similarities
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 
@@ -396,15 +396,18 @@ def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> 
     """A disc on white is trimmed to the disc, to a fraction of a pixel that its half-size JPEG copy measures
     otherwise: the trimmed views' details fall out of step. The original's untrimmed view is stored as a row of
     its own and the copy's searched against it, so the one search finds the copy; a picture nothing was trimmed
-    from stores no such row. (The regions, the picture's as uploaded, agree too: two of them find it as well.)"""
+    from stores no such row. (Two regions, the picture's as uploaded, find it as well, and so do the trimmed
+    views' details once aligned, :mod:`worker.alignment`; here the untrimmed views search alone.)"""
     copy = _store_and_copy(index, "art/disc.png", _disc_on_white(), mirrored=False)
     assert _closest(index, copy.dct, copy.look) >= 0.99
     assert UNTRIMMED in _variants(index, "art/disc.png")
-    trimmed_only = replace(copy.look, variants=copy.look.variants.copy())
-    trimmed_only.variants[UNTRIMMED - 1 :] = -copy.dct  # without the untrimmed views (a disc's mirror is itself)
-    assert _closest(index, copy.dct, trimmed_only) >= 0.99  # two regions as uploaded agree
-    trimmed_only.variants[1 : BRIGHT - 1] = -copy.dct  # ... and without them
-    assert _closest(index, copy.dct, trimmed_only) < DEFAULT_PERCEPTUAL_THRESHOLD
+    original = fingerprint(_disc_on_white())
+    assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] < DETAIL  # out of step
+    untrimmed_only = replace(copy.look, variants=copy.look.variants.copy())
+    untrimmed_only.variants[: UNTRIMMED - 1] = -copy.dct  # no mirror, region or brightened view
+    assert _closest(index, -copy.dct, untrimmed_only) >= 0.99  # and no whole picture either
+    untrimmed_only.variants[UNTRIMMED - 1 :] = -copy.dct
+    assert _closest(index, -copy.dct, untrimmed_only) < DEFAULT_PERCEPTUAL_THRESHOLD
 
     plain = fingerprint(photo("coffee.png"))
     index.store([Signals("photos/coffee.png", 3, "sha-p", plain.dct, unit(3), look=plain.look)])
