@@ -35,6 +35,8 @@ SIDE = 32  # the details' view side (worker.fingerprint.DCT_SIDE)
 #: are 71 of the 73 that ±10 % and ±2 px recover (measured with linear interpolation), at a quarter of the cost.
 SCALES = np.round(np.arange(0.95, 1.0501, 0.01), 2)
 SHIFTS = np.arange(-1.0, 1.0001, 0.25)
+#: Every (scale, shift) of one axis, in the order of :func:`_warps`.
+WARPS = [(float(s), float(t)) for s in SCALES for t in SHIFTS]
 #: Details less alike than this are not warped (most pairs, at no cost): of the tuning fold's 22 white-bordered
 #: copies that a warp recovers, one starts below it (at 0.82), the next at 0.876.
 ALIGN_FROM = 0.85
@@ -61,7 +63,7 @@ def _warped(a: Details, b: Details) -> float:
     warps = _warps()
     count = len(warps)
     stacked = warps.reshape(count * SIDE, SIDE)  # one matrix product warps along every way at once
-    across, best = warps[_identity()], -1.0
+    across, best = warps[WARPS.index((1.0, 0.0))], -1.0
     for _ in range(ROUNDS):
         rows = (stacked @ (first @ across.T)).reshape(count, SIDE, SIDE)  # every warp along y, x's fixed
         down = warps[_best(rows, target, norm)]
@@ -72,7 +74,7 @@ def _warped(a: Details, b: Details) -> float:
         if found <= best + 1e-6:
             break
         best = found
-    return max(best, _cosine(first, target, norm))
+    return best  # the first round tries the identity among the rest, and each later one only improves
 
 
 def _best(candidates: Floats, target: Floats, norm: float) -> int:
@@ -97,10 +99,9 @@ def _warps() -> Floats:
     (Keys, a = −½, as Pillow's BICUBIC), which blurs a fractional shift less than linear interpolation: on the
     tuning fold it recovers more white-bordered copies (0.88 → 0.92 of them) and brings negatives no closer (the
     closest whole pair 0.979 → 0.977)."""
-    params = [(s, t) for s in SCALES for t in SHIFTS]
-    out = np.zeros((len(params), SIDE, SIDE), dtype=np.float32)
+    out = np.zeros((len(WARPS), SIDE, SIDE), dtype=np.float32)
     lines = np.arange(SIDE)
-    for k, (scale, shift) in enumerate(params):
+    for k, (scale, shift) in enumerate(WARPS):
         x = (lines + 0.5 - SIDE / 2) * scale + SIDE / 2 + shift - 0.5
         base = np.floor(x).astype(int)
         for step in (-1, 0, 1, 2):
@@ -116,9 +117,3 @@ def _cubic(distance: npt.NDArray[np.float64], a: float = -0.5) -> Floats:
     far = a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
     out: Floats = np.where(d <= 1, near, np.where(d < 2, far, 0.0)).astype(np.float32)
     return out
-
-
-@cache
-def _identity() -> int:
-    params = [(float(s), float(t)) for s in SCALES for t in SHIFTS]
-    return params.index((1.0, 0.0))

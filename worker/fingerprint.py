@@ -187,9 +187,8 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         as_uploaded = _thumbs32(uploaded, framed)
     else:  # ... which is the whole picture itself
         as_uploaded = views = _thumbs32(grey, framed, also=brightened)
-    whole, regions, bright = views[0], as_uploaded[1 : 1 + len(REGIONS)], views[-1:]
+    whole, regions, bright, untrimmed = views[0], as_uploaded[1 : 1 + len(REGIONS)], views[-1:], as_uploaded[:1]
     # The views in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
-    untrimmed = as_uploaded[:1] if trimmed else views[:1]
     stack = np.concatenate([views[:1], whole[None, :, ::-1], regions, bright, untrimmed, untrimmed[:, :, ::-1]])
     low = _low_dct(stack)
     described = descriptors(low)
