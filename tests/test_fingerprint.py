@@ -14,7 +14,7 @@ from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, letterbox, side_crop, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo
 from worker import imaging
-from worker.borders import trim
+from worker.borders import refined, trim
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
     BRIGHT,
@@ -202,6 +202,22 @@ def test_a_bordered_copy_is_described_as_its_source_down_to_its_details(label: s
     original, copy = fingerprint(source), fingerprint(jpeg(edit(source)))
     assert similarity(original.dct, copy.dct) >= 0.995, label
     assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] >= DETAIL, label
+
+
+def test_a_bordered_copy_is_cut_where_the_picture_itself_starts_not_where_the_thumbnail_blurs() -> None:
+    """A picture framed by a light line one pixel wide: on the thumbnail that line reads as part border, and a
+    white-bordered copy lost a pixel of the picture on each side (details 0.984); cut where the picture itself
+    steps from the border, the copy is its source again, details included."""
+    source = photo("coffee.png").copy()  # photo() is cached: never edit it in place
+    source.thumbnail((300, 300))
+    w, h = source.size
+    for box in ((0, 0, 1, h), (w - 1, 0, w, h), (0, 0, w, 1), (0, h - 1, w, h)):
+        source.paste((225, 225, 225), box)
+    framed = border(source, 0.10, (255, 255, 255))
+    dx, dy = (framed.width - w) // 2, (framed.height - h) // 2
+    assert refined(framed, (dx + 1, dy + 1, dx + w - 1, dy + h - 1), 5, 10.0) == (dx, dy, dx + w, dy + h)
+    original, copy = fingerprint(source), fingerprint(jpeg(framed))
+    assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] >= 0.995
 
 
 def test_a_border_that_runs_on_into_the_pictures_own_edge_is_trimmed_as_wide_as_the_other_side() -> None:

@@ -58,6 +58,7 @@ batched matrix products (``python -m tooling.eval.cost`` times the hash stage ag
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 
@@ -65,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from worker.borders import median, scaled, trim
+from worker.borders import median, refined, scaled, trim
 from worker.decision import (
     BRIGHT,
     DESCRIPTOR_DIM,
@@ -172,8 +173,10 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         if found.box == (0, 0, grey.shape[1], grey.shape[0]):
             break
         # Cut the borders off the picture itself where the edges found fall (to a fraction of a thumbnail
-        # pixel), and make the thumbnail again: the first one blurred each border a pixel into the picture.
-        rgb = rgb.crop(scaled(found.edges, rgb.size, work.size))
+        # pixel, or where the picture itself steps from the border), and make the thumbnail again: the first
+        # one blurred each border a pixel into the picture.
+        reach = 2 * math.ceil(rgb.size[0] / work.size[0]) + 1  # two thumbnail pixels, and one
+        rgb = rgb.crop(refined(rgb, scaled(found.edges, rgb.size, work.size), reach, found.tolerance))
         work = _thumbnail(rgb, WORK_SIDE)
         grey = np.asarray(work.convert("L"), dtype=np.float64)
     h, w = grey.shape
