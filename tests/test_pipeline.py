@@ -456,7 +456,7 @@ def test_quarantine_never_deletes_a_source_whose_copy_does_not_verify(
     bad_storage = CorruptingCopies(stack.storage().client, max_bytes=1 << 30)
     rig = build(stack, index, embedder, action=Action.QUARANTINE, storage=bad_storage)
     try:
-        picture = dict(distinct_images())["motorcycle_left-tile1.png"]  # new to this index (brick is low-information)
+        picture = dict(distinct_images())["motorcycle_left-tile1.png"]  # new to this index
         original = rig.upload(f"{prefix}o.jpg", jpeg(picture))
         dup_bytes = jpeg(picture, 70)
         dup = rig.upload(f"{prefix}dup.jpg", dup_bytes)
