@@ -13,12 +13,13 @@ from tooling.eval.transforms import border
 from worker import imaging
 from worker.alignment import ALIGN_FROM, aligned_similarity
 from worker.decision import DETAIL, DETAIL_REGION, Signals, detail_similarities, details_agree, perceptual_similarity
-from worker.fingerprint import _thumbs32, details, fingerprint
+from worker.fingerprint import details, fingerprint
+from worker.thumbnails import thumbs32
 
 
 def views_of(picture: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
     """The details of ``boxes`` of a grey picture, as the fingerprint makes them."""
-    return details(_thumbs32(picture, boxes))
+    return details(thumbs32(picture, boxes))
 
 
 def smooth_noise(seed: int, side: int = 128) -> np.ndarray:

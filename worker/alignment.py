@@ -29,7 +29,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from worker.decision import Details
 
-SIDE = 32  # the details' view side (worker.fingerprint.DCT_SIDE)
+SIDE = 32  # the details' view side (worker.thumbnails.DCT_SIDE)
 #: Per-axis scales and shifts (in pixels of the 32-pixel view) one view is warped by: a copy's trim measured a
 #: little off. Chosen on the corpus's tuning fold: the 10 % white border's copies recovered with ±5 % and ±1 px
 #: are 71 of the 73 that ±10 % and ±2 px recover (measured with linear interpolation), at a quarter of the cost.

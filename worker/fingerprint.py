@@ -52,8 +52,8 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     >>> similarity(fp.dct, fingerprint(ImageOps.mirror(picture)).mirror) > 0.99
     True
 
-Everything is computed from one thumbnail of at most :data:`WORK_SIDE` pixels, the fifteen 32×32 views by
-batched matrix products (``python -m tooling.eval.cost`` times the hash stage against a single pHash).
+Everything is computed from one thumbnail (:class:`worker.thumbnails.Work`), the fifteen 32×32 views by batched
+matrix products (``python -m tooling.eval.cost`` times the hash stage against a single pHash).
 """
 
 from __future__ import annotations
@@ -78,16 +78,17 @@ from worker.decision import (
     detail_similarities,
     similarity,
 )
+from worker.thumbnails import DCT_SIDE, Work, thumbs32
 
 HASH_SIDE = 8  # 8×8 low frequencies → a 64-d descriptor
-DCT_SIDE = 32  # of a 32×32 grey thumbnail (imagehash's pHash: hash_size 8, highfreq_factor 4)
-WORK_SIDE = 128  # the working thumbnail's longer side
 FLAT_RANGE = 3.0
 COLOUR_GRID = 4
 #: The brightened variant multiplies every channel by this and clips, as an exposure or brightness edit does:
 #: a brightened copy's clipped highlights (saturated colours, near-white areas) change its grey levels unevenly,
 #: which no hash of the unbrightened picture sees. Chosen with ``python -m tooling.eval`` between the harness's
-#: two brightening steps (+20 %, +40 %), not at either.
+#: two brightening steps (+20 %, +40 %), not at either. Brightened before the thumbnail averages
+#: (:meth:`worker.thumbnails.Work.brightened`), as the edit brightens: clipping then averaging is not averaging
+#: then clipping.
 BRIGHTER = 1.25
 #: At or above this similarity to the whole picture's descriptor and details, brightening changed nothing that
 #: matters (the picture has nothing to clip) and the variant is the whole view itself: a wobble would only bring
@@ -166,8 +167,8 @@ class Fingerprint:
 def fingerprint(image: Image.Image) -> Fingerprint:
     """The fingerprint of an RGB picture (any size; the decoder's reduced-size JPEGs are fine)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    work = _thumbnail(rgb, WORK_SIDE)
-    grey = uploaded = np.asarray(work.convert("L"), dtype=np.float64)
+    work = Work.of(rgb)
+    grey = uploaded = np.asarray(work.thumbnail.convert("L"), dtype=np.float64)
     for _ in range(TRIM_PASSES):  # a frame, then the mat or margin inside it
         found = trim(grey)
         if found.box == (0, 0, grey.shape[1], grey.shape[0]):
@@ -176,20 +177,20 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         # pixel, or where the picture itself steps from the border), and make the thumbnail again: the first
         # one blurred each border a pixel into the picture.
         reach = 2 * math.ceil(rgb.size[0] / work.size[0]) + 1  # two thumbnail pixels, and one
-        rgb = rgb.crop(refined(rgb, scaled(found.edges, rgb.size, work.size), reach, found.tolerance))
-        work = _thumbnail(rgb, WORK_SIDE)
-        grey = np.asarray(work.convert("L"), dtype=np.float64)
+        rgb = rgb.crop(refined(rgb, scaled(found.edges, rgb.size, work.size), reach, found))
+        work = Work.of(rgb)
+        grey = np.asarray(work.thumbnail.convert("L"), dtype=np.float64)
     h, w = grey.shape
 
-    brightened = np.minimum(np.asarray(work, dtype=np.float32) * BRIGHTER, 255.0) @ _LUMA
+    brightened: Floats = (np.asarray(work.brightened(BRIGHTER), dtype=np.float32) @ _LUMA).astype(np.float64)
     trimmed = grey is not uploaded
     height, width = uploaded.shape
     framed = [(0.0, 0.0, float(width), float(height)), *(_box(r, width, height) for r in REGIONS)]
     if trimmed:  # the regions are the uploaded picture's, beside its untrimmed whole
-        views = _thumbs32(grey, [(0.0, 0.0, float(w), float(h))], also=brightened)
-        as_uploaded = _thumbs32(uploaded, framed)
+        views = thumbs32(grey, [(0.0, 0.0, float(w), float(h))], also=brightened)
+        as_uploaded = thumbs32(uploaded, framed)
     else:  # ... which is the whole picture itself
-        as_uploaded = views = _thumbs32(grey, framed, also=brightened)
+        as_uploaded = views = thumbs32(grey, framed, also=brightened)
     whole, regions, bright, untrimmed = views[0], as_uploaded[1 : 1 + len(REGIONS)], views[-1:], as_uploaded[:1]
     # The views in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
     stack = np.concatenate([views[:1], whole[None, :, ::-1], regions, bright, untrimmed, untrimmed[:, :, ::-1]])
@@ -206,7 +207,7 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         described[UNTRIMMED_MIRROR], fine[UNTRIMMED_MIRROR] = described[1], fine[1]
     split = _split_share(whole)
     texture = _texture(grey.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
-    colour = _colour_layout(work)
+    colour = _colour_layout(work.thumbnail)
     return Fingerprint(described[0], Look(described[1:], information(low[0]), split, texture, colour, fine))
 
 
@@ -216,7 +217,7 @@ def information(coefficients: Floats) -> float:
     theirs, whichever is larger. A solid colour or a smooth gradient has both near 0; a red disc on white has its
     energy in the 16 even coefficients, so its median distance is 0 while its peak is large.
 
-        >>> disc = _low_dct(_thumbs32(np.where(np.hypot(*np.mgrid[-16:16, -16:16] + 0.5) < 10, 60.0, 255.0),
+        >>> disc = _low_dct(thumbs32(np.where(np.hypot(*np.mgrid[-16:16, -16:16] + 0.5) < 10, 60.0, 255.0),
         ...     [(0.0, 0.0, 32.0, 32.0)]))[0]
         >>> round(median(np.abs(disc - median(disc))), 2), round(information(disc), 2)
         (0.0, 0.71)
@@ -231,55 +232,6 @@ def information(coefficients: Floats) -> float:
 def _box(region: tuple[float, float, float, float], w: int, h: int) -> tuple[float, float, float, float]:
     left, top, right, bottom = region
     return (left * w, top * h, right * w, bottom * h)
-
-
-def _thumbnail(image: Image.Image, side: int) -> Image.Image:
-    w, h = image.size
-    scale = side / max(w, h)
-    if scale >= 1:
-        return image
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-
-
-def _thumbs32(grey: Floats, boxes: list[tuple[float, float, float, float]], also: Floats | None = None) -> Floats:
-    """Each box of ``grey`` resampled to DCT_SIDE² with an antialiasing triangle filter (as Pillow's BILINEAR
-    resize), all at once as batched matrix products: much cheaper than one Pillow resize per region. ``grey`` is
-    first averaged 2×2 when that keeps it at least twice DCT_SIDE, which quarters the products' cost. ``also``, a
-    second picture of ``grey``'s size, is resampled over the first box with the same weights and comes last."""
-    spans = np.array(boxes, dtype=np.float64)
-    h, w = grey.shape
-    pictures = [grey] if also is None else [grey, also]
-    if min(h, w) >= 3 * DCT_SIDE:
-        pictures = [p[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for p in pictures]
-        spans = spans / 2
-    first, *rest = (p.astype(np.float32) for p in pictures)
-    row_spans, row_of = np.unique(spans[:, [1, 3]], axis=0, return_inverse=True)
-    column_spans, column_of = np.unique(spans[:, [0, 2]], axis=0, return_inverse=True)
-    row_of, column_of = row_of.ravel(), column_of.ravel()
-    rows = _weights(row_spans[:, 0], row_spans[:, 1], first.shape[0], DCT_SIDE)  # spans × out × height
-    columns = _weights(column_spans[:, 0], column_spans[:, 1], first.shape[1], DCT_SIDE)  # spans × out × width
-    across = first @ columns.transpose(0, 2, 1)  # column spans × height × out: shared by views of one span
-    small = rows[row_of] @ across[column_of]
-    if rest:
-        extra = rows[row_of[0]] @ rest[0] @ columns[column_of[0]].T
-        small = np.concatenate([small, extra[None]])
-    out: Floats = small.astype(np.float64)
-    return out
-
-
-def _weights(start: Floats, stop: Floats, size: int, out: int) -> Floats:
-    """``views × out × size`` resampling weights of the spans ``[start, stop)`` of ``size`` samples."""
-    scale = (stop - start) / out
-    support = np.maximum(scale, 1.0)[:, None, None]
-    centres = start[:, None] + (np.arange(out)[None, :] + 0.5) * scale[:, None]
-    weights = np.abs(np.arange(size)[None, None, :] + 0.5 - centres[:, :, None])  # distance, then the triangle:
-    weights /= support
-    np.subtract(1.0, weights, out=weights)
-    np.maximum(weights, 0.0, out=weights)
-    total = weights.sum(axis=2, keepdims=True)
-    normalised: Floats = (weights / np.where(total > 0, total, 1.0)).astype(np.float32)
-    return normalised
 
 
 @cache
