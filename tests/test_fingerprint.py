@@ -29,6 +29,7 @@ from worker.decision import (
     similarity,
 )
 from worker.fingerprint import BRIGHT_SAME, BRIGHTER, REGIONS, Fingerprint, fingerprint, information
+from worker.views import DETAIL_BRIGHT
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median (0.28 by their peak), below the
 #: information floor; the perceptual stage decides it for its texture (``Guard.textured``), confirmed by its details.
@@ -173,6 +174,20 @@ def test_the_brightened_view_is_brightened_before_the_thumbnail_averages_it() ->
     assert similarity(original.dct, copy.dct) < 0.98  # the whole views do not meet
     assert similarity(original.bright, copy.dct) > 0.999
     assert detail_similarities(original.look.details[BRIGHT : BRIGHT + 1], copy.look.details[:1])[0, 0] > 0.999
+
+
+def test_a_brightened_view_must_agree_more_closely_than_other_views() -> None:
+    """Two generated pictures with one light/dark split and different detail: brightening clips the light side
+    flat, and what is left of one agrees with the other's whole at 0.9805, over the 0.98 other views need. A whole
+    picture against a brightened view needs :data:`DETAIL_BRIGHT`, and they stay apart."""
+    pictures = negatives.generate(per_category=14, categories=("bimodal colourway",))
+    first, second = (fingerprint(decoded(p.data)) for p in pictures[12:14])
+    assert GUARD.perceptual_ok(first.look)
+    assert GUARD.perceptual_ok(second.look)
+    assert GUARD.colours_agree(first.look, second.look)
+    whole_and_bright = detail_similarities(first.look.details[:1], second.look.details[BRIGHT : BRIGHT + 1])[0, 0]
+    assert DETAIL < whole_and_bright < DETAIL_BRIGHT
+    assert near(sig("a", first), sig("b", second)) < DEFAULT_PERCEPTUAL_THRESHOLD
 
 
 def test_a_picture_with_nothing_to_clip_keeps_its_whole_descriptor_as_the_brightened_one() -> None:
