@@ -100,7 +100,6 @@ BRIGHT_SAME_DETAILS = 0.999
 #: Borders trimmed one inside the other, each found on a thumbnail of what the last one left: a frame, then the
 #: mat or the margin inside it (a bordered copy of a picture that already had a margin).
 TRIM_PASSES = 2
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 
 #: Sub-rectangles hashed besides the whole picture, as (left, top, right, bottom) fractions of the picture as
 #: uploaded (borders kept), in the order of :attr:`Fingerprint.regions`.
@@ -182,7 +181,7 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         grey = np.asarray(work.thumbnail.convert("L"), dtype=np.float64)
     h, w = grey.shape
 
-    brightened: Floats = (np.asarray(work.brightened(BRIGHTER), dtype=np.float32) @ _LUMA).astype(np.float64)
+    brightened = np.asarray(work.brightened(BRIGHTER), dtype=np.float64)
     trimmed = grey is not uploaded
     height, width = uploaded.shape
     framed = [(0.0, 0.0, float(width), float(height)), *(_box(r, width, height) for r in REGIONS)]

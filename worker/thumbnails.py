@@ -4,7 +4,7 @@ from it (:func:`thumbs32`). Part of :mod:`worker.fingerprint`.
     >>> from PIL import Image
     >>> work = Work.of(Image.new("RGB", (1024, 768), (200, 120, 40)))
     >>> work.size, work.reduced.size, work.brightened(1.25).getpixel((0, 0))
-    ((128, 96), (256, 192), (250, 150, 50))
+    ((128, 96), (256, 192), 168)
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ class Work:
         return cls(reduced.resize(size, Image.Resampling.BILINEAR, box=box), reduced, box)
 
     def brightened(self, factor: float) -> Image.Image:
-        """The thumbnail of the picture with every channel multiplied by ``factor`` and clipped."""
-        bright = self.reduced.point(_scaled_levels(factor))
+        """The grey thumbnail of the picture with every channel multiplied by ``factor`` and clipped (grey before
+        resizing: one channel to resample instead of three, a third of the cost)."""
+        bright = self.reduced.point(_scaled_levels(factor)).convert("L")
         if self.reduced is self.thumbnail:
             return bright
         return bright.resize(self.size, Image.Resampling.BILINEAR, box=self.box)
