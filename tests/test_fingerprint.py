@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, letterbox, side_crop, zoom
-from tooling.samples import PHOTOS, brightened, grayscale, photo
+from tooling.samples import PHOTOS, brightened, grayscale, photo, png
 from worker import imaging
 from worker.borders import Trim, refined, trim
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
@@ -50,12 +50,6 @@ def near(a: Signals, b: Signals) -> float:
 
 def decoded(data: bytes) -> Image.Image:
     return imaging.decode(data, max_pixels=100_000_000, min_side=imaging.DECODE_MIN_SIDE)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 def jpeg(image: Image.Image) -> Image.Image:
@@ -169,7 +163,7 @@ def test_the_brightened_view_is_brightened_before_the_thumbnail_averages_it() ->
     stripes = np.broadcast_to((np.arange(1024) // 4) % 2 == 0, grey.shape)
     grey = np.where(striped, np.where(stripes, 250.0, 110.0), grey)
     source = Image.fromarray(grey.astype(np.uint8)).convert("RGB")
-    copy = fingerprint(decoded(png_bytes(ImageEnhance.Brightness(source).enhance(BRIGHTER))))
+    copy = fingerprint(decoded(png(ImageEnhance.Brightness(source).enhance(BRIGHTER))))
     original = fingerprint(source)
     assert similarity(original.dct, copy.dct) < 0.98  # the whole views do not meet
     assert similarity(original.bright, copy.dct) > 0.999

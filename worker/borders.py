@@ -64,14 +64,12 @@ def trim(grey: Floats) -> Trim:
     whole."""
     h, w = grey.shape
     tolerance = min(BORDER_TOLERANCE, max(BORDER_TOLERANCE_MIN, BORDER_SHARE * _spread(grey)))
-    runs = (_paired(grey.T, tolerance), _paired(grey, tolerance))
-    (cut_x, x), (cut_y, y) = (
-        _widths(*pair, lines, tolerance) for pair, lines in zip(runs, (grey.T, grey), strict=True)
-    )
+    (left, right), (top, bottom) = _paired(grey.T, tolerance), _paired(grey, tolerance)
+    cut_x, x = _widths(left, right, grey.T, tolerance)
+    cut_y, y = _widths(top, bottom, grey, tolerance)
     inner = grey[cut_y : h - cut_y, cut_x : w - cut_x]
     if inner.shape[0] < 8 or inner.shape[1] < 8 or float(np.ptp(inner)) <= 2 * tolerance:
         return Trim((0, 0, w, h), (0.0, 0.0, float(w), float(h)))  # nothing but border: a uniform picture
-    (left, right), (top, bottom) = runs
     colours = (left.colour, top.colour, right.colour, bottom.colour)
     return Trim((cut_x, cut_y, w - cut_x, h - cut_y), (x, y, w - x, h - y), tolerance, colours)
 
