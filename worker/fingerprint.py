@@ -167,7 +167,7 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     """The fingerprint of an RGB picture (any size; the decoder's reduced-size JPEGs are fine)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     work = Work.of(rgb)
-    grey = uploaded = np.asarray(work.thumbnail.convert("L"), dtype=np.float64)
+    grey = uploaded = np.asarray(work.grey, dtype=np.float64)
     for _ in range(TRIM_PASSES):  # a frame, then the mat or margin inside it
         found = trim(grey)
         if found.box == (0, 0, grey.shape[1], grey.shape[0]):
@@ -178,7 +178,7 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         reach = 2 * math.ceil(rgb.size[0] / work.size[0]) + 1  # two thumbnail pixels, and one
         rgb = rgb.crop(refined(rgb, scaled(found.edges, rgb.size, work.size), reach, found))
         work = Work.of(rgb)
-        grey = np.asarray(work.thumbnail.convert("L"), dtype=np.float64)
+        grey = np.asarray(work.grey, dtype=np.float64)
     h, w = grey.shape
 
     brightened = np.asarray(work.brightened(BRIGHTER), dtype=np.float64)
@@ -206,7 +206,7 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         described[UNTRIMMED_MIRROR], fine[UNTRIMMED_MIRROR] = described[1], fine[1]
     split = _split_share(whole)
     texture = _texture(grey.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
-    colour = _colour_layout(work.thumbnail)
+    colour = _colour_layout(work.cells(COLOUR_GRID))
     return Fingerprint(described[0], Look(described[1:], information(low[0]), split, texture, colour, fine))
 
 
@@ -304,11 +304,10 @@ def _texture(grey: npt.NDArray[np.uint8]) -> float:
     return float(np.mean((high - low) > FLAT_RANGE))
 
 
-def _colour_layout(picture: Image.Image) -> bytes:
-    """Per cell of a COLOUR_GRID² grid (box-averaged): weight (brightness, 0–255) and two opponent
+def _colour_layout(cells: Image.Image) -> bytes:
+    """Per cell of a COLOUR_GRID² grid (``cells``, box-averaged): weight (brightness, 0–255) and two opponent
     chromaticities ((R−G)/S, (R+G−2B)/(2S), S = R+G+B), each mapped from [−1, 1] to a byte."""
-    cells = np.asarray(picture.resize((COLOUR_GRID, COLOUR_GRID), Image.Resampling.BOX), dtype=np.float64)
-    red, green, blue = (cells[..., i].ravel() for i in range(3))
+    red, green, blue = (np.asarray(cells, dtype=np.float64)[..., i].ravel() for i in range(3))
     total = red + green + blue
     safe = np.where(total > 0, total, 1.0)
     c1 = np.where(total > 0, (red - green) / safe, 0.0)

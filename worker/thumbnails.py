@@ -3,8 +3,8 @@ from it (:func:`thumbs32`). Part of :mod:`worker.fingerprint`.
 
     >>> from PIL import Image
     >>> work = Work.of(Image.new("RGB", (1024, 768), (200, 120, 40)))
-    >>> work.size, work.reduced.size, work.brightened(1.25).getpixel((0, 0))
-    ((128, 96), (256, 192), 168)
+    >>> work.size, work.reduced.size, work.grey.getpixel((0, 0)), work.brightened(1.25).getpixel((0, 0))
+    ((128, 96), (256, 192), 135, 168)
 """
 
 from __future__ import annotations
@@ -26,38 +26,44 @@ REDUCING_GAP = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """The working thumbnail (:data:`WORK_SIDE` on the longer side, never enlarged) and the picture reduced by
-    whole factors on the way to it (``reduced``, at least twice the thumbnail's size), as Pillow's resize with a
-    reducing gap of 2 makes it (the same pixels): :meth:`brightened` brightens that and makes the same thumbnail
-    of it. Brightening the thumbnail instead averaged the picture before clipping it, where a brightened copy is
+    """The working thumbnail in grey (:data:`WORK_SIDE` on the longer side, never enlarged) and the picture reduced
+    by whole factors on the way to it (``reduced``, in colour, at least twice the thumbnail's size), as Pillow's
+    resize with a reducing gap of 2 makes them: :meth:`brightened` brightens that and makes the same thumbnail of
+    it. Brightening the thumbnail instead averaged the picture before clipping it, where a brightened copy is
     clipped before it is averaged: a game's screenshot brightened by 20 % met its source's brightened view at 0.96
-    instead of 0.998."""
+    instead of 0.998. The thumbnail is resampled in grey, not in colour and then made grey: resampling commutes
+    with the grey mix (up to rounding), and one channel costs half of what four bytes a pixel did (0.37 ms
+    instead of 0.72 on clip art)."""
 
-    thumbnail: Image.Image
+    grey: Image.Image
     reduced: Image.Image
     box: tuple[float, float, float, float]  # the picture in ``reduced``'s pixels
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.thumbnail.size
+        return self.grey.size
 
     @classmethod
     def of(cls, rgb: Image.Image) -> Work:
         w, h = rgb.size
         scale = WORK_SIDE / max(w, h)
         if scale >= 1:
-            return cls(rgb, rgb, (0.0, 0.0, float(w), float(h)))
+            return cls(rgb.convert("L"), rgb, (0.0, 0.0, float(w), float(h)))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         fx, fy = int(w / size[0] / REDUCING_GAP) or 1, int(h / size[1] / REDUCING_GAP) or 1
         reduced = rgb.reduce((fx, fy)) if fx > 1 or fy > 1 else rgb
         box = (0.0, 0.0, w / fx, h / fy)
-        return cls(reduced.resize(size, Image.Resampling.BILINEAR, box=box), reduced, box)
+        return cls(reduced.convert("L").resize(size, Image.Resampling.BILINEAR, box=box), reduced, box)
+
+    def cells(self, side: int) -> Image.Image:
+        """The picture in colour, box-averaged to ``side``² cells."""
+        return self.reduced.resize((side, side), Image.Resampling.BOX, box=self.box)
 
     def brightened(self, factor: float) -> Image.Image:
         """The grey thumbnail of the picture with every channel multiplied by ``factor`` and clipped (grey before
         resizing: one channel to resample instead of three, a third of the cost)."""
         bright = self.reduced.point(_scaled_levels(factor)).convert("L")
-        if self.reduced is self.thumbnail:
+        if self.reduced.size == self.size:
             return bright
         return bright.resize(self.size, Image.Resampling.BILINEAR, box=self.box)
 
@@ -77,12 +83,11 @@ def thumbs32(grey: Floats, boxes: list[tuple[float, float, float, float]], also:
     h, w = grey.shape
     pictures = [grey] if also is None else [grey, also]
     if min(h, w) >= 3 * DCT_SIDE:
-        pictures = [p[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for p in pictures]
+        pictures = [_halved(p) for p in pictures]
         spans = spans / 2
     first, *rest = (p.astype(np.float32) for p in pictures)
-    row_spans, row_of = np.unique(spans[:, [1, 3]], axis=0, return_inverse=True)
-    column_spans, column_of = np.unique(spans[:, [0, 2]], axis=0, return_inverse=True)
-    row_of, column_of = row_of.ravel(), column_of.ravel()
+    row_spans, row_of = _distinct(spans[:, [1, 3]])
+    column_spans, column_of = _distinct(spans[:, [0, 2]])
     rows = _weights(row_spans[:, 0], row_spans[:, 1], first.shape[0], DCT_SIDE)  # spans × out × height
     columns = _weights(column_spans[:, 0], column_spans[:, 1], first.shape[1], DCT_SIDE)  # spans × out × width
     across = first @ columns.transpose(0, 2, 1)  # column spans × height × out: shared by views of one span
@@ -92,6 +97,22 @@ def thumbs32(grey: Floats, boxes: list[tuple[float, float, float, float]], also:
         small = np.concatenate([small, extra[None]])
     out: Floats = small.astype(np.float64)
     return out
+
+
+def _halved(picture: Floats) -> Floats:
+    """``picture`` averaged over 2×2 blocks (a last odd row or column dropped)."""
+    h, w = picture.shape[0] // 2 * 2, picture.shape[1] // 2 * 2
+    even, odd = picture[0:h:2], picture[1:h:2]
+    halved: Floats = (even[:, 0:w:2] + even[:, 1:w:2] + odd[:, 0:w:2] + odd[:, 1:w:2]) * 0.25
+    return halved
+
+
+def _distinct(spans: Floats) -> tuple[Floats, npt.NDArray[np.intp]]:
+    """The distinct rows of ``spans`` (a few pairs) and, for each row, the index of its distinct row: as
+    ``np.unique(axis=0, return_inverse=True)``, in first-seen order, without its sorting's overhead."""
+    index: dict[tuple[float, float], int] = {}
+    of = np.array([index.setdefault((a, b), len(index)) for a, b in spans.tolist()], dtype=np.intp)
+    return np.array(list(index), dtype=np.float64).reshape(-1, 2), of
 
 
 def _weights(start: Floats, stop: Floats, size: int, out: int) -> Floats:
