@@ -23,10 +23,13 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   icon) is found to a fraction of a pixel, and a re-encoded or resized copy's fraction can differ enough to put
   its details out of step with its source's; untrimmed, both are the same picture. Its mirror is searched too.
   They are the whole descriptor and the mirror themselves (no row of their own) when nothing was trimmed;
-* ``bright`` — the descriptor of the picture with every channel brightened by :data:`BRIGHTER` and clipped,
-  stored and searched against whole pictures both ways, so a brightened copy whose saturated colours or
-  near-white areas clipped still matches; it is the whole descriptor itself when brightening leaves it within
-  :data:`BRIGHT_SAME` (a picture with nothing to clip, most photos);
+* ``bright`` — the descriptor of the picture as uploaded (borders kept) with every channel brightened by
+  :data:`BRIGHTER` and clipped, stored and searched against whole and untrimmed pictures both ways, so a
+  brightened copy whose saturated colours or near-white areas clipped still matches; it is the untrimmed
+  descriptor itself when brightening leaves it within :data:`BRIGHT_SAME` (a picture with nothing to clip, most
+  photos). Untrimmed, because brightening moves the trim: an icon's faint shadow clips to white with its
+  background, and a brightened copy trimmed two thumbnail pixels further in than its source's brightened view
+  was (details 0.67–0.92 instead of 0.99);
 * ``details`` — each view's fine structure: the 32×32 view minus its :data:`DETAIL_BOX`-pixel box blur, as
   1,024 signed bytes. The descriptors see the low frequencies only, where two screenshots of one application
   layout, or two pages of one template, are nearly the same picture (cosine 0.998); their cards, labels and lines
@@ -90,7 +93,7 @@ COLOUR_GRID = 4
 #: (:meth:`worker.thumbnails.Work.brightened`), as the edit brightens: clipping then averaging is not averaging
 #: then clipping.
 BRIGHTER = 1.25
-#: At or above this similarity to the whole picture's descriptor and details, brightening changed nothing that
+#: At or above this similarity to the untrimmed picture's descriptor and details, brightening changed nothing that
 #: matters (the picture has nothing to clip) and the variant is the whole view itself: a wobble would only bring
 #: unrelated pictures of one layout closer, and the index stores no row for it. Clipping that leaves the
 #: descriptor but not the details keeps the row: a brightened copy is confirmed by it.
@@ -168,6 +171,7 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     work = Work.of(rgb)
     grey = uploaded = np.asarray(work.grey, dtype=np.float64)
+    brightened = np.asarray(work.brightened(BRIGHTER), dtype=np.float64)  # as uploaded: see ``bright`` above
     for _ in range(TRIM_PASSES):  # a frame, then the mat or margin inside it
         found = trim(grey)
         if found.box == (0, 0, grey.shape[1], grey.shape[0]):
@@ -181,29 +185,28 @@ def fingerprint(image: Image.Image) -> Fingerprint:
         grey = np.asarray(work.grey, dtype=np.float64)
     h, w = grey.shape
 
-    brightened = np.asarray(work.brightened(BRIGHTER), dtype=np.float64)
     trimmed = grey is not uploaded
     height, width = uploaded.shape
     framed = [(0.0, 0.0, float(width), float(height)), *(_box(r, width, height) for r in REGIONS)]
-    if trimmed:  # the regions are the uploaded picture's, beside its untrimmed whole
-        views = thumbs32(grey, [(0.0, 0.0, float(w), float(h))], also=brightened)
-        as_uploaded = thumbs32(uploaded, framed)
-    else:  # ... which is the whole picture itself
-        as_uploaded = views = thumbs32(grey, framed, also=brightened)
-    whole, regions, bright, untrimmed = views[0], as_uploaded[1 : 1 + len(REGIONS)], views[-1:], as_uploaded[:1]
+    # The regions are the uploaded picture's, beside its untrimmed whole (the whole picture itself when nothing
+    # was trimmed) and the brightened view.
+    as_uploaded = thumbs32(uploaded, framed, also=brightened)
+    views = thumbs32(grey, [(0.0, 0.0, float(w), float(h))]) if trimmed else as_uploaded
+    whole, regions, bright = views[0], as_uploaded[1 : 1 + len(REGIONS)], as_uploaded[-1:]
+    untrimmed = as_uploaded[:1]
     # The views in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
     stack = np.concatenate([views[:1], whole[None, :, ::-1], regions, bright, untrimmed, untrimmed[:, :, ::-1]])
     low = _low_dct(stack)
     described = descriptors(low)
     fine = details(stack)
-    if (
-        similarity(described[BRIGHT], described[0]) >= BRIGHT_SAME
-        and detail_similarities(fine[BRIGHT : BRIGHT + 1], fine[:1])[0, 0] >= BRIGHT_SAME_DETAILS
-    ):  # the brightened view is the whole one: no row of its own, in the index or out of it
-        described[BRIGHT], fine[BRIGHT] = described[0], fine[0]
     if not trimmed:  # nothing trimmed: the untrimmed views are the whole one and its mirror
         described[UNTRIMMED], fine[UNTRIMMED] = described[0], fine[0]
         described[UNTRIMMED_MIRROR], fine[UNTRIMMED_MIRROR] = described[1], fine[1]
+    if (
+        similarity(described[BRIGHT], described[UNTRIMMED]) >= BRIGHT_SAME
+        and detail_similarities(fine[BRIGHT : BRIGHT + 1], fine[UNTRIMMED : UNTRIMMED + 1])[0, 0] >= BRIGHT_SAME_DETAILS
+    ):  # the brightened view is the untrimmed one: no row of its own, in the index or out of it
+        described[BRIGHT], fine[BRIGHT] = described[UNTRIMMED], fine[UNTRIMMED]
     split = _split_share(whole)
     texture = _texture(grey.astype(np.uint8))  # grey levels are whole numbers: the same result, 4× less memory
     colour = _colour_layout(work.cells(COLOUR_GRID))

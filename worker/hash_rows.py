@@ -216,13 +216,13 @@ def rows_of(item: Signals) -> list[dict[str, Any]]:
 
 
 def searched(item: Signals) -> list[tuple[int, Vector]]:
-    """``(variant, descriptor)`` of an image's descriptors that are stored and searched: a brightened or untrimmed
-    descriptor equal to the whole picture's (nothing to clip, nothing trimmed), or an untrimmed mirror equal to the
-    mirror, would only repeat it."""
+    """``(variant, descriptor)`` of an image's descriptors that are stored and searched: an untrimmed descriptor
+    equal to the whole picture's (nothing trimmed), a brightened one equal to the untrimmed one (nothing to clip),
+    or an untrimmed mirror equal to the mirror, would only repeat it."""
     views = views_of(item)
     if views is None:
         return []
-    repeats = {BRIGHT: 0, UNTRIMMED: 0, UNTRIMMED_MIRROR: 1}
+    repeats = {BRIGHT: UNTRIMMED, UNTRIMMED: 0, UNTRIMMED_MIRROR: 1}
     return [(v, d) for v, d in enumerate(views) if not (v in repeats and np.array_equal(d, views[repeats[v]]))]
 
 

@@ -37,13 +37,17 @@ VIEW_COUNT = UNTRIMMED_MIRROR + 1
 #: Variants searched with and never stored: the two mirrors.
 SEARCHED_ONLY = (1, UNTRIMMED_MIRROR)
 #: The "view" pairs besides the whole picture against any view, as (one picture's variant, the other's): the
-#: untrimmed picture, or its mirror, against the other's untrimmed picture, and the untrimmed picture against a
-#: region of the other either way round (the regions are the uploaded picture's, so a zoomed or cropped copy of a
-#: picture with a plain background is one of its source's regions as uploaded, not as trimmed) (:func:`pair_kind`).
+#: untrimmed picture, or its mirror, against the other's untrimmed picture, the untrimmed picture against the
+#: other's brightened one either way round (brightened as uploaded: see :mod:`worker.fingerprint`), and the
+#: untrimmed picture against a region of the other either way round (the regions are the uploaded picture's, so a
+#: zoomed or cropped copy of a picture with a plain background is one of its source's regions as uploaded, not as
+#: trimmed) (:func:`pair_kind`).
 UNTRIMMED_PAIRS = (
     (UNTRIMMED, UNTRIMMED),
     (UNTRIMMED_MIRROR, UNTRIMMED),
     (UNTRIMMED, UNTRIMMED_MIRROR),
+    (UNTRIMMED, BRIGHT),
+    (BRIGHT, UNTRIMMED),
     *((UNTRIMMED, k) for k in range(2, BRIGHT)),
     *((k, UNTRIMMED) for k in range(2, BRIGHT)),
 )
@@ -74,8 +78,9 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
     picture:
 
     * ``"view"``: whole ↔ whole, mirror → whole (a mirrored copy), whole ↔ region either way (a zoomed or cropped
-      copy is a region of its source), whole ↔ brightened either way (a brightened copy's clipped highlights),
-      untrimmed ↔ untrimmed, untrimmed ↔ whole and untrimmed ↔ region either way (:data:`UNTRIMMED`: a copy of a
+      copy is a region of its source), whole or untrimmed ↔ brightened either way (a brightened copy's clipped
+      highlights; the brightened view is of the picture as uploaded), untrimmed ↔ untrimmed, untrimmed ↔ whole
+      and untrimmed ↔ region either way (:data:`UNTRIMMED`: a copy of a
       picture with a plain background whose trimmed views fell out of step, or a zoomed or cropped one: the
       regions are the picture's as uploaded), untrimmed mirror → untrimmed or whole (a mirrored such copy): one
       such pair at or above the threshold is a match;
@@ -87,7 +92,7 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
         >>> pair_kind(UNTRIMMED, UNTRIMMED), pair_kind(UNTRIMMED, 0), pair_kind(UNTRIMMED, 3), pair_kind(1, UNTRIMMED)
         ('view', 'view', 'view', None)
         >>> pair_kind(3, UNTRIMMED), pair_kind(UNTRIMMED, BRIGHT), pair_kind(UNTRIMMED_MIRROR, 3)
-        ('view', None, None)
+        ('view', 'view', None)
         >>> pair_kind(UNTRIMMED_MIRROR, UNTRIMMED), pair_kind(UNTRIMMED_MIRROR, 0), pair_kind(UNTRIMMED_MIRROR, 2)
         ('view', 'view', None)
     """
