@@ -254,6 +254,19 @@ def test_a_bordered_copy_is_cut_where_the_picture_itself_starts_not_where_the_th
     assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] >= 0.995
 
 
+def test_a_border_is_cut_where_an_objects_faint_tip_touches_it_and_the_other_side_as_wide() -> None:
+    """An object on white whose faint tip (13 grey levels off white, four pixels a line) touches the picture's
+    right edge: a white-bordered copy's thumbnail blurs the tip into the border and puts the border's edge six
+    pixels into the picture. Cut where the tip is, in the picture itself, and as wide on the other side (borders
+    come in pairs), the copy is the source's frame again; the step on the left is the object, not the border."""
+    source = Image.new("RGB", (200, 200), (255, 255, 255))
+    source.paste((128, 128, 128), (10, 10, 170, 150))  # the object, on a white margin of its own
+    source.paste((242, 242, 242), (170, 100, 200, 104))  # its faint tip, touching the right edge
+    framed = border(source, 0.10, (255, 255, 255))  # 20 white pixels on every side
+    found = Trim((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0), 10.0, (255.0,) * 4)  # a white border on every side
+    assert refined(framed, (26, 20, 214, 220), 5, found) == (20, 20, 220, 220)
+
+
 def test_a_border_that_runs_on_into_the_pictures_own_edge_is_trimmed_as_wide_as_the_other_side() -> None:
     """A picture whose top rows are as black as the border a copy adds: that border is trimmed as wide at the
     top as at the bottom, and the picture's black top stays, as it does in the source (a uniform strip on one
