@@ -256,7 +256,7 @@ def test_a_bordered_copy_is_cut_where_the_picture_itself_starts_not_where_the_th
 
 def test_a_border_is_cut_where_an_objects_faint_tip_touches_it_and_the_other_side_as_wide() -> None:
     """An object on white whose faint tip (13 grey levels off white, four pixels a line) touches the picture's
-    right edge: a white-bordered copy's thumbnail blurs the tip into the border and puts the border's edge six
+    right edge: a white-bordered copy's thumbnail blurs the tip into the border and puts the border's edge four
     pixels into the picture. Cut where the tip is, in the picture itself, and as wide on the other side (borders
     come in pairs), the copy is the source's frame again; the step on the left is the object, not the border."""
     source = Image.new("RGB", (200, 200), (255, 255, 255))
@@ -264,7 +264,7 @@ def test_a_border_is_cut_where_an_objects_faint_tip_touches_it_and_the_other_sid
     source.paste((242, 242, 242), (170, 100, 200, 104))  # its faint tip, touching the right edge
     framed = border(source, 0.10, (255, 255, 255))  # 20 white pixels on every side
     found = Trim((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0), 10.0, (255.0,) * 4)  # a white border on every side
-    assert refined(framed, (26, 20, 214, 220), 5, found) == (20, 20, 220, 220)
+    assert refined(framed, (24, 20, 216, 220), 5, found) == (20, 20, 220, 220)
 
 
 def test_a_border_that_runs_on_into_the_pictures_own_edge_is_trimmed_as_wide_as_the_other_side() -> None:

@@ -40,10 +40,6 @@ STEP_SHARE = 0.5
 #: picture's faint edge; one alone is JPEG's noise. On the tuning fold 2 finds the most bordered copies (10 %
 #: white border 0.947, against 0.942 for 1 and 0.945 for 3).
 FAINT_PIXELS = 2
-#: How far out from where the thumbnail put a border's edge :func:`refined` looks for the picture's faint edge, in
-#: its reaches: an object's faint tip blurred into the border on the thumbnail can reach further in than the
-#: thumbnail's blur does (1–3 find the same copies on the tuning fold; a generated tip six pixels long needs 2).
-FAINT_REACH = 2
 #: Most of a side that trimming may remove (more is the picture, not a border).
 BORDER_MAX = 0.35
 
@@ -150,10 +146,11 @@ def refined(picture: Image.Image, box: tuple[int, int, int, int], reach: int, fo
 
     A side the thumbnail trimmed too far moves out: an object whose faint tip or shadow touches the picture's
     edge (a few pixels a line, a dozen grey levels off white) is not trimmed, but a white-bordered copy's
-    thumbnail blurs the tip into the border. Looking out from the thumbnail's edge (:data:`FAINT_REACH`), the
-    border ends at the first line with :data:`FAINT_PIXELS` pixels off its colour (:func:`_flat_end`), and the
-    opposite side's border is no wider (borders come in pairs, :func:`trim`). On the tuning fold the 10 % white
-    border's copies found go from 0.908 to 0.947, the 10 % letterbox's from 0.958 to 0.967.
+    thumbnail blurs the tip into the border. Where no step is found, the border ends at the first line within
+    ``reach`` outside the thumbnail's edge with :data:`FAINT_PIXELS` pixels off its colour (:func:`_flat_end`),
+    and the opposite side's border is cut no wider (borders come in pairs, :func:`trim`). On the tuning fold the
+    10 % white border's copies found go from 0.908 to 0.947, the 10 % letterbox's from 0.958 to 0.967 (looking
+    twice as far out finds the same white-bordered copies and loses two letterboxed and black-bordered ones).
 
         >>> grey = Image.new("L", (40, 30), 255)
         >>> grey.paste(200, (5, 5, 35, 25)); grey.paste(140, (5, 5, 6, 25))  # a darker first column
@@ -168,15 +165,15 @@ def refined(picture: Image.Image, box: tuple[int, int, int, int], reach: int, fo
     for side, (inset, size) in enumerate(zip(insets, (w, h, w, h), strict=True)):
         if inset <= 0:
             continue
-        outer, low = max(0, inset - FAINT_REACH * reach), max(0, inset - reach)
-        lines = _lines(picture, side, outer, min(size, inset + reach))
-        step = _step(lines[low - outer :], found.colours[side], found.tolerance)
+        low = max(0, inset - reach)
+        lines = _lines(picture, side, low, min(size, inset + reach))
+        step = _step(lines, found.colours[side], found.tolerance)
         if step is not None:
             out[side] = low + step
             continue
-        end = _flat_end(lines[: inset - outer], found.colours[side], found.tolerance)
+        end = _flat_end(lines[: inset - low], found.colours[side], found.tolerance)
         if end is not None:  # the thumbnail blurred faint pixels of the picture into its border
-            out[side] = outer + end
+            out[side] = low + end
             faint.add(side)
     for side in faint:  # borders come in pairs as wide as the narrower one (trim): the other side's is no wider
         out[(side + 2) % 4] = min(out[(side + 2) % 4], out[side])
@@ -204,7 +201,7 @@ def _step(lines: Floats, colour: float, tolerance: float) -> int | None:
 
 def _flat_end(lines: Floats, colour: float, tolerance: float) -> int | None:
     """Where a border ends among ``lines`` (from the picture's edge in, up to where the thumbnail put the border's
-    edge) when the thumbnail put it too far in: the first line with :data:`FAINT_PIXELS` pixels more than
+    edge) when the thumbnail put that edge too far in: the first line with :data:`FAINT_PIXELS` pixels more than
     ``tolerance`` from the border's ``colour``, after a first line without. None when no line is off, or the
     first one is."""
     off = (np.abs(lines - colour) > tolerance).sum(axis=1) >= FAINT_PIXELS
