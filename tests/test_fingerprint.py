@@ -29,7 +29,7 @@ from worker.decision import (
     similarity,
 )
 from worker.fingerprint import BRIGHT_SAME, BRIGHTER, REGIONS, Fingerprint, fingerprint, information
-from worker.views import DETAIL_BRIGHT
+from worker.views import DETAIL_BRIGHT, UNTRIMMED
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median (0.28 by their peak), below the
 #: information floor; the perceptual stage decides it for its texture (``Guard.textured``), confirmed by its details.
@@ -168,6 +168,32 @@ def test_the_brightened_view_is_brightened_before_the_thumbnail_averages_it() ->
     assert similarity(original.dct, copy.dct) < 0.98  # the whole views do not meet
     assert similarity(original.bright, copy.dct) > 0.999
     assert detail_similarities(original.look.details[BRIGHT : BRIGHT + 1], copy.look.details[:1])[0, 0] > 0.999
+
+
+def test_an_icon_is_brightened_as_uploaded_since_brightening_moves_its_trim() -> None:
+    """An object on white with a soft grey shadow: the source is trimmed at the shadow's edge, and a copy
+    brightened by 20 % clips the shadow to white and is trimmed at the object, a frame of its own. The brightened
+    view is of the picture as uploaded and meets the copy's untrimmed view as a copy meets its source (brightened
+    after trimming, it met the copy at 0.978)."""
+    shadow = Image.new("L", (256, 256), 0)
+    ImageDraw.Draw(shadow).ellipse((30, 30, 226, 226), fill=255)
+    source = Image.composite(
+        Image.new("RGB", (256, 256), (222, 222, 222)),
+        Image.new("RGB", (256, 256), (255, 255, 255)),
+        shadow.filter(ImageFilter.GaussianBlur(12)),
+    )
+    draw = ImageDraw.Draw(source)
+    draw.ellipse((70, 70, 186, 186), fill=(200, 60, 40))
+    draw.rectangle((110, 90, 150, 170), fill=(250, 220, 60))
+    copied = jpeg(brightened(source, 1.2))
+    frames = [trim(np.asarray(p.convert("L"), dtype=np.float64)).box for p in (source, copied)]
+    assert frames[0] != frames[1]  # brightening moved the trim
+    original, copy = fingerprint(source), fingerprint(copied)
+    bright_and_untrimmed = detail_similarities(
+        original.look.details[BRIGHT : BRIGHT + 1], copy.look.details[UNTRIMMED : UNTRIMMED + 1]
+    )[0, 0]
+    assert bright_and_untrimmed >= 0.995
+    assert near(sig("c", copy), sig("o", original)) >= 0.995
 
 
 def test_a_brightened_view_must_agree_more_closely_than_other_views() -> None:

@@ -94,7 +94,7 @@ COLOUR_GRID = 4
 #: then clipping.
 BRIGHTER = 1.25
 #: At or above this similarity to the untrimmed picture's descriptor and details, brightening changed nothing that
-#: matters (the picture has nothing to clip) and the variant is the whole view itself: a wobble would only bring
+#: matters (the picture has nothing to clip) and the variant is the untrimmed view itself: a wobble would only bring
 #: unrelated pictures of one layout closer, and the index stores no row for it. Clipping that leaves the
 #: descriptor but not the details keeps the row: a brightened copy is confirmed by it.
 BRIGHT_SAME = 0.98
