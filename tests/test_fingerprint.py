@@ -283,8 +283,9 @@ def test_a_bordered_copy_is_cut_where_the_picture_itself_starts_not_where_the_th
 def test_a_border_is_cut_where_an_objects_faint_tip_touches_it_and_the_other_side_as_wide() -> None:
     """An object on white whose faint tip (13 grey levels off white, four pixels a line) touches the picture's
     right edge: a white-bordered copy's thumbnail blurs the tip into the border and puts the border's edge four
-    pixels into the picture. Cut where the tip is, in the picture itself, and as wide on the other side (borders
-    come in pairs), the copy is the source's frame again; the step on the left is the object, not the border."""
+    pixels into the picture. Cut where the tip is, in the picture itself, and as wide on the left (borders come in
+    pairs), where the thumbnail's edge fell in the picture's own white margin, the copy is the source's frame
+    again."""
     source = Image.new("RGB", (200, 200), (255, 255, 255))
     source.paste((128, 128, 128), (10, 10, 170, 150))  # the object, on a white margin of its own
     source.paste((242, 242, 242), (170, 100, 200, 104))  # its faint tip, touching the right edge
