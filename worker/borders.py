@@ -166,12 +166,12 @@ def refined(picture: Image.Image, box: tuple[int, int, int, int], reach: int, fo
         if inset <= 0:
             continue
         low = max(0, inset - reach)
-        lines = _lines(picture, side, low, min(size, inset + reach))
-        step = _step(lines, found.colours[side], found.tolerance)
+        distance = np.abs(_lines(picture, side, low, min(size, inset + reach)) - found.colours[side])
+        step = _step(distance, found.tolerance)
         if step is not None:
             out[side] = low + step
             continue
-        end = _flat_end(lines[: inset - low], found.colours[side], found.tolerance)
+        end = _flat_end(distance[: inset - low], found.tolerance)
         if end is not None:  # the thumbnail blurred faint pixels of the picture into its border
             out[side] = low + end
             faint.add(side)
@@ -189,22 +189,23 @@ def _lines(picture: Image.Image, side: int, start: int, stop: int) -> Floats:
     return lines[::-1] if side >= 2 else lines
 
 
-def _step(lines: Floats, colour: float, tolerance: float) -> int | None:
-    """The first of ``lines`` with a pixel more than twice ``tolerance`` from the border's ``colour``, if the
-    first line has none and at least :data:`STEP_SHARE` of that line's pixels are that far (a straight edge)."""
-    far = (np.abs(lines - colour) > 2 * tolerance).mean(axis=1)
+def _step(distance: Floats, tolerance: float) -> int | None:
+    """The first of the lines with a pixel more than twice ``tolerance`` from the border's colour (``distance``:
+    each pixel's, line by line), if the first line has none and at least :data:`STEP_SHARE` of that line's pixels
+    are that far (a straight edge)."""
+    far = (distance > 2 * tolerance).mean(axis=1)
     if far[0] > 0 or not far.any():
         return None
     first = int(np.argmax(far > 0))
     return first if far[first] >= STEP_SHARE else None
 
 
-def _flat_end(lines: Floats, colour: float, tolerance: float) -> int | None:
-    """Where a border ends among ``lines`` (from the picture's edge in, up to where the thumbnail put the border's
-    edge) when the thumbnail put that edge too far in: the first line with :data:`FAINT_PIXELS` pixels more than
-    ``tolerance`` from the border's ``colour``, after a first line without. None when no line is off, or the
-    first one is."""
-    off = (np.abs(lines - colour) > tolerance).sum(axis=1) >= FAINT_PIXELS
+def _flat_end(distance: Floats, tolerance: float) -> int | None:
+    """Where a border ends among the lines of ``distance`` (each pixel's from the border's colour, from the
+    picture's edge in, up to where the thumbnail put the border's edge) when the thumbnail put that edge too far
+    in: the first line with :data:`FAINT_PIXELS` pixels more than ``tolerance`` off, after a first line without.
+    None when no line is off, or the first one is."""
+    off = (distance > tolerance).sum(axis=1) >= FAINT_PIXELS
     if not len(off) or off[0] or not off.any():
         return None
     return int(np.argmax(off))
