@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from tests.helpers import bits_apart
@@ -189,3 +189,45 @@ def test_with_random_weights_the_report_says_the_semantic_stage_is_meaningless(t
     assert "THE SEMANTIC STAGE IS MEANINGLESS IN THIS REPORT" in report.splitlines()[3]
     assert "semantic crop/avg" in report
     assert "with model weights `random`" in report
+
+
+def test_blank_sources_are_counted_apart_and_left_out_of_per_category_recall(tmp_path: Path) -> None:
+    """A white drawing on a transparent background (an overlay made for a dark desktop) shows nothing once
+    flattened onto white: it is counted as blank and its copies are not scored (only its bytes can tell it); a
+    transparent picture that shows something is not blank, and its copies count; so is a faint one."""
+    from tooling.eval.analysis import analyse
+    from tooling.eval.categories import per_category
+    from tooling.eval.dataset import blank, build_files
+
+    overlay = Image.new("RGBA", (96, 96))
+    overlay.putdata([(255, 255, 255, (x * 3) % 256) for x in range(96 * 96)])  # all its drawing in alpha
+    drawing = photo("astronaut.png").convert("RGBA")
+    mask = Image.new("L", drawing.size)
+    ImageDraw.Draw(mask).ellipse((40, 40, drawing.width - 40, drawing.height - 40), fill=255)
+    drawing.putalpha(mask)
+    faint = Image.new("L", (96, 96), 250)
+    faint.paste(244, (30, 30, 60, 60))  # 6 grey levels, a tenth of the picture
+    files = []
+    for name, picture, category in [
+        ("a/overlay.png", overlay, "transparent"),
+        ("a/cat.png", photo("chelsea.png"), "photo"),
+        ("b/drawing.png", drawing, "transparent"),
+        ("b/coffee.png", photo("coffee.png"), "photo"),
+    ]:
+        path = tmp_path / name.replace("/", "-")
+        path.write_bytes(png(picture))
+        files.append((name, path, category))
+    data = build_files(files, [by_key("jpeg q75")], negatives=0)
+    assert data.blank == (True, False, False, False)
+    assert not blank(Image.merge("RGB", [overlay.getchannel("A")] * 3))  # its drawing, seen on its own
+    assert not blank(faint)
+    measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
+    results = analyse(data, measured, semantic_threshold=None, stages=("exact", "perceptual"))
+    by = per_category(data, measured, results)
+
+    assert by["abstained"]["transparent"]["sources"] == 2
+    assert by["abstained"]["transparent"]["blank"] == 1
+    assert by["abstained"]["photo"]["blank"] == 0
+    # Per-category recall is over the drawing alone: found, where the blank overlay would count as a miss.
+    assert by["recall"]["perceptual"]["transparent"] == {"jpeg q75": 1.0}
+    assert by["recall"]["perceptual"]["photo"] == {"jpeg q75": 1.0}

@@ -2,13 +2,16 @@
 
     >>> by = per_category(data, measured, results)
     >>> by["recall"]["perceptual"]["photo"]["jpeg q75"], by["abstained"]["photo"]
-    (1.0, {'sources': 120, 'perceptual': 3, 'semantic': 0})
+    (1.0, {'sources': 120, 'blank': 0, 'perceptual': 3, 'semantic': 0})
 
 * **recall**: per stage (as the report's per-stage columns, at the threshold the run chose), per source
-  category, per transform: the share of that category's variants whose pair with their own source matches;
-* **abstained**: per source category, how many sources a near-duplicate stage's information guard keeps out
-  (:meth:`worker.decision.Guard.perceptual_ok` / :meth:`~worker.decision.Guard.semantic_ok`, the floors that
-  :func:`worker.decision.low_information` reports): such a picture can only ever be found by its exact bytes.
+  category, per transform: the share of that category's variants whose pair with their own source matches,
+  over the sources that are not blank (:func:`tooling.eval.dataset.blank`: nothing shows once flattened, so
+  only the bytes can tell such a copy);
+* **abstained**: per source category, how many sources are blank and how many a near-duplicate stage's
+  information guard keeps out (:meth:`worker.decision.Guard.perceptual_ok` /
+  :meth:`~worker.decision.Guard.semantic_ok`, the floors that :func:`worker.decision.low_information` reports):
+  such a picture can only ever be found by its exact bytes. Blank sources are among those kept out.
 
 Sources without a category (``--images``) count as ``uncategorised``.
 """
@@ -33,9 +36,11 @@ def source_category(data: Dataset, source: int) -> str:
 
 
 def per_category(data: Dataset, measured: Measured, results: dict[str, Any], guard: Guard = GUARD) -> dict[str, Any]:
-    """Recall per stage × category × transform at the run's thresholds, and abstentions per category."""
+    """Recall per stage × category × transform at the run's thresholds (sources that are not blank), and blank
+    sources and abstentions per category."""
     originals = {data.items[i].source: i for i in data.of_role(Role.ORIGINAL)}
-    variants = data.of_role(Role.VARIANT)
+    shown = [not b for b in data.blank] if data.blank else [True] * len(data.sources)
+    variants = [i for i in data.of_role(Role.VARIANT) if shown[data.items[i].source]]
     a = np.array(variants, dtype=np.int64)
     b = np.array([originals[data.items[i].source] for i in variants], dtype=np.int64)
     signals = combined.signals(data, measured, None)
@@ -67,8 +72,11 @@ def per_category(data: Dataset, measured: Measured, results: dict[str, Any], gua
     abstained: dict[str, dict[str, int]] = {}
     for source, i in sorted(originals.items()):
         look = signals[i].look
-        row = abstained.setdefault(source_category(data, source), {"sources": 0, "perceptual": 0, "semantic": 0})
+        row = abstained.setdefault(
+            source_category(data, source), {"sources": 0, "blank": 0, "perceptual": 0, "semantic": 0}
+        )
         row["sources"] += 1
+        row["blank"] += not shown[source]
         row["perceptual"] += not guard.perceptual_ok(look)
         row["semantic"] += not guard.semantic_ok(look)
     return {"recall": recall, "abstained": dict(sorted(abstained.items()))}

@@ -12,6 +12,11 @@
 * **hard negatives**: for each original at least :data:`HARD_MIN_SIDE` px on both sides, two crops of 40 % of
   its width (height, when taller than wide) from opposite ends, 20 % apart: one picture, two different views.
 
+A source is **blank** (:func:`blank`) when it shows nothing once flattened onto white, as the worker sees it:
+a transparent overlay whose colour lives in its alpha channel only. Per-category recall is reported over the
+sources that are not blank (:mod:`tooling.eval.categories`); a blank source's copies are found by their bytes
+or not at all, and the blank count stands beside the figures.
+
 Negative pairs are every variant against every *other* original, the originals among themselves, each hard
 pair, and every low-information picture against every other one and every original. Nothing is random: the same
 folder gives the same items, byte for byte.
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from tooling.eval import negatives as low_information
@@ -35,6 +41,9 @@ from worker.errors import PermanentError
 HARD_MIN_SIDE = 256
 HARD_FRACTION = 0.4
 MAX_PIXELS = 100_000_000  # the worker's default DEDUP_MAX_IMAGE_PIXELS
+#: Blank: fewer than this share of pixels differ from the median grey level by more than BLANK_LEVELS.
+BLANK_SHARE = 1e-4
+BLANK_LEVELS = 2
 
 
 class Role(StrEnum):
@@ -63,6 +72,7 @@ class Dataset:
     items: tuple[Item, ...]
     skipped: tuple[str, ...]  # files that are not decodable images, with the reason
     categories: tuple[str, ...] = ()  # each source's category (a corpus run, :func:`build_files`), or none
+    blank: tuple[bool, ...] = ()  # each source's :func:`blank` (:func:`build_files`)
 
     def of_role(self, role: Role) -> list[int]:
         return [i for i, item in enumerate(self.items) if item.role is role]
@@ -71,6 +81,21 @@ class Dataset:
 def decode(data: bytes) -> Image.Image:
     """Decode as the worker does (same size limit, same reduced-size JPEG decoding)."""
     return imaging.decode(data, max_pixels=MAX_PIXELS, min_side=imaging.DECODE_MIN_SIDE)
+
+
+def blank(picture: Image.Image) -> bool:
+    """True when ``picture`` (decoded: transparency is already on white) shows nothing: fewer than one pixel in
+    10,000 is more than 2 grey levels from its median. Tells nothing of the guard or the hashes, so the harness
+    can exclude such sources from recall without excluding what the guard merely abstains on.
+
+        >>> blank(Image.new("RGB", (64, 64), "white")), blank(Image.new("L", (64, 64), 200))
+        (True, True)
+        >>> dot = Image.new("L", (64, 64), 255); dot.putpixel((5, 5), 0); blank(dot)  # 1 pixel in 4,096
+        False
+    """
+    grey = np.asarray(picture.convert("L"), dtype=np.int16)
+    off = np.abs(grey - np.int16(np.median(grey))) > BLANK_LEVELS
+    return float(off.mean()) < BLANK_SHARE
 
 
 def hard_pair(picture: Image.Image) -> tuple[Image.Image, Image.Image] | None:
@@ -149,4 +174,5 @@ def build_files(
         tuple(items),
         tuple(skipped),
         known if len(known) == len(originals) else (),
+        tuple(blank(picture) for _, _, picture in originals),
     )

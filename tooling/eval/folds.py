@@ -4,8 +4,9 @@ Every floor and threshold is chosen on the corpus's tuning fold; the figures tha
 which nothing was tuned on. This reads the two harness reports (``make eval`` writes ``docs/quality/tune`` and
 ``docs/quality/test``) and writes ``docs/quality/folds.md``: per transform, the combined decision's recall on
 each fold and the gap (test − tune), then each fold's false duplicates (decisions) and the perceptual stage's
-false pairs. The README shows that table
-verbatim (between :data:`TABLE_START` and :data:`TABLE_END`)::
+false pairs; then, per category of source, the lowest recall over the moderate edits (◆) among the sources that
+are not blank, with the edit that gives it. The README shows those tables verbatim (between :data:`TABLE_START`
+and :data:`TABLE_END`)::
 
     python -m tooling.eval.folds docs/quality
 """
@@ -43,7 +44,35 @@ def table(tune: dict[str, Any], test: dict[str, Any]) -> list[str]:
     for group in NEGATIVE_GROUPS:
         cells = [_pairs(run["stages"]["perceptual"], group) for run in (tune, test)]
         lines.append(f"| **false pairs, perceptual stage, {group}** | {cells[0]} | {cells[1]} | |")
-    lines.append(TABLE_END)
+    lines += ["", *moderate_by_category(tune, test), TABLE_END]
+    return lines
+
+
+def moderate_by_category(tune: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """Per category: sources (blank ones in brackets) and the perceptual stage's lowest recall over the moderate
+    edits, with that edit, on each fold. Recall counts the sources that are not blank
+    (:func:`tooling.eval.dataset.blank`); a category missing from a fold shows −."""
+    moderate = test["moderate"]
+    names = sorted(set(tune["categories"]["abstained"]) | set(test["categories"]["abstained"]))
+    lines = [
+        "| category | tune: sources (blank) | tune: lowest moderate | test: sources (blank) | test: lowest moderate |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        cells = []
+        for run in (tune, test):
+            row = run["categories"]["abstained"].get(name)
+            recall = run["categories"]["recall"]["perceptual"].get(name)
+            if row is None:
+                cells += ["—", "—"]
+                continue
+            cells.append(f"{row['sources']} ({row['blank']})")
+            if recall is None:
+                cells.append("—")
+                continue
+            worst = min(moderate, key=lambda key: recall[key])
+            cells.append(f"{recall[worst]:.3f} ({worst})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -197,16 +197,19 @@ def category_section(results: dict[str, Any]) -> list[str]:
         "",
         f"## Per category of source (corpus fold: {fold})",
         "",
-        "Sources per category, and how many of them each near-duplicate stage's information guard keeps out "
-        "(`worker.decision.Guard`: too little detail, texture or a light/dark split; such a picture is matched by "
-        "its exact bytes only, whatever the threshold). Both guards are counted whether or not the stage ran.",
+        "Sources per category; how many are blank (nothing shows once flattened onto white: fewer than 1 pixel "
+        "in 10,000 more than 2 grey levels from the median, `tooling.eval.dataset.blank`); and how many each "
+        "near-duplicate stage's information guard keeps out (`worker.decision.Guard`: too little detail, texture "
+        "or a light/dark split; such a picture is matched by its exact bytes only, whatever the threshold; blank "
+        "ones included). Both guards are counted whether or not the stage ran. The recall tables below count the "
+        "sources that are not blank.",
         "",
-        "| category | sources | perceptual abstains | semantic abstains |",
-        "|---|---|---|---|",
+        "| category | sources | blank | perceptual abstains | semantic abstains |",
+        "|---|---|---|---|---|",
     ]
     for name in names:
         row = abstained[name]
-        out.append(f"| {name} | {row['sources']} | {row['perceptual']} | {row['semantic']} |")
+        out.append(f"| {name} | {row['sources']} | {row['blank']} | {row['perceptual']} | {row['semantic']} |")
     for stage, per in by["recall"].items():
         if stage == "exact":
             continue
