@@ -1,7 +1,9 @@
 """``python -m tooling.eval.cost``: CPU time of the worker's hash stage, now and with the plain pHash it replaced.
 
 The hash stage is what the worker does per image between decoding and the model: SHA-256 of the bytes, then the
-perceptual signals. Both are timed on the same decoded pictures, one thread, best of ``--repeat`` runs::
+perceptual signals. Both are timed on the same decoded pictures, best of ``--repeat`` runs, in CPU time on one
+thread: numpy's BLAS pool is held to one thread (threadpoolctl), since an idle pool's spinning counts as CPU time
+too and moved the ratio by ±20 % between runs::
 
     python -m tooling.eval.cost --images data/eval-sources
     hash stage, 49 pictures: plain pHash 1.10 ms, fingerprint 1.90 ms per image (1.7 ×)
@@ -16,6 +18,7 @@ from typing import Annotated
 
 import typer
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from tooling.eval.dataset import decode
 from worker.fingerprint import fingerprint
@@ -45,8 +48,9 @@ def main(
     """Print the hash stage's CPU milliseconds per image: plain pHash, the fingerprint, and their ratio."""
     items = [(p.read_bytes(), decode(p.read_bytes())) for p in sorted(images.iterdir()) if p.is_file()]
     phash = HASHERS["phash"]
-    plain = per_image_ms(lambda data, picture: (sha256_hex(data), phash(picture)), items, repeat)
-    now = per_image_ms(lambda data, picture: (sha256_hex(data), fingerprint(picture)), items, repeat)
+    with threadpool_limits(limits=1):
+        plain = per_image_ms(lambda data, picture: (sha256_hex(data), phash(picture)), items, repeat)
+        now = per_image_ms(lambda data, picture: (sha256_hex(data), fingerprint(picture)), items, repeat)
     typer.echo(
         f"hash stage, {len(items)} pictures: plain pHash {plain:.2f} ms, fingerprint {now:.2f} ms per image "
         f"({now / plain:.1f} ×)"
