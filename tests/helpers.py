@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Iterable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from worker.decision import Look, Vector
 from worker.hashing import bits_descriptor
@@ -59,3 +59,14 @@ def png_header_only(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def faint_wallpaper(seed: int) -> bytes:
+    """A dark wallpaper as a PNG: two wide soft glows on a gradient, and blotches of a grey level or so that differ
+    with ``seed`` (its details are about one grey level loud; a WebP re-encode moves them a third of one)."""
+    y, x = np.mgrid[0:384, 0:512]
+    glow = 90 * np.exp(-(((x - 320) / 260) ** 2 + ((y - 150) / 200) ** 2))
+    glow += 50 * np.exp(-(((x - 100) / 200) ** 2 + ((y - 300) / 200) ** 2))
+    blotches = np.random.default_rng(seed).normal(0, 0.5, (24, 32)).repeat(16, 0).repeat(16, 1)
+    grey = np.clip(20 + 30 * y / 384 + glow + blotches, 0, 255).astype(np.uint8)
+    return encoded(Image.fromarray(grey).filter(ImageFilter.GaussianBlur(6)).convert("RGB"), "PNG")

@@ -15,9 +15,10 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 from pymilvus import DataType, MilvusClient
 
-from tests.helpers import bit_views, bits, bits_apart
-from tooling.eval.transforms import crop, zoom
+from tests.helpers import bit_views, bits, bits_apart, faint_wallpaper
+from tooling.eval.transforms import crop, webp, zoom
 from tooling.samples import photo
+from worker import imaging
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import DETAIL, UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds, detail_similarities
 from worker.fingerprint import Fingerprint, fingerprint
@@ -390,6 +391,23 @@ def test_stored_details_confirm_a_whole_against_region_pair_at_its_own_threshold
         n.perceptual is None or n.perceptual < DEFAULT_PERCEPTUAL_THRESHOLD
         for n in index.neighbours([query], one_threshold)["photos/zoomed.jpg"]
     )
+
+
+def test_a_faint_pictures_stored_details_keep_their_amplitude_for_the_noise_floor(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quiet view's details are stored at their amplitude (:data:`worker.views.QUIET_GAIN`), so the index
+    confirms a faint picture's WebP copy at the floor re-encoding noise leaves (:func:`worker.views.pair_floor`),
+    not at ``DETAIL``, which its details miss; a stored row read back is as quiet as it was written."""
+    from worker import views
+
+    original = fingerprint(imaging.decode(faint_wallpaper(1), max_pixels=10**8))
+    copy = fingerprint(imaging.decode(webp(imaging.decode(faint_wallpaper(1), max_pixels=10**8)), max_pixels=10**8))
+    assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] < DETAIL
+    index.store([Signals("art/faint.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
+    assert _closest(index, copy.dct, copy.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    monkeypatch.setattr(views, "DETAIL_NOISE", 0.0)  # every pair held to its detail_floor, as before
+    assert _closest(index, copy.dct, copy.look) < DEFAULT_PERCEPTUAL_THRESHOLD
 
 
 def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> None:

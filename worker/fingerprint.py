@@ -34,7 +34,9 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   1,024 signed bytes. The descriptors see the low frequencies only, where two screenshots of one application
   layout, or two pages of one template, are nearly the same picture (cosine 0.998); their cards, labels and lines
   are here. A descriptor match counts only when the same two views' details agree too
-  (:func:`worker.decision.perceptual_similarity`);
+  (:func:`worker.decision.perceptual_similarity`). A quiet view's details (within 7.9 grey levels of flat) keep
+  their amplitude, :data:`~worker.views.QUIET_GAIN` units a grey level, so that a comparison knows when
+  re-encoding noise is as large as the structure (:func:`worker.views.noise_floors`);
 * ``information`` — how much structure stands behind the descriptor (:func:`information`): the median distance,
   in grey levels, of the 64 DCT coefficients from their median, or a share of the 90th percentile of the 63 AC
   coefficients' distances when that is larger. A solid colour, a smooth gradient, a near-blank scan or a
@@ -82,6 +84,7 @@ from worker.decision import (
     similarity,
 )
 from worker.thumbnails import DCT_SIDE, Work, thumbs32
+from worker.views import QUIET_GAIN
 
 HASH_SIDE = 8  # 8×8 low frequencies → a 64-d descriptor
 FLAT_RANGE = 3.0
@@ -273,14 +276,22 @@ def descriptors(low: Floats) -> Vector:
 
 def details(views: Floats) -> npt.NDArray[np.int8]:
     """Each view's fine structure (views × side², signed bytes): the view minus its :data:`DETAIL_BOX` box blur
-    (edges repeated), centred and scaled so that its largest value is ±127. Compared by cosine
-    (:func:`worker.decision.detail_similarities`), which makes the scale and the brightness irrelevant."""
+    (edges repeated), centred and scaled so that its largest value is ±127, or :data:`~worker.views.QUIET_GAIN` units a
+    grey level when that is less (a quiet view). Compared by cosine (:func:`worker.decision.detail_similarities`),
+    which makes the scale and the brightness irrelevant; a quiet view's scale tells its amplitude.
+
+        >>> checks = np.indices((32, 32)).sum(axis=0) % 2.0  # a checkerboard of 0 and 1
+        >>> loud, faint = details(np.stack([checks * 100, checks]))  # 100 grey levels apart, and 1
+        >>> int(np.abs(loud).max()), int(np.abs(faint).max())
+        (127, 9)
+    """
     n, h, w = views.shape
     blurred = _box_matrix(h) @ views @ _box_matrix(w).T
     fine = (views - blurred).reshape(n, h * w)
     fine -= fine.mean(axis=1, keepdims=True)
     peak = np.abs(fine).max(axis=1, keepdims=True)
-    out: npt.NDArray[np.int8] = np.round(fine / np.where(peak > 1e-9, peak, 1.0) * 127).astype(np.int8)
+    gain = np.minimum(QUIET_GAIN, 127 / np.where(peak > 1e-9, peak, 1.0))
+    out: npt.NDArray[np.int8] = np.round(fine * gain).astype(np.int8)
     return out
 
 

@@ -47,7 +47,6 @@ from worker.decision import (
     Thresholds,
     Vector,
     combined_similarity,
-    detail_floor,
     detail_similarities,
     details_agree,
     pair_kind,
@@ -55,6 +54,7 @@ from worker.decision import (
 )
 from worker.milvus import HNSW, ID_MAX_BYTES, Milvus
 from worker.originals import DESCRIPTOR, add_look_fields, look_fields, reindex_error
+from worker.views import pair_floor
 
 DETAIL_FIELD = "detail"
 DETAIL_CHARS = (DETAIL_SIZE + 2) // 3 * 4  # base64
@@ -146,9 +146,9 @@ class HashRows:
         detail_region: float | None,
     ) -> list[list[dict[str, Any]]]:
         """The hits, less those at or above ``floor`` whose stored details are less alike to the query view's
-        than :func:`~worker.views.detail_floor` asks (``detail``; ``detail_region`` for a whole picture against
-        a region; two whole views aligned, :func:`~worker.views.details_agree`). One query reads the details of
-        every such row (few: most searches find nothing near)."""
+        than :func:`~worker.views.pair_floor` asks (``detail``; ``detail_region`` for a whole picture against
+        a region; less for quiet views; two whole views aligned, :func:`~worker.views.details_agree`). One query
+        reads the details of every such row (few: most searches find nothing near)."""
         wanted = {str(hit["id"]) for hits in hits_per_query for hit in hits if hit["distance"] >= floor}
         if not wanted:
             return hits_per_query
@@ -174,7 +174,9 @@ class HashRows:
         """Whether a hit's stored details agree with the query view's (:func:`~worker.views.details_agree`)."""
         stored = split_row_id(hit["id"])[1]
         plain = float(detail_similarities(own[None, :], theirs[None, :])[0, 0])
-        return details_agree(variant, stored, plain, detail_floor(variant, stored, detail, detail_region), own, theirs)
+        return details_agree(
+            variant, stored, plain, pair_floor(variant, stored, detail, detail_region, own, theirs), own, theirs
+        )
 
     # Writes ---------------------------------------------------------------------------------------------------
 

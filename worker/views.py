@@ -65,6 +65,16 @@ DETAIL_REGION = 0.96
 #: and dark, drawn twice: 0.9805). Chosen on the tuning fold: the lowest on a 0.005 grid that leaves none of its
 #: guarded negative pairs matching (the next is at 0.977); +20 % brightness recall there 0.956 → 0.953.
 DETAIL_BRIGHT = 0.985
+#: Signed-byte units per grey level of a quiet view's details (:func:`worker.fingerprint.details`; the others are
+#: scaled to a peak of ±127): a view whose details stay within 7.9 grey levels of flat keeps its amplitude. Rows
+#: stored before all have a peak of 127 and read as loud, which is how they were compared.
+QUIET_GAIN = 16.0
+#: How much a moderate re-encode moves a view's details, grey levels (root mean square): the 95th percentile of
+#: that change on the tuning fold's views quieter than 4 grey levels, for JPEG q95 and q75, PNG↔JPEG and WebP.
+#: Where two views' details are hardly louder than this, their cosine is held to what the noise leaves
+#: (:func:`noise_floors`), not to ``detail``: a dark gradient wallpaper or a faint pattern has fine structure of a
+#: third of a grey level, and re-encoding alone took its details to 0.94–0.97.
+DETAIL_NOISE = 0.3
 
 
 def similarity(a: Vector, b: Vector) -> float:
@@ -133,6 +143,46 @@ def detail_floors(views_a: int, views_b: int, detail: float, region: float | Non
     )
     out.flags.writeable = False
     return out
+
+
+def amplitudes(details: Details) -> npt.NDArray[np.float64]:
+    """Each view's details' amplitude (root mean square, grey levels) where it is known (a quiet view, scaled by
+    :data:`QUIET_GAIN`), else infinity.
+
+        >>> amplitudes(np.array([[16, -16] * 512, [127, -127] * 512], dtype=np.int8))
+        array([ 1., inf])
+    """
+    out = np.full(len(details), np.inf)
+    quiet = np.abs(details.astype(np.int16)).max(axis=1) < 127
+    if quiet.any():
+        out[quiet] = details[quiet].astype(np.float64).std(axis=1) / QUIET_GAIN
+    return out
+
+
+def noise_floors(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The cosine two views of amplitudes ``a`` and ``b`` (:func:`amplitudes`) are sure to reach when they are one
+    picture but for :data:`DETAIL_NOISE` of re-encoding noise, for every pair: 1 − noise² / (2ab) (the cosine of
+    two vectors of lengths ``a`` and ``b``, ``noise`` apart). A pair of views is confirmed at the lower of this
+    and its :func:`detail_floor`; 1 where either amplitude is not known.
+
+        >>> noise_floors(np.array([0.3, 1.5]), np.array([0.3, np.inf])).round(3)
+        array([[0.5, 1. ],
+               [0.9, 1. ]])
+    """
+    known = np.isfinite(a)[:, None] & np.isfinite(b)[None, :]
+    product = np.outer(np.where(np.isfinite(a), a, 1.0), np.where(np.isfinite(b), b, 1.0))
+    with np.errstate(divide="ignore"):
+        out: npt.NDArray[np.float64] = np.where(known, 1.0 - DETAIL_NOISE**2 / (2.0 * product), 1.0)
+    return out
+
+
+def pair_floor(
+    query_variant: int, stored_variant: int, detail: float, region: float | None, a: Details, b: Details
+) -> float:
+    """The details' threshold of one pair of views whose details are ``a`` and ``b``: the lower of their
+    :func:`detail_floor` and :func:`noise_floors` (what the index's confirmation of one stored row asks)."""
+    noise = float(noise_floors(amplitudes(a[None, :]), amplitudes(b[None, :]))[0, 0])
+    return min(detail_floor(query_variant, stored_variant, detail, region), noise)
 
 
 def details_agree(query_variant: int, stored_variant: int, plain: float, floor: float, a: Details, b: Details) -> bool:
@@ -204,7 +254,9 @@ def perceptual_similarity(
     sims: Vector = va @ vb.T
     da, db = _details(a, len(va)), _details(b, len(vb))
     if detail is not None and da is not None and db is not None:
-        floors = detail_floors(len(va), len(vb), detail, detail_region)
+        floors = np.minimum(
+            detail_floors(len(va), len(vb), detail, detail_region), noise_floors(amplitudes(da), amplitudes(db))
+        )
         plain = detail_similarities(da, db)
         agree = plain >= floors
         agree[0, 0] = details_agree(0, 0, float(plain[0, 0]), float(floors[0, 0]), da[0], db[0])
