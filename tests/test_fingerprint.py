@@ -295,6 +295,26 @@ def test_a_border_is_cut_where_an_objects_faint_tip_touches_it_and_the_other_sid
     assert refined(framed, (24, 20, 216, 220), 5, found) == (20, 20, 220, 220)
 
 
+def test_jpeg_ringing_before_a_sharp_edge_does_not_hide_where_the_border_ends() -> None:
+    """A screenshot whose dark title bar meets a white-bordered copy's border: JPEG rings a few grey levels in the
+    border's last lines before that edge, and the ringing hid the edge (the faint-tip rule then took a ringing
+    line for the picture's start and cut both sides wider). Within half a JPEG block of a straight edge, and
+    within three tolerances, ringing is border."""
+    screen = Image.new("RGB", (320, 200), (236, 236, 236))
+    draw = ImageDraw.Draw(screen)
+    draw.rectangle((0, 0, 319, 15), fill=(40, 44, 52))  # a dark title bar, with light marks along its top
+    for x in range(2, 316, 4):
+        draw.line((x, 0, x, 7), fill=(220, 220, 220))
+    draw.rectangle((20, 40, 300, 180), fill=(200, 210, 230))
+    out = io.BytesIO()
+    border(screen, 0.10, (255, 255, 255)).save(out, "JPEG", quality=90)  # 20 white lines above the bar
+    framed = decoded(out.getvalue())
+    ringed = np.abs(np.asarray(framed.convert("L"), dtype=np.float64)[13:20, 32:352] - 255)
+    assert 2 * 3.0 < ringed.max() <= 3 * 3.0  # the border's lines before the bar are not white
+    found = Trim((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0), 3.0, (255.0,) * 4)  # a white border on every side
+    assert refined(framed, (32, 20, 352, 220), 7, found) == (32, 20, 352, 220)
+
+
 def test_a_border_that_runs_on_into_the_pictures_own_edge_is_trimmed_as_wide_as_the_other_side() -> None:
     """A picture whose top rows are as black as the border a copy adds: that border is trimmed as wide at the
     top as at the bottom, and the picture's black top stays, as it does in the source (a uniform strip on one
