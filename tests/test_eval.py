@@ -194,7 +194,7 @@ def test_with_random_weights_the_report_says_the_semantic_stage_is_meaningless(t
 def test_blank_sources_are_counted_apart_and_left_out_of_per_category_recall(tmp_path: Path) -> None:
     """A white drawing on a transparent background (an overlay made for a dark desktop) shows nothing once
     flattened onto white: it is counted as blank and its copies are not scored (only its bytes can tell it); a
-    transparent picture that shows something is not blank, and its copies count; so is a faint one."""
+    transparent picture that shows something is not blank, and its copies count; nor is a faint one."""
     from tooling.eval.analysis import analyse
     from tooling.eval.categories import per_category
     from tooling.eval.dataset import blank, build_files

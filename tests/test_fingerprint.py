@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from tests.helpers import faint_wallpaper
 from tooling.eval import negatives
-from tooling.eval.transforms import border, crop, letterbox, side_crop, zoom
+from tooling.eval.transforms import border, crop, letterbox, side_crop, webp, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo, png
 from worker import imaging
 from worker.borders import Trim, refined, trim
@@ -30,7 +30,7 @@ from worker.decision import (
     similarity,
 )
 from worker.fingerprint import BRIGHT_SAME, BRIGHTER, REGIONS, Fingerprint, fingerprint, information
-from worker.views import DETAIL_BRIGHT, UNTRIMMED
+from worker.views import DETAIL_BRIGHT, UNTRIMMED, amplitudes
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median (0.28 by their peak), below the
 #: information floor; the perceptual stage decides it for its texture (``Guard.textured``), confirmed by its details.
@@ -414,13 +414,10 @@ def test_a_faint_pictures_details_are_held_to_what_re_encoding_noise_leaves_them
     is as loud as they are; their amplitude, kept for quiet views, lowers that pair's floor to what the noise
     leaves. Another faint picture with the same glows and other blotches stays apart: its details are not the
     same structure at all."""
-    from tooling.eval.transforms import webp
-    from worker import views
-
-    source = fingerprint(decoded(faint_wallpaper(1)))
-    copy = fingerprint(decoded(webp(decoded(faint_wallpaper(1)))))
+    picture = decoded(faint_wallpaper(1))
+    source, copy = fingerprint(picture), fingerprint(decoded(webp(picture)))
     assert GUARD.perceptual_ok(source.look)
-    assert np.all(views.amplitudes(source.look.details[:1]) < 1.5)  # quiet: its amplitude is known
+    assert np.all(amplitudes(source.look.details[:1]) < 1.5)  # quiet: its amplitude is known
     assert detail_similarities(source.look.details[:1], copy.look.details[:1])[0, 0] < DETAIL
     assert near(sig("copy", copy), sig("source", source)) >= DEFAULT_PERCEPTUAL_THRESHOLD
     another = fingerprint(decoded(faint_wallpaper(2)))
@@ -428,7 +425,7 @@ def test_a_faint_pictures_details_are_held_to_what_re_encoding_noise_leaves_them
     assert similarity(another.dct, source.dct) >= 0.99  # the same glows: only the details tell them apart
     assert (perceptual_similarity(other, sig("source", source), DETAIL, DETAIL_REGION) or -1.0) < 0.5
 
-    monkeypatch.setattr(views, "DETAIL_NOISE", 0.0)  # every pair held to DETAIL, as before
+    monkeypatch.setattr("worker.views.DETAIL_NOISE", 0.0)  # every pair held to DETAIL, as before
     assert (perceptual_similarity(sig("copy", copy), sig("source", source), DETAIL, DETAIL_REGION) or -1.0) < 0.9
 
 

@@ -399,14 +399,12 @@ def test_a_faint_pictures_stored_details_keep_their_amplitude_for_the_noise_floo
     """A quiet view's details are stored at their amplitude (:data:`worker.views.QUIET_GAIN`), so the index
     confirms a faint picture's WebP copy at the floor re-encoding noise leaves (:func:`worker.views.pair_floor`),
     not at ``DETAIL``, which its details miss; a stored row read back is as quiet as it was written."""
-    from worker import views
-
-    original = fingerprint(imaging.decode(faint_wallpaper(1), max_pixels=10**8))
-    copy = fingerprint(imaging.decode(webp(imaging.decode(faint_wallpaper(1), max_pixels=10**8)), max_pixels=10**8))
+    picture = imaging.decode(faint_wallpaper(1), max_pixels=10**8)
+    original, copy = fingerprint(picture), fingerprint(imaging.decode(webp(picture), max_pixels=10**8))
     assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] < DETAIL
     index.store([Signals("art/faint.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
     assert _closest(index, copy.dct, copy.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
-    monkeypatch.setattr(views, "DETAIL_NOISE", 0.0)  # every pair held to its detail_floor, as before
+    monkeypatch.setattr("worker.views.DETAIL_NOISE", 0.0)  # every pair held to its detail_floor, as before
     assert _closest(index, copy.dct, copy.look) < DEFAULT_PERCEPTUAL_THRESHOLD
 
 
