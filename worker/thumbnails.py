@@ -10,7 +10,7 @@ from it (:func:`thumbs32`). Part of :mod:`worker.fingerprint`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -88,8 +88,8 @@ def thumbs32(grey: Floats, boxes: list[tuple[float, float, float, float]], also:
     first, *rest = (p.astype(np.float32) for p in pictures)
     row_spans, row_of = _distinct(spans[:, [1, 3]])
     column_spans, column_of = _distinct(spans[:, [0, 2]])
-    rows = _weights(row_spans[:, 0], row_spans[:, 1], first.shape[0], DCT_SIDE)  # spans × out × height
-    columns = _weights(column_spans[:, 0], column_spans[:, 1], first.shape[1], DCT_SIDE)  # spans × out × width
+    rows = _weights(row_spans, first.shape[0])  # spans × out × height
+    columns = _weights(column_spans, first.shape[1])  # spans × out × width
     across = first @ columns.transpose(0, 2, 1)  # column spans × height × out: shared by views of one span
     small = rows[row_of] @ across[column_of]
     if rest:
@@ -115,15 +115,24 @@ def _distinct(spans: Floats) -> tuple[Floats, npt.NDArray[np.intp]]:
     return np.array(list(index), dtype=np.float64).reshape(-1, 2), of
 
 
-def _weights(start: Floats, stop: Floats, size: int, out: int) -> Floats:
-    """``views × out × size`` resampling weights of the spans ``[start, stop)`` of ``size`` samples."""
-    scale = (stop - start) / out
-    support = np.maximum(scale, 1.0)[:, None, None]
-    centres = start[:, None] + (np.arange(out)[None, :] + 0.5) * scale[:, None]
-    weights = np.abs(np.arange(size)[None, None, :] + 0.5 - centres[:, :, None])  # distance, then the triangle:
-    weights /= support
-    np.subtract(1.0, weights, out=weights)
-    np.maximum(weights, 0.0, out=weights)
-    total = weights.sum(axis=2, keepdims=True)
-    normalised: Floats = (weights / np.where(total > 0, total, 1.0)).astype(np.float32)
-    return normalised
+def _weights(spans: Floats, size: int) -> npt.NDArray[np.float32]:
+    """``spans × DCT_SIDE × size`` resampling weights of the spans ``[start, stop)`` (rows of ``spans``) of ``size``
+    samples."""
+    return np.stack([_span_weights(start, stop, size) for start, stop in spans.tolist()])
+
+
+@lru_cache(maxsize=2048)  # spans are fractions of the thumbnail's side (≤ 128): few, and met again and again
+def _span_weights(start: float, stop: float, size: int) -> npt.NDArray[np.float32]:
+    """``DCT_SIDE × size`` weights of the triangle filter resampling ``[start, stop)`` of ``size`` samples to
+    DCT_SIDE, each row summing to 1 (read-only: shared by every caller).
+
+        >>> _span_weights(0.0, 64.0, 64).sum(axis=1).round(6).tolist() == [1.0] * DCT_SIDE
+        True
+    """
+    scale = (stop - start) / DCT_SIDE
+    centres = start + (np.arange(DCT_SIDE)[:, None] + 0.5) * scale
+    weights = np.maximum(1.0 - np.abs(np.arange(size)[None, :] + 0.5 - centres) / max(scale, 1.0), 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    out = (weights / np.where(total > 0, total, 1.0)).astype(np.float32)
+    out.flags.writeable = False
+    return out
