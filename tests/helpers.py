@@ -70,3 +70,13 @@ def faint_wallpaper(seed: int) -> bytes:
     blotches = np.random.default_rng(seed).normal(0, 0.5, (24, 32)).repeat(16, 0).repeat(16, 1)
     grey = np.clip(20 + 30 * y / 384 + glow + blotches, 0, 255).astype(np.uint8)
     return encoded(Image.fromarray(grey).filter(ImageFilter.GaussianBlur(6)).convert("RGB"), "PNG")
+
+
+def light_patchwork(seed: int) -> Image.Image:
+    """A light picture: 8 × 8 patches of grey levels 195–230 with a grain of ±6, slightly warm. Brightened by 20 %
+    most of it clips, and brightened by 25 % (:data:`worker.fingerprint.BRIGHTER`) more of it."""
+    rng = np.random.default_rng(seed)
+    patches = rng.uniform(195, 230, (8, 8)).repeat(64, 0).repeat(64, 1)
+    grain = rng.normal(0, 6, (128, 128)).repeat(4, 0).repeat(4, 1)
+    grey = np.clip(patches + grain, 0, 255)
+    return Image.fromarray(np.stack([grey, grey * 0.97, grey * 0.92], axis=2).astype(np.uint8))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from tests.helpers import faint_wallpaper
+from tests.helpers import faint_wallpaper, light_patchwork
 from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, letterbox, side_crop, webp, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo, png
@@ -30,7 +30,7 @@ from worker.decision import (
     similarity,
 )
 from worker.fingerprint import BRIGHT_SAME, BRIGHTER, REGIONS, Fingerprint, fingerprint, information
-from worker.views import DETAIL_BRIGHT, UNTRIMMED, amplitudes
+from worker.views import DETAIL_BRIGHT, UNTRIMMED, amplitudes, brightness_mixed
 
 #: An even brick texture: its DCT coefficients sit 0.27 grey levels from their median (0.28 by their peak), below the
 #: information floor; the perceptual stage decides it for its texture (``Guard.textured``), confirmed by its details.
@@ -195,6 +195,23 @@ def test_an_icon_is_brightened_as_uploaded_since_brightening_moves_its_trim() ->
     )[0, 0]
     assert bright_and_untrimmed >= 0.995
     assert near(sig("c", copy), sig("o", original)) >= 0.995
+
+
+def test_a_copy_brightened_less_than_the_brightened_view_meets_a_mix_of_its_sources_views(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A light patchwork brightened by 20 % clips less than its source's ×1.25 brightened view: their details agree
+    at 0.974, under :data:`DETAIL_BRIGHT`. The copy's details lie between the source's own and the brightened
+    view's, and the closest mix of the two (:func:`worker.views.mixed`) meets them at 0.996, either way round."""
+    source = light_patchwork(3)
+    original, copy = fingerprint(source), fingerprint(jpeg(brightened(source, 1.2)))
+    plain = detail_similarities(copy.look.details, original.look.details)
+    assert plain[UNTRIMMED, BRIGHT] < DETAIL_BRIGHT
+    assert brightness_mixed(plain, copy.look.details, original.look.details)[UNTRIMMED, BRIGHT] >= DETAIL_BRIGHT
+    assert near(sig("c", copy), sig("o", original)) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    assert near(sig("o", original), sig("c", copy)) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    monkeypatch.setattr("worker.views.brightness_mixed", lambda plain, a, b: plain)  # the brightened view alone
+    assert near(sig("c", copy), sig("o", original)) < DEFAULT_PERCEPTUAL_THRESHOLD
 
 
 def test_a_brightened_view_must_agree_more_closely_than_other_views() -> None:

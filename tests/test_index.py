@@ -15,12 +15,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 from pymilvus import DataType, MilvusClient
 
-from tests.helpers import bit_views, bits, bits_apart, faint_wallpaper
+from tests.helpers import bit_views, bits, bits_apart, faint_wallpaper, light_patchwork
 from tooling.eval.transforms import crop, webp, zoom
-from tooling.samples import photo
+from tooling.samples import brightened, photo
 from worker import imaging
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import DETAIL, UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds, detail_similarities
+from worker.decision import BRIGHT, DETAIL, UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds, detail_similarities
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 
@@ -408,6 +408,29 @@ def test_a_faint_pictures_stored_details_keep_their_amplitude_for_the_noise_floo
     assert _closest(index, copy.dct, copy.look) < DEFAULT_PERCEPTUAL_THRESHOLD
 
 
+def test_a_brightened_row_is_confirmed_with_its_pictures_untrimmed_details(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A light patchwork's copy brightened by 20 % meets the stored brightened row, whose details it matches only
+    as a mix with the picture's untrimmed ones (:func:`worker.views.mixed`): the confirmation reads that row
+    (here the whole picture's: nothing was trimmed) beside the brightened one. Either way round: the copy stored
+    first, the source's own brightened view meets it."""
+    source = light_patchwork(3)
+    original, copy = fingerprint(source), fingerprint(_jpeg(brightened(source, 1.2)))
+    index.store([Signals("art/light.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
+    assert {0, BRIGHT} <= _variants(index, "art/light.png")
+    assert _closest(index, copy.dct, copy.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    index.store([Signals("art/light-copy.jpg", 3, "sha-c", copy.dct, unit(3), look=copy.look)])
+    index.discard([("art/light.png", 1)])
+    assert _closest(index, original.dct, original.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
+
+    def bright_alone(view: np.ndarray, untrimmed: np.ndarray, bright: np.ndarray) -> float:
+        return float(detail_similarities(view[None, :], bright[None, :])[0, 0])
+
+    monkeypatch.setattr("worker.hash_rows.mixed_details", bright_alone)
+    assert _closest(index, original.dct, original.look) < DEFAULT_PERCEPTUAL_THRESHOLD
+
+
 def test_an_object_on_white_is_found_through_its_untrimmed_row(index: Index) -> None:
     """A disc on white is trimmed to the disc, to a fraction of a pixel that its half-size JPEG copy measures
     otherwise: the trimmed views' details fall out of step. The original's untrimmed view is stored as a row of
@@ -458,6 +481,12 @@ def _closest(index: Index, dct: np.ndarray, look: Look) -> float:
     within = Thresholds(perceptual=DEFAULT_PERCEPTUAL_THRESHOLD, semantic=None)
     found = index.neighbours([Signals("art/copy.jpg", 2, "sha-c", dct, unit(2), look=look)], within)
     return max((n.perceptual for n in found.get("art/copy.jpg", []) if n.perceptual is not None), default=-1.0)
+
+
+def _jpeg(image: Image.Image) -> Image.Image:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
 
 
 def _variants(index: Index, owner: str) -> set[int]:

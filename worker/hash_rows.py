@@ -54,7 +54,7 @@ from worker.decision import (
 )
 from worker.milvus import HNSW, ID_MAX_BYTES, Milvus
 from worker.originals import DESCRIPTOR, add_look_fields, look_fields, reindex_error
-from worker.views import pair_floor
+from worker.views import mixed_details, pair_floor
 
 DETAIL_FIELD = "detail"
 DETAIL_CHARS = (DETAIL_SIZE + 2) // 3 * 4  # base64
@@ -152,7 +152,12 @@ class HashRows:
         wanted = {str(hit["id"]) for hits in hits_per_query for hit in hits if hit["distance"] >= floor}
         if not wanted:
             return hits_per_query
-        rows = self.milvus.query_in(self.name, "id", wanted, ["id", DETAIL_FIELD])
+        # A brightened row is confirmed against its picture's untrimmed details too (views.mixed): that row, or
+        # the whole picture's when nothing was trimmed (no row of its own).
+        partners = {
+            row_id(owner, v) for owner, stored in map(split_row_id, wanted) if stored == BRIGHT for v in (0, UNTRIMMED)
+        }
+        rows = self.milvus.query_in(self.name, "id", wanted | partners, ["id", DETAIL_FIELD])
         stored = {row["id"]: _details(row[DETAIL_FIELD]) for row in rows}
         out = []
         for (item, variant, _), hits in zip(queries, hits_per_query, strict=True):
@@ -162,20 +167,34 @@ class HashRows:
                 theirs = stored.get(str(hit["id"]))
                 if hit["distance"] < floor or own is None or variant >= len(own) or theirs is None or not len(theirs):
                     kept.append(hit)  # nothing to confirm
-                elif self._agree(variant, hit, own[variant], theirs, detail, detail_region):
+                elif self._agree(variant, hit, own, stored, detail, detail_region):
                     kept.append(hit)
             out.append(kept)
         return out
 
     @staticmethod
     def _agree(
-        variant: int, hit: dict[str, Any], own: Details, theirs: Details, detail: float, detail_region: float | None
+        variant: int,
+        hit: dict[str, Any],
+        own: Details,
+        stored: dict[str, Details],
+        detail: float,
+        detail_region: float | None,
     ) -> bool:
-        """Whether a hit's stored details agree with the query view's (:func:`~worker.views.details_agree`)."""
-        stored = split_row_id(hit["id"])[1]
-        plain = float(detail_similarities(own[None, :], theirs[None, :])[0, 0])
+        """Whether a hit's stored details agree with the query view's (:func:`~worker.views.details_agree`; a whole
+        or untrimmed view and a brightened one as :func:`~worker.views.mixed`). ``own``: the query's details, every
+        view; ``stored``: the stored rows' read back, by id."""
+        owner, kind = split_row_id(hit["id"])
+        mine, theirs = own[variant], stored[str(hit["id"])]
+        plain = float(detail_similarities(mine[None, :], theirs[None, :])[0, 0])
+        if kind == BRIGHT and variant in (0, UNTRIMMED):
+            partner = stored.get(row_id(owner, UNTRIMMED), stored.get(row_id(owner, 0)))
+            if partner is not None and len(partner):
+                plain = mixed_details(mine, partner, theirs)
+        elif variant == BRIGHT and kind in (0, UNTRIMMED) and len(own) > UNTRIMMED:
+            plain = mixed_details(theirs, own[UNTRIMMED], mine)
         return details_agree(
-            variant, stored, plain, pair_floor(variant, stored, detail, detail_region, own, theirs), own, theirs
+            variant, kind, plain, pair_floor(variant, kind, detail, detail_region, mine, theirs), mine, theirs
         )
 
     # Writes ---------------------------------------------------------------------------------------------------

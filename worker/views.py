@@ -238,6 +238,48 @@ def detail_similarities(a: Details, b: Details) -> npt.NDArray[np.float32]:
     return out
 
 
+def mixed(to_plain: float, to_bright: float, plain_to_bright: float) -> float:
+    """The cosine of a view with the closest mix (weights ≥ 0) of another picture's untrimmed and brightened views'
+    details, from the view's cosines with each (``to_plain``, ``to_bright``) and theirs with each other: a copy
+    brightened less than :data:`~worker.fingerprint.BRIGHTER` clips less than the brightened view, and its details
+    lie between the picture's own (nothing clipped) and the brightened view's (more clipped). The cosine with
+    neither alone, when no mix of both is closer.
+
+        >>> round(mixed(0.8, 0.8, 0.6), 3), mixed(0.9, 0.2, 0.5)
+        (0.894, 0.9)
+    """
+    shared = 1.0 - plain_to_bright * plain_to_bright
+    if shared < 1e-6:
+        return max(to_plain, to_bright)
+    a = (to_plain - plain_to_bright * to_bright) / shared
+    b = (to_bright - plain_to_bright * to_plain) / shared
+    if a < 0 or b < 0:
+        return max(to_plain, to_bright)
+    return float(np.sqrt(max(a * to_plain + b * to_bright, 0.0)))
+
+
+def mixed_details(view: Details, untrimmed: Details, bright: Details) -> float:
+    """:func:`mixed` of one view's details against another picture's untrimmed and brightened views' (what the
+    index's confirmation of one stored row asks)."""
+    cosines = detail_similarities(np.stack([view, untrimmed]), np.stack([untrimmed, bright]))
+    return mixed(float(cosines[0, 0]), float(cosines[0, 1]), float(cosines[1, 1]))
+
+
+def brightness_mixed(plain: npt.NDArray[np.float32], a: Details, b: Details) -> npt.NDArray[np.float32]:
+    """``plain`` (the cosines of every view's details of ``a`` with every view's of ``b``) with each whole or
+    untrimmed view against the other's brightened one taken as :func:`mixed`: the other's untrimmed and brightened
+    views together."""
+    if min(len(a), len(b)) <= UNTRIMMED:
+        return plain
+    out = plain.copy()
+    own_a = float(detail_similarities(a[UNTRIMMED : UNTRIMMED + 1], a[BRIGHT : BRIGHT + 1])[0, 0])
+    own_b = float(detail_similarities(b[UNTRIMMED : UNTRIMMED + 1], b[BRIGHT : BRIGHT + 1])[0, 0])
+    for view in (0, UNTRIMMED):
+        out[view, BRIGHT] = mixed(float(plain[view, UNTRIMMED]), float(plain[view, BRIGHT]), own_b)
+        out[BRIGHT, view] = mixed(float(plain[UNTRIMMED, view]), float(plain[BRIGHT, view]), own_a)
+    return out
+
+
 def perceptual_similarity(
     a: Signals, b: Signals, detail: float | None = None, detail_region: float | None = None
 ) -> float | None:
@@ -257,7 +299,7 @@ def perceptual_similarity(
         floors = np.minimum(
             detail_floors(len(va), len(vb), detail, detail_region), noise_floors(amplitudes(da), amplitudes(db))
         )
-        plain = detail_similarities(da, db)
+        plain = brightness_mixed(detail_similarities(da, db), da, db)
         agree = plain >= floors
         agree[0, 0] = details_agree(0, 0, float(plain[0, 0]), float(floors[0, 0]), da[0], db[0])
         sims = np.where(agree, sims, -1.0).astype(np.float32)
