@@ -14,7 +14,7 @@ from tests.helpers import faint_wallpaper, light_patchwork
 from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, letterbox, side_crop, webp, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo, png
-from worker import imaging
+from worker import guard, imaging
 from worker.borders import Trim, refined, trim
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
@@ -464,3 +464,26 @@ def test_colour_tells_colourways_apart_but_not_a_grayscale_or_brightened_copy() 
     assert GUARD.colours_agree(look, fingerprint(jpeg(grayscale(source))).look)
     assert chroma(fingerprint(grayscale(source)).look.colour) < GUARD.grey
     assert colour_distance(look.colour, fingerprint(jpeg(brightened(source))).look.colour) < GUARD.colour
+
+
+def test_a_near_black_pictures_copy_agrees_in_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A game screen of dark green specks on black (mean level 2): JPEG's subsampled chroma and its rounding of a
+    level or two turn the copy's colour layout half grey (0.65 apart, where 0.10 is asked). Chroma counts by how
+    bright its cell is (:data:`worker.guard.CHROMA_LEVEL`), so the copy is found; unshrunk, its colours disagree."""
+    rng = np.random.default_rng(0)
+    screen = np.zeros((240, 320, 3), np.uint8)
+    screen[rng.random((240, 320)) < 0.3] = (1, 16, 1)
+    for x, y, w, h in rng.integers((0, 0, 2, 2), (300, 220, 20, 10), (30, 4)):
+        screen[y : y + h, x : x + w] = (2, 48, 2)
+    source = Image.fromarray(screen)
+    original, copy = fingerprint(source), fingerprint(jpeg(source))
+    assert GUARD.perceptual_ok(original.look)
+    assert GUARD.colours_agree(original.look, copy.look)
+    assert near(sig("c", copy), sig("o", original)) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    monkeypatch.setattr("worker.guard.CHROMA_LEVEL", 1e-9)
+    guard._cells.cache_clear()
+    try:
+        assert not GUARD.colours_agree(original.look, copy.look)
+    finally:
+        monkeypatch.undo()
+        guard._cells.cache_clear()
