@@ -14,7 +14,7 @@ from tests.helpers import faint_wallpaper, light_patchwork
 from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, letterbox, side_crop, webp, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo, png
-from worker import guard, imaging
+from worker import imaging
 from worker.borders import Trim, refined, trim
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
 from worker.decision import (
@@ -468,8 +468,9 @@ def test_colour_tells_colourways_apart_but_not_a_grayscale_or_brightened_copy() 
 
 def test_a_near_black_pictures_copy_agrees_in_colour(monkeypatch: pytest.MonkeyPatch) -> None:
     """A game screen of dark green specks on black (mean level 2): JPEG's subsampled chroma and its rounding of a
-    level or two turn the copy's colour layout half grey (0.65 apart, where 0.10 is asked). Chroma counts by how
-    bright its cell is (:data:`worker.guard.CHROMA_LEVEL`), so the copy is found; unshrunk, its colours disagree."""
+    level or two turn the copy's colour layout half grey (0.65 apart, where 0.10 is asked). A chroma distance counts
+    by how bright the brighter cell is (:data:`worker.guard.CHROMA_LEVEL`), so the copy is found; counted in full,
+    its colours disagree."""
     rng = np.random.default_rng(0)
     screen = np.zeros((240, 320, 3), np.uint8)
     screen[rng.random((240, 320)) < 0.3] = (1, 16, 1)
@@ -480,10 +481,5 @@ def test_a_near_black_pictures_copy_agrees_in_colour(monkeypatch: pytest.MonkeyP
     assert GUARD.perceptual_ok(original.look)
     assert GUARD.colours_agree(original.look, copy.look)
     assert near(sig("c", copy), sig("o", original)) >= DEFAULT_PERCEPTUAL_THRESHOLD
-    monkeypatch.setattr("worker.guard.CHROMA_LEVEL", 1e-9)
-    guard._cells.cache_clear()
-    try:
-        assert not GUARD.colours_agree(original.look, copy.look)
-    finally:
-        monkeypatch.undo()
-        guard._cells.cache_clear()
+    monkeypatch.setattr("worker.guard.CHROMA_LEVEL", 1e-9)  # every chroma distance counted in full
+    assert not GUARD.colours_agree(original.look, copy.look)

@@ -81,45 +81,56 @@ NO_GUARD = Guard(information=-1.0, texture=-1.0, split=2.0, semantic_texture=-1.
 @lru_cache(maxsize=8192)
 def chroma(colour: bytes) -> float:
     """Weighted mean chroma of a colour layout (0 for a grey picture)."""
-    weights, c = _cells(colour)
+    _, weights, c = _cells(colour)
     return float((np.hypot(c[:, 0], c[:, 1]) * weights).sum() / max(float(weights.sum()), 1e-9))
 
 
 def colour_distance(a: bytes, b: bytes) -> float:
     """How far apart two colour layouts are, whatever their arrangement (so a mirrored or cropped copy agrees
     with its source): for each cell of one, the chroma distance to the nearest cell of the other, weighted by
-    brightness and averaged; the larger of the two directions. Brightness changes leave chroma alone.
+    brightness and averaged; the larger of the two directions. Brightness changes leave chroma alone. Two cells'
+    chroma distance counts by how bright the brighter of them is (:func:`_trust`): two near-black cells cannot be
+    told apart by their chroma.
 
         >>> red, blue = bytes([200, 255, 191] * 16), bytes([200, 127, 0] * 16)
         >>> colour_distance(red, red), round(colour_distance(red, blue), 2)
-        (0.0, 1.8)
+        (0.0, 1.79)
+        >>> dark_red, dark_blue = bytes([4, 255, 191] * 16), bytes([4, 127, 0] * 16)
+        >>> round(colour_distance(dark_red, dark_blue), 2)
+        0.11
     """
-    wa, ca = _cells(a)
-    wb, cb = _cells(b)
+    la, wa, ca = _cells(a)
+    lb, wb, cb = _cells(b)
     d = np.hypot(ca[:, None, 0] - cb[None, :, 0], ca[:, None, 1] - cb[None, :, 1])
+    d *= _trust(np.maximum(la[:, None], lb[None, :]))
     ab = (d.min(axis=1) * wa).sum() / max(float(wa.sum()), 1e-9)
     ba = (d.min(axis=0) * wb).sum() / max(float(wb.sum()), 1e-9)
     return float(max(ab, ba))
 
 
-#: Mean grey level at which a cell's chroma counts half (:func:`_cells`). Chosen on the corpus's tuning fold: the
-#: lowest power of two at which every lossy copy's colours agree with its source's (two near-black game
-#: screenshots, mean level 5, whose every re-encode, ±20 % brightness and ½ downscale moved their chroma by
-#: 0.11–0.42; 4 left one of them apart).
-CHROMA_LEVEL = 8.0
+#: Mean grey level at which a chroma distance counts half (:func:`_trust`). Chosen on the corpus's tuning fold:
+#: the lowest power of two at which every lossy copy's colours agree with its source's (two near-black game
+#: screenshots, mean level 5, whose every re-encode, ±20 % brightness and ½ downscale moved their chroma 0.11–0.42
+#: apart; 8 left one of them apart).
+CHROMA_LEVEL = 16.0
+
+
+def _trust(level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """How much a chroma distance counts in cells of mean grey ``level``: level² / (level² + :data:`CHROMA_LEVEL`²).
+    In a near-black cell a level or two of a re-encode's rounding, or JPEG's subsampled chroma, is a large share of
+    R+G+B. Taken at the brighter of two cells, so that a darkened copy's cells are trusted as its source's are.
+
+        >>> _trust(np.array([4.0, 16.0, 64.0, 128.0])).round(2).tolist()
+        [0.06, 0.5, 0.94, 0.98]
+    """
+    squared = level * level
+    out: npt.NDArray[np.float64] = squared / (squared + CHROMA_LEVEL * CHROMA_LEVEL)
+    return out
 
 
 @lru_cache(maxsize=8192)  # a batch compares each layout with many others; the arrays are never modified
-def _cells(colour: bytes) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(weight, chroma) per cell: weight from the cell's brightness (dark cells have unreliable chroma), and the
-    chroma shrunk by level² / (level² + :data:`CHROMA_LEVEL`²): in a near-black cell a level or two of a
-    re-encode's rounding, or JPEG's subsampled chroma, is a large share of R+G+B. From a mean level of 64 up the
-    chroma keeps 98 % and more.
-
-        >>> [round(float(c), 2) for c in _cells(bytes([4, 255, 127, 64, 255, 127]))[1][:, 0]]
-        [0.2, 0.98]
-    """
+def _cells(colour: bytes) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(mean grey level, weight, chroma) per cell: the weight from the cell's brightness (dark cells have
+    unreliable chroma)."""
     raw = np.frombuffer(colour, dtype=np.uint8).reshape(-1, 3).astype(np.float64)
-    level = raw[:, 0]
-    trust = level**2 / (level**2 + CHROMA_LEVEL**2)
-    return np.clip(level / 64.0, 0.0, 1.0), (raw[:, 1:] - 127.5) / 127.5 * trust[:, None]
+    return raw[:, 0], np.clip(raw[:, 0] / 64.0, 0.0, 1.0), (raw[:, 1:] - 127.5) / 127.5

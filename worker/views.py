@@ -63,7 +63,9 @@ DETAIL_REGION = 0.96
 #: ... and at least this for a whole picture and the other's brightened view: brightening clips the light parts
 #: of a picture flat, and what is left of two different pictures can agree more closely (one pattern in light
 #: and dark, drawn twice: 0.9805). Chosen on the tuning fold: the lowest on a 0.005 grid that leaves none of its
-#: guarded negative pairs matching (the next is at 0.977); +20 % brightness recall there 0.956 → 0.953.
+#: guarded negative pairs matching (the next is at 0.977); +20 % brightness recall there 0.956 → 0.953. The
+#: brightened view is taken with the untrimmed one as their closest mix (:func:`mixed`), which brings none of those
+#: pairs closer.
 DETAIL_BRIGHT = 0.985
 #: Signed-byte units per grey level of a quiet view's details (:func:`worker.fingerprint.details`; the others are
 #: scaled to a peak of ±127): a view whose details stay within 7.9 grey levels of flat keeps its amplitude. Rows
@@ -242,8 +244,8 @@ def mixed(to_plain: float, to_bright: float, plain_to_bright: float) -> float:
     """The cosine of a view with the closest mix (weights ≥ 0) of another picture's untrimmed and brightened views'
     details, from the view's cosines with each (``to_plain``, ``to_bright``) and theirs with each other: a copy
     brightened less than :data:`~worker.fingerprint.BRIGHTER` clips less than the brightened view, and its details
-    lie between the picture's own (nothing clipped) and the brightened view's (more clipped). The cosine with
-    neither alone, when no mix of both is closer.
+    lie between the picture's own (nothing clipped) and the brightened view's (more clipped). The closer of the two
+    alone when no mix of both is closer.
 
         >>> round(mixed(0.8, 0.8, 0.6), 3), mixed(0.9, 0.2, 0.5)
         (0.894, 0.9)
