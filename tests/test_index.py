@@ -415,18 +415,21 @@ def test_a_brightened_row_is_confirmed_with_its_pictures_untrimmed_details(
     as a mix with the picture's untrimmed ones (:func:`worker.views.mixed`): the confirmation reads that row
     (here the whole picture's: nothing was trimmed) beside the brightened one. Either way round: the copy stored
     first, the source's own brightened view meets it."""
+
+    def bright_alone(view: np.ndarray, untrimmed: np.ndarray, bright: np.ndarray) -> float:
+        return float(detail_similarities(view[None, :], bright[None, :])[0, 0])
+
     source = light_patchwork(3)
     original, copy = fingerprint(source), fingerprint(_jpeg(brightened(source, 1.2)))
     index.store([Signals("art/light.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
     assert {0, BRIGHT} <= _variants(index, "art/light.png")
     assert _closest(index, copy.dct, copy.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    with monkeypatch.context() as patched:
+        patched.setattr("worker.hash_rows.mixed_details", bright_alone)
+        assert _closest(index, copy.dct, copy.look) < DEFAULT_PERCEPTUAL_THRESHOLD
     index.store([Signals("art/light-copy.jpg", 3, "sha-c", copy.dct, unit(3), look=copy.look)])
     index.discard([("art/light.png", 1)])
     assert _closest(index, original.dct, original.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
-
-    def bright_alone(view: np.ndarray, untrimmed: np.ndarray, bright: np.ndarray) -> float:
-        return float(detail_similarities(view[None, :], bright[None, :])[0, 0])
-
     monkeypatch.setattr("worker.hash_rows.mixed_details", bright_alone)
     assert _closest(index, original.dct, original.look) < DEFAULT_PERCEPTUAL_THRESHOLD
 
