@@ -54,7 +54,7 @@ from worker.decision import (
 )
 from worker.milvus import HNSW, ID_MAX_BYTES, Milvus
 from worker.originals import DESCRIPTOR, add_look_fields, look_fields, reindex_error
-from worker.views import mixed_details, pair_floor
+from worker.views import MIXED, mixed_details, pair_floor
 
 DETAIL_FIELD = "detail"
 DETAIL_CHARS = (DETAIL_SIZE + 2) // 3 * 4  # base64
@@ -186,13 +186,13 @@ class HashRows:
         view; ``stored``: the stored rows' read back, by id."""
         owner, kind = split_row_id(hit["id"])
         mine, theirs = own[variant], stored[str(hit["id"])]
-        plain = float(detail_similarities(mine[None, :], theirs[None, :])[0, 0])
-        if kind == BRIGHT and variant in (0, UNTRIMMED):
-            partner = stored.get(row_id(owner, UNTRIMMED), stored.get(row_id(owner, 0)))
-            if partner is not None and len(partner):
-                plain = mixed_details(mine, partner, theirs)
-        elif variant == BRIGHT and kind in (0, UNTRIMMED) and len(own) > UNTRIMMED:
+        partner = stored.get(row_id(owner, UNTRIMMED), stored.get(row_id(owner, 0)))
+        if kind == BRIGHT and variant in MIXED and partner is not None and len(partner):
+            plain = mixed_details(mine, partner, theirs)
+        elif variant == BRIGHT and kind in MIXED and len(own) > UNTRIMMED:
             plain = mixed_details(theirs, own[UNTRIMMED], mine)
+        else:
+            plain = float(detail_similarities(mine[None, :], theirs[None, :])[0, 0])
         return details_agree(
             variant, kind, plain, pair_floor(variant, kind, detail, detail_region, mine, theirs), mine, theirs
         )

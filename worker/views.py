@@ -240,6 +240,10 @@ def detail_similarities(a: Details, b: Details) -> npt.NDArray[np.float32]:
     return out
 
 
+#: The views compared with the other picture's brightened one as :func:`mixed`: the whole and the untrimmed.
+MIXED = (0, UNTRIMMED)
+
+
 def mixed(to_plain: float, to_bright: float, plain_to_bright: float) -> float:
     """The cosine of a view with the closest mix (weights ≥ 0) of another picture's untrimmed and brightened views'
     details, from the view's cosines with each (``to_plain``, ``to_bright``) and theirs with each other: a copy
@@ -276,7 +280,7 @@ def brightness_mixed(plain: npt.NDArray[np.float32], a: Details, b: Details) -> 
     out = plain.copy()
     own_a = float(detail_similarities(a[UNTRIMMED : UNTRIMMED + 1], a[BRIGHT : BRIGHT + 1])[0, 0])
     own_b = float(detail_similarities(b[UNTRIMMED : UNTRIMMED + 1], b[BRIGHT : BRIGHT + 1])[0, 0])
-    for view in (0, UNTRIMMED):
+    for view in MIXED:
         out[view, BRIGHT] = mixed(float(plain[view, UNTRIMMED]), float(plain[view, BRIGHT]), own_b)
         out[BRIGHT, view] = mixed(float(plain[UNTRIMMED, view]), float(plain[BRIGHT, view]), own_a)
     return out
