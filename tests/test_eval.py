@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -178,6 +179,43 @@ def test_the_command_writes_a_report(tiny: Path, tmp_path: Path) -> None:
     assert data["chosen"]["perceptual"] == data["chosen"]["perceptual_rule"]
     with Image.open(out / "pr_curve.png") as figure:
         assert figure.format == "PNG"
+
+
+def test_the_cost_tool_times_an_earlier_revision_beside_this_one(tiny: Path) -> None:
+    """``--against REV`` loads that revision's fingerprint from git under another package name, and both take
+    turns on the same pictures; the earlier package is gone from the import path afterwards."""
+    import sys
+
+    from tooling.eval import cost
+
+    path = list(sys.path)
+    result = CliRunner().invoke(cost.app, ["--images", str(tiny), "--against", "HEAD", "--rounds", "2"])
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(
+        r"hash stage, \d+ pictures, fastest of 2 rounds: HEAD [\d.]+ ms, fingerprint [\d.]+ ms per image "
+        r"\([\d.]+ ×\)\n",
+        result.output,
+    ), result.output
+    assert "worker_HEAD.fingerprint" in sys.modules
+    assert sys.path == path
+
+
+def test_each_contender_takes_every_turn_on_every_picture() -> None:
+    from tooling.eval.cost import Work, fastest_ms
+
+    calls: dict[str, int] = {"a": 0, "b": 0}
+
+    def counted(name: str) -> Work:
+        def work(picture: Image.Image) -> None:
+            calls[name] += 1
+
+        return work
+
+    pictures = [(b"x", Image.new("RGB", (4, 4))), (b"y", Image.new("RGB", (4, 4)))]
+    times = fastest_ms({"a": counted("a"), "b": counted("b")}, pictures, rounds=3)
+    assert calls == {"a": 6, "b": 6}
+    assert set(times) == {"a", "b"}
+    assert all(t >= 0 for t in times.values())
 
 
 def test_with_random_weights_the_report_says_the_semantic_stage_is_meaningless(tiny: Path, tmp_path: Path) -> None:
