@@ -446,6 +446,34 @@ def test_a_faint_pictures_details_are_held_to_what_re_encoding_noise_leaves_them
     assert (perceptual_similarity(sig("copy", copy), sig("source", source), DETAIL, DETAIL_REGION) or -1.0) < 0.9
 
 
+def _faint_stripes() -> Image.Image:
+    """Stripes four grey levels apart (a wallpaper of faint lines) and a white disc: darkened by a fifth, the
+    stripes are three levels apart, which the texture counts as flat at the picture's own exposure."""
+    grey = np.full((384, 512), 100, dtype=np.uint8)
+    for x in range(0, 512, 16):
+        grey[:, x : x + 8] = 104
+    out = Image.fromarray(grey).convert("RGB")
+    ImageDraw.Draw(out).ellipse((380, 20, 490, 130), fill=(255, 255, 255))
+    return out
+
+
+def test_a_copy_darkened_by_a_fifth_is_guarded_as_its_source_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard measures a picture as if its brightest level were white (at most 25 % brighter): a copy darkened
+    by 20 % carries the information its source did and keeps its faint stripes as texture. At its own exposure
+    its texture fell under the floor and the guard abstained on a copy of a picture it decides."""
+    source = fingerprint(_faint_stripes()).look
+    darker = fingerprint(brightened(_faint_stripes(), 0.8)).look
+    assert GUARD.perceptual_ok(source)
+    assert GUARD.perceptual_ok(darker)
+    assert darker.information == pytest.approx(source.information, rel=0.02)
+    assert darker.texture >= source.texture
+
+    monkeypatch.setattr("worker.fingerprint.exposure", lambda whole: 1.0)
+    own = fingerprint(brightened(_faint_stripes(), 0.8)).look
+    assert own.texture < GUARD.texture
+    assert not GUARD.perceptual_ok(own)
+
+
 def test_information_is_the_median_distance_or_a_share_of_the_peak() -> None:
     flat = np.zeros((8, 8))
     assert information(flat) == 0.0
