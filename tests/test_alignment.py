@@ -7,6 +7,7 @@ import io
 import random
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tooling.eval.transforms import border
@@ -22,11 +23,11 @@ def views_of(picture: np.ndarray, boxes: list[tuple[float, float, float, float]]
     return details(thumbs32(picture, boxes))
 
 
-def smooth_noise(seed: int, side: int = 128) -> np.ndarray:
-    """A grey picture with structure at every scale the details see."""
+def smooth_noise(seed: int, side: int = 128, coarse: int = 8) -> np.ndarray:
+    """A grey picture with structure at every scale the details see (down to ``coarse`` pixels)."""
     rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 256, (side // 8, side // 8), dtype=np.uint8))
-    return np.asarray(coarse.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64)
+    cells = Image.fromarray(rng.integers(0, 256, (side // coarse, side // coarse), dtype=np.uint8))
+    return np.asarray(cells.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64)
 
 
 def test_views_a_fraction_of_a_pixel_apart_agree_once_aligned_and_unrelated_ones_do_not() -> None:
@@ -39,6 +40,19 @@ def test_views_a_fraction_of_a_pixel_apart_agree_once_aligned_and_unrelated_ones
     assert aligned_similarity(exact, exact) >= 0.9999
     (other,) = views_of(smooth_noise(2), [(10.0, 10.0, 118.0, 118.0)])
     assert aligned_similarity(exact, other) < 0.5
+
+
+def test_a_trim_measured_between_the_grids_steps_is_aligned_past_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grid's steps are 1 % of scale and a quarter of a pixel; a copy's trim that falls between them (here a
+    sixth of a 32-pixel view's pixel longer) is refined to within half a step, which leaves less than half of
+    what the grid alone leaves of the cosine's shortfall."""
+    picture = smooth_noise(1, coarse=5)
+    exact, off = views_of(picture, [(10.0, 10.0, 118.0, 118.0), (10.0, 10.0, 118.0, 118.54)])
+    refined = aligned_similarity(exact, off)
+    monkeypatch.setattr("worker.alignment.FINE_ROUNDS", 0)
+    grid = aligned_similarity(exact, off)
+    assert grid < refined
+    assert 1.0 - refined < 0.5 * (1.0 - grid)
 
 
 def test_only_whole_views_close_enough_are_aligned() -> None:

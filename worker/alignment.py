@@ -10,7 +10,7 @@ finest structure, do: a 10 % white border's copy of an icon agrees at 0.91–0.9
 :data:`SHIFTS`, at most 5 % and one pixel of 32) and keeps the best cosine, found one axis at a time. It is asked
 only of the whole views (trimmed) of a pair whose descriptors match and whose details come within
 :data:`ALIGN_FROM` of agreeing (:func:`worker.views.perceptual_similarity`, the index's confirmation), so it costs
-nothing for most pairs and about two milliseconds (one thread) for the others.
+nothing for most pairs and about three milliseconds (one thread) for the others.
 
     >>> import numpy as np
     >>> fine = np.random.default_rng(1).integers(-127, 128, 1024).astype(np.int8)
@@ -20,7 +20,7 @@ nothing for most pairs and about two milliseconds (one thread) for the others.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,6 +42,10 @@ WARPS = [(float(s), float(t)) for s in SCALES for t in SHIFTS]
 ALIGN_FROM = 0.85
 #: Rounds of warping one axis, then the other, with the other's best warp fixed.
 ROUNDS = 3
+#: Then each axis's best warp is refined by half a grid step of scale and of shift around it, this many rounds:
+#: a tenth of a pixel off still costs a page of text or a map's outline a point of its details' cosine.
+FINE = (0.005, 0.125)
+FINE_ROUNDS = 2
 
 Floats = npt.NDArray[np.float32]
 
@@ -53,7 +57,8 @@ def aligned_similarity(a: Details, b: Details) -> float:
 
 
 def _warped(a: Details, b: Details) -> float:
-    """The highest cosine of ``a``'s details, warped, with ``b``'s."""
+    """The highest cosine of ``a``'s details, warped, with ``b``'s: the grid of :data:`WARPS` first, one axis at a
+    time, then each axis's best warp refined by :data:`FINE` around it."""
     first = a.reshape(SIDE, SIDE).astype(np.float32)
     target = b.astype(np.float32).ravel()
     target -= target.mean()
@@ -63,18 +68,41 @@ def _warped(a: Details, b: Details) -> float:
     warps = _warps()
     count = len(warps)
     stacked = warps.reshape(count * SIDE, SIDE)  # one matrix product warps along every way at once
-    across, best = warps[WARPS.index((1.0, 0.0))], -1.0
+    down, across, best = WARPS.index((1.0, 0.0)), WARPS.index((1.0, 0.0)), -1.0
     for _ in range(ROUNDS):
-        rows = (stacked @ (first @ across.T)).reshape(count, SIDE, SIDE)  # every warp along y, x's fixed
-        down = warps[_best(rows, target, norm)]
-        columns = ((down @ first) @ stacked.T).reshape(SIDE, count, SIDE).transpose(1, 0, 2)  # along x, y's fixed
-        k = _best(columns, target, norm)
-        across = warps[k]
-        found = _cosine(columns[k], target, norm)
+        rows = (stacked @ (first @ warps[across].T)).reshape(count, SIDE, SIDE)  # every warp along y, x's fixed
+        down = _best(rows, target, norm)
+        columns = ((warps[down] @ first) @ stacked.T).reshape(SIDE, count, SIDE).transpose(1, 0, 2)  # along x
+        across = _best(columns, target, norm)
+        found = _cosine(columns[across], target, norm)
         if found <= best + 1e-6:
             break
-        best = found
-    return best  # the first round tries the identity among the rest, and each later one only improves
+        best = found  # the first round tries the identity among the rest, and each later one only improves
+    y, x = WARPS[down], WARPS[across]
+    for _ in range(FINE_ROUNDS):
+        ys = _nearby(y)
+        rows = (_stack(ys) @ (first @ _warp(*x).T)).reshape(len(ys), SIDE, SIDE)
+        y = ys[_best(rows, target, norm)]
+        xs = _nearby(x)
+        down_y: Floats = _warp(*y) @ first
+        across_x = (down_y @ _stack(xs).T).reshape(SIDE, len(xs), SIDE).transpose(1, 0, 2)
+        k = _best(across_x, target, norm)
+        x = xs[k]
+        best = max(best, _cosine(across_x[k], target, norm))
+    return best
+
+
+def _stack(warps: list[tuple[float, float]]) -> Floats:
+    """The warps' matrices (:func:`_warp`) one above the other: ``len(warps)·SIDE × SIDE``."""
+    out: Floats = np.concatenate([_warp(*w) for w in warps])
+    return out
+
+
+def _nearby(warp: tuple[float, float]) -> list[tuple[float, float]]:
+    """``warp`` and its neighbours :data:`FINE` away in scale and shift (rounded, so that cached warps are met)."""
+    scale, shift = warp
+    ds, dt = FINE
+    return [(round(scale + i * ds, 4), round(shift + j * dt, 4)) for i in (-1, 0, 1) for j in (-1, 0, 1)]
 
 
 def _best(candidates: Floats, target: Floats, norm: float) -> int:
@@ -94,19 +122,26 @@ def _cosine(view: Floats, target: Floats, norm: float) -> float:
 
 @cache
 def _warps() -> Floats:
-    """``warps × SIDE × SIDE`` resampling matrices (``W @ x`` warps the rows of ``x``), edges repeated: output line
-    ``i`` samples the input at ``(i + ½ − SIDE/2)·scale + SIDE/2 + shift − ½`` with the cubic convolution kernel
-    (Keys, a = −½, as Pillow's BICUBIC), which blurs a fractional shift less than linear interpolation: on the
-    tuning fold it recovers more white-bordered copies (0.88 → 0.92 of them) and brings negatives no closer (the
-    closest whole pair 0.979 → 0.977)."""
-    out = np.zeros((len(WARPS), SIDE, SIDE), dtype=np.float32)
+    """``warps × SIDE × SIDE`` resampling matrices of :data:`WARPS` (:func:`_warp` each)."""
+    out = np.stack([_warp(scale, shift) for scale, shift in WARPS])
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _warp(scale: float, shift: float) -> Floats:
+    """The ``SIDE × SIDE`` resampling matrix (``W @ x`` warps the rows of ``x``), edges repeated: output line ``i``
+    samples the input at ``(i + ½ − SIDE/2)·scale + SIDE/2 + shift − ½`` with the cubic convolution kernel (Keys,
+    a = −½, as Pillow's BICUBIC), which blurs a fractional shift less than linear interpolation: on the tuning
+    fold it recovers more white-bordered copies (0.88 → 0.92 of them) and brings negatives no closer (the closest
+    whole pair 0.979 → 0.977). Read-only: shared by every caller."""
+    out = np.zeros((SIDE, SIDE), dtype=np.float32)
     lines = np.arange(SIDE)
-    for k, (scale, shift) in enumerate(WARPS):
-        x = (lines + 0.5 - SIDE / 2) * scale + SIDE / 2 + shift - 0.5
-        base = np.floor(x).astype(int)
-        for step in (-1, 0, 1, 2):
-            source = base + step
-            np.add.at(out[k], (lines, np.clip(source, 0, SIDE - 1)), _cubic(x - source))
+    x = (lines + 0.5 - SIDE / 2) * scale + SIDE / 2 + shift - 0.5
+    base = np.floor(x).astype(int)
+    for step in (-1, 0, 1, 2):
+        source = base + step
+        np.add.at(out, (lines, np.clip(source, 0, SIDE - 1)), _cubic(x - source))
     out.flags.writeable = False
     return out
 
