@@ -48,7 +48,8 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
 * ``texture`` — the share of the trimmed thumbnail's pixels whose 3×3 neighbourhood varies by more than
   :data:`FLAT_RANGE` grey levels: a mostly empty picture (a line of text on white, a scan with a mark, a
   transparent overlay) has little, whatever its edges' contrast; both guards use it, since blank and
-  near-uniform pictures also sit close together in embedding space;
+  near-uniform pictures also sit close together in embedding space. ``information`` and ``texture`` are both
+  measured at the picture's best exposure (:func:`exposure`): a darkened copy carries what its source did;
 * ``colour`` — a coarse layout of chromaticity (a 4×4 grid of brightness-free opponent colours), which tells two
   colourways of one layout apart while a grayscale copy, which has none, still matches (see
   :func:`worker.decision.colour_distance`).

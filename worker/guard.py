@@ -24,7 +24,8 @@ class Guard:
     ``python -m tooling.eval``, README "Detection quality").
 
     * perceptual: ``information`` (median distance of the 64 DCT coefficients from their median, grey levels)
-      at least ``information``, ``texture`` (share of pixels that are not flat) at least ``texture``, and a
+      at least ``information``, ``texture`` (share of pixels that are not flat) at least ``texture`` (both
+      measured at the picture's best exposure, :func:`worker.fingerprint.exposure`), and a
       light/dark split explaining at most ``split`` of the variance. A picture of fine texture all over (snow,
       a starry sky, a dark wallpaper's grain: ``texture`` at least ``textured``, no two-tone pattern, its split
       at most ``textured_split``) is decided whatever its information: its low frequencies are nearly flat,
