@@ -323,8 +323,9 @@ def _box_matrix(n: int) -> Floats:
     return out
 
 
-def _texture(grey: npt.NDArray[np.uint8], flat: float = FLAT_RANGE) -> float:
-    """Share of the interior pixels whose 3×3 neighbourhood spans more than :data:`FLAT_RANGE` grey levels."""
+def _texture(grey: npt.NDArray[np.uint8], flat: float) -> float:
+    """Share of the interior pixels whose 3×3 neighbourhood spans more than ``flat`` grey levels (:data:`FLAT_RANGE`
+    at the picture's best exposure)."""
     if min(grey.shape) < 3:
         return 0.0
     high = np.maximum(np.maximum(grey[:-2], grey[1:-1]), grey[2:])  # separable: rows, then columns
