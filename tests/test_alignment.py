@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tooling.eval.transforms import border
 from worker import imaging
-from worker.alignment import ALIGN_FROM, aligned_similarity
+from worker.alignment import ALIGN_FROM, EDGE, aligned_similarity
 from worker.decision import DETAIL, DETAIL_REGION, Signals, detail_similarities, details_agree, perceptual_similarity
 from worker.fingerprint import details, fingerprint
 from worker.thumbnails import thumbs32
@@ -53,6 +53,25 @@ def test_a_trim_measured_between_the_grids_steps_is_aligned_past_them(monkeypatc
     grid = aligned_similarity(exact, off)
     assert grid < refined
     assert 1.0 - refined < 0.5 * (1.0 - grid)
+
+
+def test_the_edges_a_warp_can_only_repeat_are_left_out_of_the_aligned_comparison(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trimmed copy's outermost pixels hold its border's JPEG ringing and the last fraction of a pixel of its
+    trim, and a warp reaches past the view's edge there, where it can only repeat it: the aligned comparison
+    leaves :data:`~worker.alignment.EDGE` pixels of each side out (on the tuning fold, white-bordered textures
+    and screenshots differ from their sources there and nowhere else)."""
+    picture = smooth_noise(4)
+    exact, off = views_of(picture, [(10.0, 10.0, 118.0, 118.0), (10.6, 10.3, 117.8, 118.4)])
+    disturbed = off.reshape(32, 32).astype(np.int16)
+    outer = np.ones((32, 32), dtype=bool)
+    outer[EDGE:-EDGE, EDGE:-EDGE] = False
+    disturbed[outer] = np.where(np.indices((32, 32)).sum(axis=0)[outer] % 2, 60, -60)  # ringing along the edge
+    ringing = disturbed.astype(np.int8).ravel()
+    assert aligned_similarity(exact, ringing) >= DETAIL
+    monkeypatch.setattr("worker.alignment.INSIDE", slice(0, 32))
+    assert aligned_similarity(exact, ringing) < DETAIL
 
 
 def test_only_whole_views_close_enough_are_aligned() -> None:

@@ -7,7 +7,9 @@ stretch and shift, which the descriptors do not feel and the details (:func:`wor
 finest structure, do: a 10 % white border's copy of an icon agrees at 0.91–0.97 where 0.98 is asked.
 
 :func:`aligned_similarity` warps one view's details by a small scale and shift per axis (:data:`SCALES`,
-:data:`SHIFTS`, at most 5 % and one pixel of 32) and keeps the best cosine, found one axis at a time. It is asked
+:data:`SHIFTS`, at most 5 % and one pixel of 32) and keeps the best cosine, found one axis at a time, over the view
+less its outermost :data:`EDGE` pixels (where a warp can only repeat the edge, and a trimmed copy's border left
+its JPEG ringing). It is asked
 only of the whole views (trimmed) of a pair whose descriptors match and whose details come within
 :data:`ALIGN_FROM` of agreeing (:func:`worker.views.perceptual_similarity`, the index's confirmation), so it costs
 nothing for most pairs and about three milliseconds (one thread) for the others.
@@ -46,13 +48,19 @@ ROUNDS = 3
 #: a tenth of a pixel off still costs a page of text or a map's outline a point of its details' cosine.
 FINE = (0.005, 0.125)
 FINE_ROUNDS = 2
+#: Pixels of each edge of the view a warped comparison leaves out: a warp samples past the edge there (5 % of half
+#: the side, and a pixel of shift: 1.8 pixels), where it can only repeat the edge, and a copy's trimmed edge is
+#: where its border's JPEG ringing and the trim's own fraction of a pixel sit.
+EDGE = 2
+INSIDE = slice(EDGE, SIDE - EDGE)
 
 Floats = npt.NDArray[np.float32]
 
 
 def aligned_similarity(a: Details, b: Details) -> float:
     """The highest cosine of either view's details, warped by :data:`SCALES` and :data:`SHIFTS` along each axis,
-    with the other's (two rows of :attr:`worker.decision.Look.details`); the same either way round."""
+    with the other's (two rows of :attr:`worker.decision.Look.details`), :data:`EDGE` pixels of each side left
+    out; the same either way round."""
     return max(_warped(a, b), _warped(b, a))
 
 
@@ -60,7 +68,7 @@ def _warped(a: Details, b: Details) -> float:
     """The highest cosine of ``a``'s details, warped, with ``b``'s: the grid of :data:`WARPS` first, one axis at a
     time, then each axis's best warp refined by :data:`FINE` around it."""
     first = a.reshape(SIDE, SIDE).astype(np.float32)
-    target = b.astype(np.float32).ravel()
+    target = b.astype(np.float32).reshape(SIDE, SIDE)[INSIDE, INSIDE].ravel()
     target -= target.mean()
     norm = float(np.linalg.norm(target))
     if norm == 0.0:
@@ -108,7 +116,7 @@ def _nearby(warp: tuple[float, float]) -> list[tuple[float, float]]:
 def _best(candidates: Floats, target: Floats, norm: float) -> int:
     """The candidate whose cosine with ``target`` (centred, of length ``norm``) is highest, each candidate centred:
     its dot product with a centred target needs no centring, and its centred length is ``√(Σx² − (Σx)²/n)``."""
-    flat = candidates.reshape(len(candidates), -1)
+    flat = candidates[:, INSIDE, INSIDE].reshape(len(candidates), -1)
     sums = flat.sum(axis=1)
     squares = np.einsum("ij,ij->i", flat, flat) - sums * sums / flat.shape[1]
     cosines = (flat @ target) / np.maximum(np.sqrt(np.maximum(squares, 0.0)) * norm, 1e-9)
@@ -116,7 +124,8 @@ def _best(candidates: Floats, target: Floats, norm: float) -> int:
 
 
 def _cosine(view: Floats, target: Floats, norm: float) -> float:
-    flat = view.ravel() - view.mean()
+    inside = view[INSIDE, INSIDE]
+    flat = inside.ravel() - inside.mean()
     return float(flat @ target / max(float(np.linalg.norm(flat)) * norm, 1e-9))
 
 
