@@ -179,6 +179,27 @@ def letterbox(image: Image.Image, side: float = 0.125) -> Image.Image:
     return canvas
 
 
+#: EXIF's Orientation tag, and the value that says "turn the stored pixels a quarter clockwise to show them".
+ORIENTATION_TAG = 0x0112
+TURN_CLOCKWISE = 6
+
+
+def exif_rotated(image: Image.Image) -> bytes:
+    """A JPEG whose pixels are stored a quarter turn counter-clockwise, with an EXIF Orientation tag that tells a
+    viewer to turn them back (what a phone writes for a portrait photo): a viewer that reads the tag, as the
+    worker's decoder does, shows ``image``, re-encoded with its JPEG blocks and chroma subsampling turned.
+
+        >>> ImageOps.exif_transpose(Image.open(io.BytesIO(exif_rotated(picture)))).size == picture.size
+        True
+    """
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = TURN_CLOCKWISE
+    out = io.BytesIO()
+    turned = image.convert("RGB").transpose(Image.Transpose.ROTATE_90)  # counter-clockwise
+    turned.save(out, "JPEG", quality=DEFAULT_QUALITY, exif=exif)
+    return out.getvalue()
+
+
 def _edited(edit: Edit, encode: Encoder = jpeg) -> Callable[[Image.Image, bytes], bytes]:
     return lambda picture, _source: encode(edit(picture))
 
@@ -212,6 +233,7 @@ def _build() -> tuple[Transform, ...]:
     t.append(Transform("format", "png↔jpeg", _other_format, moderate=True))
     t.append(Transform("webp", "q80", _edited(lambda i: i, webp), moderate=True))
     t += [Transform("downscale", f"1/{d}", _edited(partial(downscale, factor=1 / d)), d == 2) for d in (2, 4)]
+    t.append(Transform("exif rotation", "90°", _edited(lambda i: i, exif_rotated), moderate=True))
     t += [Transform("rotate", f"{d:+d}°", _edited(partial(rotate, degrees=d)), True, False) for d in (-5, 5)]
     t.append(Transform("mirror", "horizontal", _edited(hflip), moderate=True, aligned=False))
     t.append(Transform("side crop", "15% right", _edited(partial(side_crop, box=(0.0, 0.0, 0.85, 1.0))), True, False))
