@@ -69,7 +69,7 @@ $(VENV)/.eval-stamp: $(STAMP)
 
 # The held-out corpus (tooling.eval.corpus): Debian packages' pictures, Python packages' samples and rendered
 # pages, as corpus.lock.json pins them. Downloads once into data/corpus-cache; later runs are offline.
-# All 31 edits of every picture: a fold takes about 8 minutes on two cores (tune, 640 sources; 20,480 variants).
+# All 32 edits of every picture: a fold takes about 8 minutes on two cores (tune, 640 sources; 20,480 variants).
 # Every threshold is chosen on the tuning fold (tooling.eval.tail and the reports' sweeps) and the worker's defaults
 # hold it; both folds are decided with the worker's own (--worker-thresholds): the test fold's figures are measured,
 # not tuned, and the tuning fold's sit beside them at the same thresholds. Each report also gives the rule's choice.
