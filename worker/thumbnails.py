@@ -41,7 +41,7 @@ class Work:
     picture comes to its 32×32 views through the same working size. Left at its own size, a 100-pixel copy of a
     200-pixel illustration was resampled to 32 along another chain than its source, and its details, a little
     sharper, met its source's at 0.96–0.98 where 0.98 is asked (three illustrations' ½ downscales on the test fold,
-    a game's screenshot on the tuning fold; generated cartoons 0.985–0.993, enlarged 0.998–0.999). Nothing else
+    a game's screenshot on the tuning fold; generated cartoons 0.984–0.993, enlarged 0.998–0.999). Nothing else
     on the tuning fold moved, nor did its negative pairs' tail."""
 
     grey: Image.Image
@@ -57,13 +57,7 @@ class Work:
         w, h = rgb.size
         scale = WORK_SIDE / max(w, h)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        if scale >= 1:  # enlarged (or already the working size): the picture itself stands for ``reduced``
-            grey = rgb.convert("L")
-            return cls(
-                grey if size == rgb.size else grey.resize(size, Image.Resampling.BILINEAR),
-                rgb,
-                (0.0, 0.0, float(w), float(h)),
-            )
+        # A smaller picture is not reduced (factors of 1) and the resize enlarges it: ``reduced`` is the picture.
         fx, fy = int(w / size[0] / REDUCING_GAP) or 1, int(h / size[1] / REDUCING_GAP) or 1
         reduced = rgb.reduce((fx, fy)) if fx > 1 or fy > 1 else rgb
         box = (0.0, 0.0, w / fx, h / fy)
