@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Iterable
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from worker.decision import Look, Vector
 from worker.hashing import bits_descriptor
@@ -72,11 +72,31 @@ def faint_wallpaper(seed: int) -> bytes:
     return encoded(Image.fromarray(grey).filter(ImageFilter.GaussianBlur(6)).convert("RGB"), "PNG")
 
 
-def light_patchwork(seed: int) -> Image.Image:
-    """A light picture: 8 × 8 patches of grey levels 195–230 with a grain of ±6, slightly warm. Brightened by 20 %
-    most of it clips, and brightened by 25 % (:data:`worker.fingerprint.BRIGHTER`) more of it."""
+def light_patchwork(seed: int, low: float = 195, high: float = 230, grain_levels: float = 6) -> Image.Image:
+    """A light picture: 8 × 8 patches of grey levels ``low``–``high`` (195–230) with a grain of ±``grain_levels``
+    (6), slightly warm. Brightened by 20 % most of it clips, and brightened by 25 %
+    (:data:`worker.fingerprint.BRIGHTER`) more of it."""
     rng = np.random.default_rng(seed)
-    patches = rng.uniform(195, 230, (8, 8)).repeat(64, 0).repeat(64, 1)
-    grain = rng.normal(0, 6, (128, 128)).repeat(4, 0).repeat(4, 1)
+    patches = rng.uniform(low, high, (8, 8)).repeat(64, 0).repeat(64, 1)
+    grain = rng.normal(0, grain_levels, (128, 128)).repeat(4, 0).repeat(4, 1)
     grey = np.clip(patches + grain, 0, 255)
     return Image.fromarray(np.stack([grey, grey * 0.97, grey * 0.92], axis=2).astype(np.uint8))
+
+
+def light_icon(seed: int) -> Image.Image:
+    """A light icon, 256 pixels: fourteen overlapping shapes filled with near-white levels (225–252, a little blue)
+    and outlined in grey (170–200) on white, drawn at 1,024 pixels and reduced. Brightened by 12 % most of its
+    fill clips; brightened by 25 % (:data:`worker.fingerprint.BRIGHTER`) nearly all of it, and only the outlines
+    are left."""
+    rng = np.random.default_rng(seed)
+    picture = Image.new("RGB", (1024, 1024), (255, 255, 255))
+    draw = ImageDraw.Draw(picture)
+    for _ in range(14):
+        x, y = rng.integers(0, 800, 2)
+        w, h = rng.integers(120, 400, 2)
+        level = int(rng.uniform(225, 252))
+        fill = (level, min(255, level + 4), min(255, level + 10))
+        edge = int(rng.uniform(170, 200))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x, y, x + w, y + h), fill=fill, outline=(edge, edge, edge + 8), width=6)
+    return picture.resize((256, 256), Image.Resampling.LANCZOS)

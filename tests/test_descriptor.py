@@ -105,7 +105,7 @@ def test_every_descriptor_is_a_unit_vector_with_nothing_in_the_dc_slot(picture: 
     image = {"dark": dark_picture(0), "mid": mid_picture(0)}.get(picture) or photo(picture)
     fp = fingerprint(image)
     rows = np.concatenate([fp.dct[None, :], fp.look.variants])
-    assert rows.shape == (15, DESCRIPTOR_DIM)  # whole, mirror, ten regions, brightened, untrimmed and its mirror
+    assert rows.shape == (16, DESCRIPTOR_DIM)  # whole, mirror, ten regions, brightened, untrimmed, its mirror, half
     assert rows.dtype == np.float32
     assert np.linalg.norm(rows, axis=1) == pytest.approx(np.ones(len(rows)), abs=1e-5)
     assert (rows[:, 0] == 0.0).all()  # DC: overall brightness says nothing about the picture

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from tests.helpers import faint_wallpaper, light_patchwork
+from tests.helpers import faint_wallpaper, light_icon, light_patchwork
 from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, downscale, letterbox, side_crop, webp, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo, png
@@ -29,8 +29,9 @@ from worker.decision import (
     perceptual_similarity,
     similarity,
 )
-from worker.fingerprint import BRIGHT_SAME, BRIGHTER, REGIONS, Fingerprint, fingerprint, information
-from worker.views import DETAIL_BRIGHT, UNTRIMMED, amplitudes, brightness_mixed
+from worker.fingerprint import BRIGHT_SAME, BRIGHTER, LADDER_BELOW, REGIONS, Fingerprint, fingerprint, information
+from worker.hash_rows import searched
+from worker.views import BRIGHT_HALF, DETAIL_BRIGHT, UNTRIMMED, amplitudes, brightness_mixed, mixed_details
 
 #: None since the guard measures at the best exposure: an even brick texture, whose DCT coefficients sit 0.28 grey
 #: levels from their median at its own exposure (below the floor; decided for its texture, ``Guard.textured``), is
@@ -237,6 +238,40 @@ def test_a_copy_brightened_less_than_the_brightened_view_meets_a_mix_of_its_sour
     assert near(sig("o", original), sig("c", copy)) >= DEFAULT_PERCEPTUAL_THRESHOLD
     monkeypatch.setattr("worker.views.brightness_mixed", lambda plain, a, b: plain)  # the brightened view alone
     assert near(sig("c", copy), sig("o", original)) < DEFAULT_PERCEPTUAL_THRESHOLD
+
+
+def test_a_picture_most_of_which_clips_takes_a_half_brightened_rung_that_meets_its_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A light icon most of whose fill clips at +20 %: its untrimmed and ×1.25 views' details lie far apart (under
+    :data:`LADDER_BELOW`), and the closest mix of the two meets a +20 % copy's at 0.967, under
+    :data:`DETAIL_BRIGHT`. The picture takes the ladder's middle rung (×1.12, :data:`BRIGHT_HALF`), and the mix of
+    all three meets the copy at 0.995, either way round; without it, the copy is not found. (Every pair is held to
+    its :func:`~worker.views.detail_floor` here: the generated icon's clipped views are quiet enough for the floor
+    re-encoding noise leaves to confirm them anyway.) A picture whose two ends lie close takes no half rung: the
+    slot repeats the untrimmed view, which is neither stored nor searched."""
+    monkeypatch.setattr("worker.views.DETAIL_NOISE", 0.0)
+    source = light_icon(3)
+    original, copy = fingerprint(source), fingerprint(jpeg(brightened(source, 1.2)))
+    ends = detail_similarities(original.look.details[UNTRIMMED : UNTRIMMED + 1], original.look.details[BRIGHT:])
+    assert ends[0, 0] < LADDER_BELOW
+    assert not np.array_equal(original.look.details[BRIGHT_HALF], original.look.details[UNTRIMMED])
+    mine, theirs = copy.look.details, original.look.details
+    two = mixed_details(mine[UNTRIMMED], theirs[[UNTRIMMED, BRIGHT]])
+    three = mixed_details(mine[UNTRIMMED], theirs[[UNTRIMMED, BRIGHT, BRIGHT_HALF]])
+    assert two < DETAIL_BRIGHT <= three
+    plain = detail_similarities(mine, theirs)
+    assert max(plain[UNTRIMMED, BRIGHT], plain[UNTRIMMED, BRIGHT_HALF]) < DETAIL_BRIGHT  # no rung alone
+    assert near(sig("c", copy), sig("o", original)) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    assert near(sig("o", original), sig("c", copy)) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    with monkeypatch.context() as patched:
+        patched.setattr("worker.fingerprint.LADDER_BELOW", 0.0)  # no picture takes the half rung
+        without = fingerprint(source)
+    assert np.array_equal(without.look.details[BRIGHT_HALF], without.look.details[UNTRIMMED])
+    assert near(sig("c", copy), sig("o", without)) < DEFAULT_PERCEPTUAL_THRESHOLD
+    close = fingerprint(light_patchwork(3))  # its two ends at 0.92
+    assert np.array_equal(close.look.variants[BRIGHT_HALF - 1], close.look.variants[UNTRIMMED - 1])
+    assert BRIGHT_HALF not in {v for v, _ in searched(sig("p", close))}
 
 
 def test_a_brightened_view_must_agree_more_closely_than_other_views() -> None:

@@ -15,14 +15,25 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 from pymilvus import DataType, MilvusClient
 
-from tests.helpers import bit_views, bits, bits_apart, faint_wallpaper, light_patchwork
+from tests.helpers import bit_views, bits, bits_apart, faint_wallpaper, light_icon, light_patchwork
 from tooling.eval.transforms import crop, webp, zoom
 from tooling.samples import brightened, photo
 from worker import imaging
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import BRIGHT, DETAIL, UNTRIMMED, UNTRIMMED_MIRROR, Look, Signals, Thresholds, detail_similarities
+from worker.decision import (
+    BRIGHT,
+    BRIGHT_HALF,
+    DETAIL,
+    UNTRIMMED,
+    UNTRIMMED_MIRROR,
+    Look,
+    Signals,
+    Thresholds,
+    detail_similarities,
+)
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.index import FIRST_HITS, Index, IndexSchemaError
+from worker.views import mixed_details
 
 DIM = 8
 
@@ -416,8 +427,8 @@ def test_a_brightened_row_is_confirmed_with_its_pictures_untrimmed_details(
     (here the whole picture's: nothing was trimmed) beside the brightened one. Either way round: the copy stored
     first, the source's own brightened view meets it."""
 
-    def bright_alone(view: np.ndarray, untrimmed: np.ndarray, bright: np.ndarray) -> float:
-        return float(detail_similarities(view[None, :], bright[None, :])[0, 0])
+    def bright_alone(view: np.ndarray, rungs: list[np.ndarray]) -> float:  # the ladder: untrimmed, brightened
+        return float(detail_similarities(view[None, :], rungs[1][None, :])[0, 0])
 
     source = light_patchwork(3)
     original, copy = fingerprint(source), fingerprint(_jpeg(brightened(source, 1.2)))
@@ -431,6 +442,35 @@ def test_a_brightened_row_is_confirmed_with_its_pictures_untrimmed_details(
     index.discard([("art/light.png", 1)])
     assert _closest(index, original.dct, original.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
     monkeypatch.setattr("worker.hash_rows.mixed_details", bright_alone)
+    assert _closest(index, original.dct, original.look) < DEFAULT_PERCEPTUAL_THRESHOLD
+
+
+def test_a_brightened_row_of_a_picture_with_a_half_rung_is_confirmed_with_all_three(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A light icon most of which clips stores its half-brightened view as a row of its own; a +20 % copy meets
+    the brightened rows, and the confirmation reads the untrimmed (here the whole picture's) and both brightened
+    rows to mix them (:func:`worker.views.mixed`). Either way round: the copy stored first, the source's own
+    ladder is mixed. Without the half rung in the mix, the copy is not found. (Every pair is held to its
+    :func:`~worker.views.detail_floor`: the generated icon's clipped views are quiet enough for the floor that
+    re-encoding noise leaves to confirm them anyway.)"""
+    monkeypatch.setattr("worker.views.DETAIL_NOISE", 0.0)
+
+    def two_rungs(view: np.ndarray, rungs: list[np.ndarray]) -> float:
+        return mixed_details(view, rungs[:2])
+
+    source = light_icon(3)
+    original, copy = fingerprint(source), fingerprint(_jpeg(brightened(source, 1.2)))
+    index.store([Signals("art/icon.png", 1, "sha-o", original.dct, unit(1), look=original.look)])
+    assert {0, BRIGHT, BRIGHT_HALF} <= _variants(index, "art/icon.png")
+    assert _closest(index, copy.dct, copy.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    with monkeypatch.context() as patched:
+        patched.setattr("worker.hash_rows.mixed_details", two_rungs)
+        assert _closest(index, copy.dct, copy.look) < DEFAULT_PERCEPTUAL_THRESHOLD
+    index.store([Signals("art/icon-copy.jpg", 3, "sha-c", copy.dct, unit(3), look=copy.look)])
+    index.discard([("art/icon.png", 1)])
+    assert _closest(index, original.dct, original.look) >= DEFAULT_PERCEPTUAL_THRESHOLD
+    monkeypatch.setattr("worker.hash_rows.mixed_details", two_rungs)
     assert _closest(index, original.dct, original.look) < DEFAULT_PERCEPTUAL_THRESHOLD
 
 

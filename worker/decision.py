@@ -60,6 +60,7 @@ from worker.guard import Guard as Guard
 from worker.guard import chroma as chroma
 from worker.guard import colour_distance as colour_distance
 from worker.views import BRIGHT as BRIGHT
+from worker.views import BRIGHT_HALF as BRIGHT_HALF
 from worker.views import DETAIL as DETAIL
 from worker.views import DETAIL_REGION as DETAIL_REGION
 from worker.views import REGION_COUNT as REGION_COUNT

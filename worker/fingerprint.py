@@ -30,6 +30,10 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   photos). Untrimmed, because brightening moves the trim: an icon's faint shadow clips to white with its
   background, and a brightened copy trimmed two thumbnail pixels further in than its source's brightened view
   was (details 0.67–0.92 instead of 0.99);
+* ``bright_half`` — where brightening clips most of the picture (the brightened view's details far from the
+  untrimmed one's, :data:`LADDER_BELOW`), the same at :data:`BRIGHTER_HALF`: the middle rung of a ladder whose
+  closest mix meets a copy brightened by less than :data:`BRIGHTER` (:func:`worker.views.mixed`); elsewhere the
+  untrimmed view again, which is neither stored nor searched;
 * ``details`` — each view's fine structure: the 32×32 view minus its :data:`DETAIL_BOX`-pixel box blur, as
   1,024 signed bytes. The descriptors see the low frequencies only, where two screenshots of one application
   layout, or two pages of one template, are nearly the same picture (cosine 0.998); their cards, labels and lines
@@ -59,7 +63,8 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
     True
 
 Everything is computed from one thumbnail (:class:`worker.thumbnails.Work`), the fifteen 32×32 views by batched
-matrix products (``python -m tooling.eval.cost`` times the hash stage against a single pHash).
+matrix products, and a sixteenth, the half-brightened one, where it is taken (``python -m tooling.eval.cost``
+times the hash stage against a single pHash or an earlier version).
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ from PIL import Image
 from worker.borders import median, refined, scaled, trim
 from worker.decision import (
     BRIGHT,
+    BRIGHT_HALF,
     DESCRIPTOR_DIM,
     REGION_COUNT,
     UNTRIMMED,
@@ -104,6 +110,18 @@ BRIGHTER = 1.25
 BRIGHT_SAME = 0.98
 #: ... and this for its details, which clipping changes first (a brightened copy's details are compared at 0.98).
 BRIGHT_SAME_DETAILS = 0.999
+#: The half-brightened view (variant :data:`~worker.views.BRIGHT_HALF`) multiplies every channel by this: halfway
+#: between the picture and the brightened view in log gain (√1.25 ≈ 1.118). A copy brightened by less than
+#: :data:`BRIGHTER` is compared with the closest mix of its source's untrimmed and brightened views
+#: (:func:`worker.views.mixed`); where most of a light picture clips (86–94 % of an icon's pixels), the mix of the
+#: two ends is too far from what a +20 % copy shows (details 0.95–0.98 where 0.985 is asked), and a middle rung
+#: brings it within reach. Judged on the tuning fold: +20 % misses 15 → 13, no negative pair closer.
+BRIGHTER_HALF = 1.12
+#: The half-brightened view is taken only where the untrimmed and brightened views' details are less alike than this
+#: (the ladder's ends far apart): the two pictures of the tuning fold whose +20 % copies it finds are at 0.67, and
+#: 1 % of clip art and 5 % of a spread of the corpus is below 0.90, so it costs the hash stage about nothing
+#: (``python -m tooling.eval.cost``), where taking it for every picture cost 0.57 ms a picture on clip art.
+LADDER_BELOW = 0.90
 #: Borders trimmed one inside the other, each found on a thumbnail of what the last one left: a frame, then the
 #: mat or the margin inside it (a bordered copy of a picture that already had a margin).
 TRIM_PASSES = 2
@@ -169,11 +187,16 @@ class Fingerprint:
         row: Vector = self.look.variants[UNTRIMMED - 1]
         return row
 
+    @property
+    def bright_half(self) -> Vector:
+        row: Vector = self.look.variants[BRIGHT_HALF - 1]
+        return row
+
 
 def fingerprint(image: Image.Image) -> Fingerprint:
     """The fingerprint of an RGB picture (any size; the decoder's reduced-size JPEGs are fine)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    work = Work.of(rgb)
+    work = as_uploaded_work = Work.of(rgb)
     grey = uploaded = np.asarray(work.grey, dtype=np.float64)
     brightened = np.asarray(work.brightened(BRIGHTER), dtype=np.float64)  # as uploaded: see ``bright`` above
     for _ in range(TRIM_PASSES):  # a frame, then the mat or margin inside it
@@ -206,11 +229,15 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     if not trimmed:  # nothing trimmed: the untrimmed views are the whole one and its mirror
         described[UNTRIMMED], fine[UNTRIMMED] = described[0], fine[0]
         described[UNTRIMMED_MIRROR], fine[UNTRIMMED_MIRROR] = described[1], fine[1]
-    if (
-        similarity(described[BRIGHT], described[UNTRIMMED]) >= BRIGHT_SAME
-        and detail_similarities(fine[BRIGHT : BRIGHT + 1], fine[UNTRIMMED : UNTRIMMED + 1])[0, 0] >= BRIGHT_SAME_DETAILS
-    ):  # the brightened view is the untrimmed one: no row of its own, in the index or out of it
+    apart = float(detail_similarities(fine[BRIGHT : BRIGHT + 1], fine[UNTRIMMED : UNTRIMMED + 1])[0, 0])
+    if similarity(described[BRIGHT], described[UNTRIMMED]) >= BRIGHT_SAME and apart >= BRIGHT_SAME_DETAILS:
+        # the brightened view is the untrimmed one: no row of its own, in the index or out of it
         described[BRIGHT], fine[BRIGHT] = described[UNTRIMMED], fine[UNTRIMMED]
+    half_view = described[UNTRIMMED : UNTRIMMED + 1], fine[UNTRIMMED : UNTRIMMED + 1]  # no half rung: a repeat
+    if apart < LADDER_BELOW:  # the ladder's two ends lie far apart: its middle rung
+        half = thumbs32(np.asarray(as_uploaded_work.brightened(BRIGHTER_HALF), dtype=np.float64), framed[:1])
+        half_view = descriptors(_low_dct(half)), details(half)
+    described, fine = np.concatenate([described, half_view[0]]), np.concatenate([fine, half_view[1]])
     split = _split_share(whole)
     gain = exposure(whole)
     texture = _texture(grey.astype(np.uint8), FLAT_RANGE / gain)  # whole grey levels: 4× less memory, same result

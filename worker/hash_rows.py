@@ -37,6 +37,7 @@ from pymilvus import DataType, MilvusClient
 
 from worker.decision import (
     BRIGHT,
+    BRIGHT_HALF,
     DESCRIPTOR_DIM,
     DETAIL_SIZE,
     SEARCHED_ONLY,
@@ -54,7 +55,7 @@ from worker.decision import (
 )
 from worker.milvus import HNSW, ID_MAX_BYTES, Milvus
 from worker.originals import DESCRIPTOR, add_look_fields, look_fields, reindex_error
-from worker.views import MIXED, mixed_details, pair_floor
+from worker.views import MIXED, RUNGS, ladder, mixed_details, pair_floor
 
 DETAIL_FIELD = "detail"
 DETAIL_CHARS = (DETAIL_SIZE + 2) // 3 * 4  # base64
@@ -152,10 +153,13 @@ class HashRows:
         wanted = {str(hit["id"]) for hits in hits_per_query for hit in hits if hit["distance"] >= floor}
         if not wanted:
             return hits_per_query
-        # A brightened row is confirmed against its picture's untrimmed details too (views.mixed): that row, or
-        # the whole picture's when nothing was trimmed (no row of its own).
+        # A brightened row is confirmed against its picture's whole ladder (views.mixed): the untrimmed row, or the
+        # whole picture's when nothing was trimmed (no row of its own), and its other brightened row if it has one.
         partners = {
-            row_id(owner, v) for owner, stored in map(split_row_id, wanted) if stored == BRIGHT for v in (0, UNTRIMMED)
+            row_id(owner, v)
+            for owner, stored in map(split_row_id, wanted)
+            if stored in RUNGS
+            for v in (0, UNTRIMMED, *RUNGS)
         }
         rows = self.milvus.query_in(self.name, "id", wanted | partners, ["id", DETAIL_FIELD])
         stored = {row["id"]: _details(row[DETAIL_FIELD]) for row in rows}
@@ -182,15 +186,16 @@ class HashRows:
         detail_region: float | None,
     ) -> bool:
         """Whether a hit's stored details agree with the query view's (:func:`~worker.views.details_agree`; a whole
-        or untrimmed view and a brightened one as :func:`~worker.views.mixed`). ``own``: the query's details, every
-        view; ``stored``: the stored rows' read back, by id."""
+        or untrimmed view and a brightened one as :func:`~worker.views.mixed`, against the brightened view's whole
+        ladder). ``own``: the query's details, every view; ``stored``: the stored rows' read back, by id."""
         owner, kind = split_row_id(hit["id"])
         mine, theirs = own[variant], stored[str(hit["id"])]
         partner = stored.get(row_id(owner, UNTRIMMED), stored.get(row_id(owner, 0)))
-        if kind == BRIGHT and variant in MIXED and partner is not None and len(partner):
-            plain = mixed_details(mine, partner, theirs)
-        elif variant == BRIGHT and kind in MIXED and len(own) > UNTRIMMED:
-            plain = mixed_details(theirs, own[UNTRIMMED], mine)
+        if kind in RUNGS and variant in MIXED and partner is not None and len(partner):
+            rungs = [stored[row_id(owner, r)] for r in RUNGS if len(stored.get(row_id(owner, r), ()))]
+            plain = mixed_details(mine, [partner, *rungs])
+        elif variant in RUNGS and kind in MIXED and len(own) > UNTRIMMED:
+            plain = mixed_details(theirs, [own[v] for v in ladder(own)])
         else:
             plain = float(detail_similarities(mine[None, :], theirs[None, :])[0, 0])
         return details_agree(
@@ -238,12 +243,12 @@ def rows_of(item: Signals) -> list[dict[str, Any]]:
 
 def searched(item: Signals) -> list[tuple[int, Vector]]:
     """``(variant, descriptor)`` of an image's descriptors that are stored and searched: an untrimmed descriptor
-    equal to the whole picture's (nothing trimmed), a brightened one equal to the untrimmed one (nothing to clip),
-    or an untrimmed mirror equal to the mirror, would only repeat it."""
+    equal to the whole picture's (nothing trimmed), a brightened one equal to the untrimmed one (nothing to clip, or
+    no half rung taken), or an untrimmed mirror equal to the mirror, would only repeat it."""
     views = views_of(item)
     if views is None:
         return []
-    repeats = {BRIGHT: UNTRIMMED, UNTRIMMED: 0, UNTRIMMED_MIRROR: 1}
+    repeats = {BRIGHT: UNTRIMMED, BRIGHT_HALF: UNTRIMMED, UNTRIMMED: 0, UNTRIMMED_MIRROR: 1}
     return [(v, d) for v, d in enumerate(views) if not (v in repeats and np.array_equal(d, views[repeats[v]]))]
 
 

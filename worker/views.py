@@ -9,7 +9,8 @@ brightened, untrimmed), their similarities and their details' (:func:`perceptual
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -32,8 +33,14 @@ BRIGHT = 2 + REGION_COUNT
 UNTRIMMED = BRIGHT + 1
 #: ... and its mirror, searched with and never stored, as the mirror (1) of the trimmed picture is.
 UNTRIMMED_MIRROR = UNTRIMMED + 1
-#: Views per picture, in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror.
-VIEW_COUNT = UNTRIMMED_MIRROR + 1
+#: Variant number of the picture brightened half as much in log gain (:data:`worker.fingerprint.BRIGHTER_HALF`): the
+#: middle rung of a ladder from the untrimmed view to the brightened one, taken where the two ends lie far apart.
+BRIGHT_HALF = UNTRIMMED_MIRROR + 1
+#: Views per picture, in variant order: whole, mirror, regions, brightened, untrimmed, untrimmed mirror, half
+#: brightened.
+VIEW_COUNT = BRIGHT_HALF + 1
+#: The brightened views, each compared with the others' whole and untrimmed views, never with each other.
+RUNGS = (BRIGHT, BRIGHT_HALF)
 #: Variants searched with and never stored: the two mirrors.
 SEARCHED_ONLY = (1, UNTRIMMED_MIRROR)
 #: The "view" pairs besides the whole picture against any view, as (one picture's variant, the other's): the
@@ -48,6 +55,8 @@ UNTRIMMED_PAIRS = (
     (UNTRIMMED, UNTRIMMED_MIRROR),
     (UNTRIMMED, BRIGHT),
     (BRIGHT, UNTRIMMED),
+    (UNTRIMMED, BRIGHT_HALF),
+    (BRIGHT_HALF, UNTRIMMED),
     *((UNTRIMMED, k) for k in range(2, BRIGHT)),
     *((k, UNTRIMMED) for k in range(2, BRIGHT)),
 )
@@ -107,8 +116,10 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
         ('view', 'view', None)
         >>> pair_kind(UNTRIMMED_MIRROR, UNTRIMMED), pair_kind(UNTRIMMED_MIRROR, 0), pair_kind(UNTRIMMED_MIRROR, 2)
         ('view', 'view', None)
+        >>> pair_kind(BRIGHT_HALF, 0), pair_kind(UNTRIMMED, BRIGHT_HALF), pair_kind(BRIGHT_HALF, BRIGHT_HALF)
+        ('view', 'view', None)
     """
-    if stored_variant in SEARCHED_ONLY or (query_variant == BRIGHT and stored_variant == BRIGHT):
+    if stored_variant in SEARCHED_ONLY or (query_variant in RUNGS and stored_variant in RUNGS):
         return None
     if (query_variant, stored_variant) in UNTRIMMED_PAIRS:
         return "view"
@@ -120,8 +131,8 @@ def pair_kind(query_variant: int, stored_variant: int) -> str | None:
 def detail_floor(query_variant: int, stored_variant: int, detail: float, region: float | None) -> float:
     """The details' threshold of a pair of views: ``region`` (when set) for a whole picture, trimmed or as
     uploaded, against a region of the other, either way round (a geometric edit: zoom, crop, border), at least
-    :data:`DETAIL_BRIGHT` for a whole picture against the other's brightened view, else ``detail`` (views that
-    cover the same part of both pictures).
+    :data:`DETAIL_BRIGHT` for a whole picture against one of the other's brightened views (:data:`RUNGS`), else
+    ``detail`` (views that cover the same part of both pictures).
 
         >>> detail_floor(0, 0, 0.98, 0.9), detail_floor(0, 2, 0.98, 0.9), detail_floor(3, 0, 0.98, 0.9)
         (0.98, 0.9, 0.9)
@@ -129,8 +140,10 @@ def detail_floor(query_variant: int, stored_variant: int, detail: float, region:
         (0.98, 0.98, 0.9)
         >>> detail_floor(BRIGHT, 0, 0.98, 0.9), detail_floor(0, BRIGHT, 0.99, 0.9)
         (0.985, 0.99)
+        >>> detail_floor(BRIGHT_HALF, 0, 0.98, 0.9), detail_floor(BRIGHT_HALF, BRIGHT, 0.98, 0.9)
+        (0.985, 0.98)
     """
-    if BRIGHT in (query_variant, stored_variant) and query_variant != stored_variant:
+    if (query_variant in RUNGS) != (stored_variant in RUNGS):
         return max(detail, DETAIL_BRIGHT)
     regional = 2 <= query_variant < BRIGHT or 2 <= stored_variant < BRIGHT
     whole = query_variant in (0, UNTRIMMED) or stored_variant in (0, UNTRIMMED)
@@ -240,49 +253,84 @@ def detail_similarities(a: Details, b: Details) -> npt.NDArray[np.float32]:
     return out
 
 
-#: The views compared with the other picture's brightened one as :func:`mixed`: the whole and the untrimmed.
+#: The views compared with the other picture's brightened ones as :func:`mixed`: the whole and the untrimmed.
 MIXED = (0, UNTRIMMED)
 
 
-def mixed(to_plain: float, to_bright: float, plain_to_bright: float) -> float:
-    """The cosine of a view with the closest mix (weights ≥ 0) of another picture's untrimmed and brightened views'
-    details, from the view's cosines with each (``to_plain``, ``to_bright``) and theirs with each other: a copy
-    brightened less than :data:`~worker.fingerprint.BRIGHTER` clips less than the brightened view, and its details
-    lie between the picture's own (nothing clipped) and the brightened view's (more clipped). The closer of the two
-    alone when no mix of both is closer.
+def mixed(to: Sequence[float], among: Sequence[Sequence[float]]) -> float:
+    """The cosine of a view with the closest mix (weights ≥ 0) of another picture's ladder of views (its untrimmed
+    view and brightened ones, :func:`ladder`), from the view's cosines with each (``to``) and theirs with each other
+    (``among``): a copy brightened less than :data:`~worker.fingerprint.BRIGHTER` clips less than the brightened
+    view, and its details lie between the picture's own (nothing clipped) and the brightened view's (more clipped),
+    closer to the half-brightened view's where there is one. Non-negative least squares over every subset of the
+    ladder (at most three views: seven small solves).
 
-        >>> round(mixed(0.8, 0.8, 0.6), 3), mixed(0.9, 0.2, 0.5)
+        >>> round(mixed([0.8, 0.8], [[1, 0.6], [0.6, 1]]), 3), mixed([0.9, 0.2], [[1, 0.5], [0.5, 1]])
         (0.894, 0.9)
     """
-    shared = 1.0 - plain_to_bright * plain_to_bright
-    if shared < 1e-6:
-        return max(to_plain, to_bright)
-    a = (to_plain - plain_to_bright * to_bright) / shared
-    b = (to_bright - plain_to_bright * to_plain) / shared
-    if a < 0 or b < 0:
-        return max(to_plain, to_bright)
-    return float(np.sqrt(max(a * to_plain + b * to_bright, 0.0)))
+    best = max(to)
+    k = len(to)
+    for subset in ((0, 1), (0, 2), (1, 2), (0, 1, 2)) if k == 3 else ((0, 1),) if k == 2 else ():
+        weights = _solve([[among[r][c] for c in subset] for r in subset], [to[r] for r in subset])
+        if weights is not None and min(weights) >= 0:
+            best = max(best, math.sqrt(max(sum(w * to[r] for w, r in zip(weights, subset, strict=True)), 0.0)))
+    return best
 
 
-def mixed_details(view: Details, untrimmed: Details, bright: Details) -> float:
-    """:func:`mixed` of one view's details against another picture's untrimmed and brightened views' (what the
-    index's confirmation of one stored row asks)."""
-    cosines = detail_similarities(np.stack([view, untrimmed]), np.stack([untrimmed, bright]))
-    return mixed(float(cosines[0, 0]), float(cosines[0, 1]), float(cosines[1, 1]))
+def _solve(gram: list[list[float]], rhs: list[float]) -> list[float] | None:
+    """The solution of a 2×2 or 3×3 system by Cramer's rule, or None when it is (nearly) singular."""
+    if len(rhs) == 2:
+        (a, b), (c, d) = gram
+        det = a * d - b * c
+        if det < 1e-6:
+            return None
+        return [(rhs[0] * d - b * rhs[1]) / det, (a * rhs[1] - c * rhs[0]) / det]
+    det = _det3(gram)
+    if det < 1e-9:
+        return None
+    columns = [[[*row[:i], value, *row[i + 1 :]] for row, value in zip(gram, rhs, strict=True)] for i in range(3)]
+    return [_det3(m) / det for m in columns]
+
+
+def _det3(m: list[list[float]]) -> float:
+    return (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
+
+
+def ladder(details: Details) -> list[int]:
+    """A picture's ladder (variant numbers): its untrimmed view, then each brightened view (:data:`RUNGS`) that it
+    has and that is not the untrimmed view again (nothing to clip; a picture stored before the half rung has
+    none)."""
+    return [UNTRIMMED] + [
+        rung for rung in RUNGS if len(details) > rung and not np.array_equal(details[rung], details[UNTRIMMED])
+    ]
+
+
+def mixed_details(view: Details, rungs: Sequence[Details] | Details) -> float:
+    """:func:`mixed` of one view's details against another picture's ladder's (a list of views, or a stack: what
+    the index's confirmation of one stored row asks)."""
+    stacked = np.stack(list(rungs))
+    cosines = detail_similarities(np.concatenate([view[None, :], stacked]), stacked).tolist()
+    return mixed(cosines[0], cosines[1:])
 
 
 def brightness_mixed(plain: npt.NDArray[np.float32], a: Details, b: Details) -> npt.NDArray[np.float32]:
     """``plain`` (the cosines of every view's details of ``a`` with every view's of ``b``) with each whole or
-    untrimmed view against the other's brightened one taken as :func:`mixed`: the other's untrimmed and brightened
-    views together."""
+    untrimmed view against the other's brightened ones taken as :func:`mixed`: the other's ladder together."""
     if min(len(a), len(b)) <= UNTRIMMED:
         return plain
     out = plain.copy()
-    own_a = float(detail_similarities(a[UNTRIMMED : UNTRIMMED + 1], a[BRIGHT : BRIGHT + 1])[0, 0])
-    own_b = float(detail_similarities(b[UNTRIMMED : UNTRIMMED + 1], b[BRIGHT : BRIGHT + 1])[0, 0])
-    for view in MIXED:
-        out[view, BRIGHT] = mixed(float(plain[view, UNTRIMMED]), float(plain[view, BRIGHT]), own_b)
-        out[BRIGHT, view] = mixed(float(plain[UNTRIMMED, view]), float(plain[BRIGHT, view]), own_a)
+    for that, cosines, target in ((b, plain, out), (a, plain.T, out.T)):  # a's views against b's ladder, and back
+        steps = ladder(that)
+        among = detail_similarities(that[steps], that[steps]).tolist()
+        for view in MIXED:
+            value = mixed([float(cosines[view, s]) for s in steps], among)
+            for rung in RUNGS:
+                if rung < len(that):
+                    target[view, rung] = value
     return out
 
 
