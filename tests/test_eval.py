@@ -229,10 +229,12 @@ def test_with_random_weights_the_report_says_the_semantic_stage_is_meaningless(t
     assert "with model weights `random`" in report
 
 
-def test_blank_sources_are_counted_apart_and_left_out_of_per_category_recall(tmp_path: Path) -> None:
+def test_blank_and_smooth_sources_are_counted_apart_and_left_out_of_per_category_recall(tmp_path: Path) -> None:
     """A white drawing on a transparent background (an overlay made for a dark desktop) shows nothing once
     flattened onto white: it is counted as blank and its copies are not scored (only its bytes can tell it); a
-    transparent picture that shows something is not blank, and its copies count; nor is a faint one."""
+    transparent picture that shows something is not blank, and its copies count; nor is a faint one. A sky's
+    gradient has no edge: it is smooth, which the guard is asked to abstain on, counted apart and left out of the
+    recall too, but for the recall that counts it (``recall_with_smooth``)."""
     from tooling.eval.analysis import analyse
     from tooling.eval.categories import per_category
     from tooling.eval.dataset import blank, build_files
@@ -245,18 +247,21 @@ def test_blank_sources_are_counted_apart_and_left_out_of_per_category_recall(tmp
     drawing.putalpha(mask)
     faint = Image.new("L", (96, 96), 250)
     faint.paste(244, (30, 30, 60, 60))  # 6 grey levels, a tenth of the picture
+    sky = Image.merge("RGB", [Image.linear_gradient("L").resize((160, 120)).point(lambda v: 90 + v // 2)] * 3)
     files = []
     for name, picture, category in [
         ("a/overlay.png", overlay, "transparent"),
         ("a/cat.png", photo("chelsea.png"), "photo"),
         ("b/drawing.png", drawing, "transparent"),
         ("b/coffee.png", photo("coffee.png"), "photo"),
+        ("c/sky.png", sky, "texture"),
     ]:
         path = tmp_path / name.replace("/", "-")
         path.write_bytes(png(picture))
         files.append((name, path, category))
     data = build_files(files, [by_key("jpeg q75")], negatives=0)
-    assert data.blank == (True, False, False, False)
+    assert data.blank == (True, False, False, False, False)
+    assert data.smooth == (True, False, False, False, True)  # the blank overlay is smooth too: it counts as blank
     assert not blank(Image.merge("RGB", [overlay.getchannel("A")] * 3))  # its drawing, seen on its own
     assert not blank(faint)
     measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
@@ -266,6 +271,41 @@ def test_blank_sources_are_counted_apart_and_left_out_of_per_category_recall(tmp
     assert by["abstained"]["transparent"]["sources"] == 2
     assert by["abstained"]["transparent"]["blank"] == 1
     assert by["abstained"]["photo"]["blank"] == 0
+    assert (by["abstained"]["transparent"]["smooth"], by["abstained"]["texture"]["smooth"]) == (0, 1)
+    assert by["smooth"] == ["c/sky.png"]
+    assert "texture" not in by["recall"]["perceptual"]
+    assert set(by["recall_with_smooth"]["perceptual"]["texture"]) == {"jpeg q75"}
+    assert "transparent" in by["recall_with_smooth"]["perceptual"]  # the blank overlay is in neither
+    assert by["recall_with_smooth"]["perceptual"]["transparent"] == {"jpeg q75": 1.0}
     # Per-category recall is over the drawing alone: found, where the blank overlay would count as a miss.
     assert by["recall"]["perceptual"]["transparent"] == {"jpeg q75": 1.0}
     assert by["recall"]["perceptual"]["photo"] == {"jpeg q75": 1.0}
+
+
+def test_smooth_is_a_picture_without_an_edge_whatever_its_range() -> None:
+    """A soft glow with a small bright core and a blurred black blob are smooth however far their levels span; a
+    small object on white, a line drawing and a photo are not; the generated gradients and solid colours all are,
+    and none of the generated screenshots, document pages, product shots or two-tone colourways."""
+    from PIL import ImageFilter
+
+    from tooling.eval.dataset import decode, smooth
+    from tooling.eval.negatives import generate
+
+    centre = np.hypot(*(np.mgrid[0:200, 0:200] - 100.0))
+    glow = Image.fromarray(np.clip(255 - 60 * np.exp(-((centre / 45) ** 2)), 0, 255).astype(np.uint8))
+    glow.paste(255, (97, 97, 103, 103))  # its core: a few pixels brighter than the glow round them
+    blob = Image.new("L", (200, 160), 255)
+    ImageDraw.Draw(blob).ellipse((60, 40, 140, 120), fill=0)
+    speck = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(speck).ellipse((20, 20, 40, 40), fill=90)  # a bullet hole's size on a page of white
+    lines = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(lines).line((10, 10, 190, 150), fill=0, width=2)
+    assert smooth(glow)
+    assert smooth(blob.filter(ImageFilter.GaussianBlur(12)))
+    assert not any(smooth(p) for p in (blob, speck, lines, photo("chelsea.png")))
+    by: dict[str, list[bool]] = {}
+    for negative in generate(4):
+        by.setdefault(negative.category, []).append(smooth(decode(negative.data)))
+    assert all(by["gradient"])
+    assert all(by["solid colour"])
+    assert not any(by["screenshot"] + by["document page"] + by["product on white"] + by["bimodal colourway"])

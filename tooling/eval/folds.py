@@ -49,13 +49,15 @@ def table(tune: dict[str, Any], test: dict[str, Any]) -> list[str]:
 
 
 def moderate_by_category(tune: dict[str, Any], test: dict[str, Any]) -> list[str]:
-    """Per category: sources (blank ones in brackets) and the perceptual stage's lowest recall over the moderate
-    edits but the same-bytes copy, with that edit, on each fold. Recall counts the sources that are not blank
-    (:func:`tooling.eval.dataset.blank`); a category missing from a fold shows −."""
+    """Per category: sources (blank and smooth ones in brackets) and the perceptual stage's lowest recall over the
+    moderate edits but the same-bytes copy, with that edit, on each fold. Recall counts the sources that are neither
+    blank nor smooth (:func:`tooling.eval.dataset.blank`, :func:`~tooling.eval.dataset.smooth`); a category missing
+    from a fold shows −."""
     moderate = [key for key in test["moderate"] if key != "copy same bytes"]  # the exact stage's: always found
     names = sorted(set(tune["categories"]["abstained"]) | set(test["categories"]["abstained"]))
     lines = [
-        "| category | tune: sources (blank) | tune: lowest moderate | test: sources (blank) | test: lowest moderate |",
+        "| category | tune: sources (blank, smooth) | tune: lowest moderate | test: sources (blank, smooth) "
+        "| test: lowest moderate |",
         "|---|---|---|---|---|",
     ]
     for name in names:
@@ -66,7 +68,7 @@ def moderate_by_category(tune: dict[str, Any], test: dict[str, Any]) -> list[str
             if row is None:
                 cells += ["—", "—"]
                 continue
-            cells.append(f"{row['sources']} ({row['blank']})")
+            cells.append(f"{row['sources']} ({row['blank']}, {row.get('smooth', 0)})")
             if recall is None:
                 cells.append("—")
                 continue

@@ -198,18 +198,27 @@ def category_section(results: dict[str, Any]) -> list[str]:
         f"## Per category of source (corpus fold: {fold})",
         "",
         "Sources per category; how many are blank (nothing shows once flattened onto white: fewer than 1 pixel "
-        "in 10,000 more than 2 grey levels from the median, `tooling.eval.dataset.blank`); and how many each "
-        "near-duplicate stage's information guard keeps out (`worker.decision.Guard`: too little detail, texture "
-        "or a light/dark split; such a picture is matched by its exact bytes only, whatever the threshold; blank "
-        "ones included). Both guards are counted whether or not the stage ran. The recall tables below count the "
-        "sources that are not blank.",
+        "in 10,000 more than 2 grey levels from the median, `tooling.eval.dataset.blank`); how many of the others "
+        "are smooth (a gradient, a glow, a blurred blob: fewer than 1 pixel in 100 of a 128-pixel thumbnail more "
+        "than 4 grey levels off its 2-pixel blur, `tooling.eval.dataset.smooth`; the guard is asked to abstain on "
+        "gradients); and how many each near-duplicate stage's information guard keeps out "
+        "(`worker.decision.Guard`: too little detail, texture or a light/dark split; such a picture is matched by "
+        "its exact bytes only, whatever the threshold; blank ones included). Both guards are counted whether or "
+        "not the stage ran. The recall tables below count the sources that are neither blank nor smooth; the "
+        "smooth ones are listed after this table.",
         "",
-        "| category | sources | blank | perceptual abstains | semantic abstains |",
-        "|---|---|---|---|---|",
+        "| category | sources | blank | smooth | perceptual abstains | semantic abstains |",
+        "|---|---|---|---|---|---|",
     ]
     for name in names:
         row = abstained[name]
-        out.append(f"| {name} | {row['sources']} | {row['blank']} | {row['perceptual']} | {row['semantic']} |")
+        out.append(
+            f"| {name} | {row['sources']} | {row['blank']} | {row.get('smooth', 0)} | {row['perceptual']} "
+            f"| {row['semantic']} |"
+        )
+    smooth = by.get("smooth", [])
+    if smooth:
+        out += ["", "Smooth sources, left out of the recall tables: " + ", ".join(f"`{s}`" for s in smooth) + "."]
     for stage, per in by["recall"].items():
         if stage == "exact":
             continue
