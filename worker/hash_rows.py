@@ -2,13 +2,14 @@
 searches.
 
 A row per view of an original: the whole picture, each region of :data:`worker.fingerprint.REGIONS`, the brightened
-picture when brightening changes its descriptor and the untrimmed picture when trimming did; id
+picture when brightening changes its descriptor, the half-brightened one where brightening clips most of it and
+the untrimmed picture when trimming did; id
 ``bucket/key#variant``; ``dct`` searched by inner product, which for unit vectors is their cosine. Each row carries
 that view's details (``detail``, base64 of 1,024 signed bytes, read back only for the rows a search finds at or
 above the threshold, to confirm them) and the original's guard fields beside it, so that **one** batched search —
-every image's whole, mirror, region, brightened, untrimmed and untrimmed-mirror descriptors at once — finds zoomed,
-cropped, mirrored, bordered and brightened copies whichever arrived first (:func:`worker.decision.pair_kind` says
-which pairs count).
+every image's whole, mirror, region, brightened, untrimmed, untrimmed-mirror and half-brightened descriptors at
+once — finds zoomed, cropped, mirrored, bordered and brightened copies whichever arrived first
+(:func:`worker.decision.pair_kind` says which pairs count).
 
 ==============  ============================  ==========================================================
 field           type                          meaning
