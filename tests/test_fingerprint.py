@@ -249,7 +249,7 @@ def test_a_picture_most_of_which_clips_takes_a_half_brightened_rung_that_meets_i
     all three meets the copy at 0.995, either way round; without it, the copy is not found. (Every pair is held to
     its :func:`~worker.views.detail_floor` here: the generated icon's clipped views are quiet enough for the floor
     re-encoding noise leaves to confirm them anyway.) A picture whose two ends lie close takes no half rung: the
-    slot repeats the untrimmed view, which is neither stored nor searched."""
+    slot repeats the untrimmed view, which is neither stored nor searched nor mixed."""
     monkeypatch.setattr("worker.views.DETAIL_NOISE", 0.0)
     source = light_icon(3)
     original, copy = fingerprint(source), fingerprint(jpeg(brightened(source, 1.2)))
@@ -272,6 +272,13 @@ def test_a_picture_most_of_which_clips_takes_a_half_brightened_rung_that_meets_i
     close = fingerprint(light_patchwork(3))  # its two ends at 0.92
     assert np.array_equal(close.look.variants[BRIGHT_HALF - 1], close.look.variants[UNTRIMMED - 1])
     assert BRIGHT_HALF not in {v for v, _ in searched(sig("p", close))}
+    # ... and the repeat is no rung of its ladder: a copy's views meet it as they meet the untrimmed view (the
+    # index has no such row to mix), while its brightened view is mixed
+    lighter = fingerprint(jpeg(brightened(light_patchwork(3), 1.2))).look.details
+    plain = detail_similarities(lighter, close.look.details)
+    mixed = brightness_mixed(plain, lighter, close.look.details)
+    assert mixed[UNTRIMMED, BRIGHT] > plain[UNTRIMMED, BRIGHT]
+    assert mixed[UNTRIMMED, BRIGHT_HALF] == plain[UNTRIMMED, BRIGHT_HALF] == plain[UNTRIMMED, UNTRIMMED]
 
 
 def test_a_brightened_view_must_agree_more_closely_than_other_views() -> None:

@@ -328,9 +328,8 @@ def brightness_mixed(plain: npt.NDArray[np.float32], a: Details, b: Details) -> 
         among = detail_similarities(that[steps], that[steps]).tolist()
         for view in MIXED:
             value = mixed([float(cosines[view, s]) for s in steps], among)
-            for rung in RUNGS:
-                if rung < len(that):
-                    target[view, rung] = value
+            for rung in steps[1:]:  # a rung that repeats the untrimmed view is no row: it keeps that view's cosine
+                target[view, rung] = value
     return out
 
 
