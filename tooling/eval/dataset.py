@@ -13,9 +13,10 @@
   its width (height, when taller than wide) from opposite ends, 20 % apart: one picture, two different views.
 
 A source is **blank** (:func:`blank`) when it shows nothing once flattened onto white, as the worker sees it:
-a transparent overlay whose colour lives in its alpha channel only. Per-category recall is reported over the
-sources that are not blank (:mod:`tooling.eval.categories`); a blank source's copies are found by their bytes
-or not at all, and the blank count stands beside the figures.
+a transparent overlay whose colour lives in its alpha channel only; it is **smooth** (:func:`smooth`) when it has
+no edge anywhere: a gradient, a soft glow, a blurred blob. Per-category recall is reported over the sources that
+are neither (:mod:`tooling.eval.categories`); a blank source's copies are found by their bytes or not at all, a
+smooth source's are what the guard is asked to abstain on, and both counts stand beside the figures.
 
 Negative pairs are every variant against every *other* original, the originals among themselves, each hard
 pair, and every low-information picture against every other one and every original. Nothing is random: the same

@@ -5,8 +5,8 @@ which nothing was tuned on. This reads the two harness reports (``make eval`` wr
 ``docs/quality/test``) and writes ``docs/quality/folds.md``: per transform, the combined decision's recall on
 each fold and the gap (test − tune), then each fold's false duplicates (decisions) and the perceptual stage's
 false pairs; then, per category of source, the perceptual stage's lowest recall over the moderate edits (◆) but
-the same-bytes copy (the exact stage finds it) among the sources that are not blank, with the edit that gives
-it. The README shows those tables verbatim (between :data:`TABLE_START` and :data:`TABLE_END`)::
+the same-bytes copy (the exact stage finds it) among the sources that are neither blank nor smooth, with the edit
+that gives it. The README shows those tables verbatim (between :data:`TABLE_START` and :data:`TABLE_END`)::
 
     python -m tooling.eval.folds docs/quality
 """
