@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from functools import cache
+from itertools import combinations
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -269,8 +270,8 @@ def mixed(to: Sequence[float], among: Sequence[Sequence[float]]) -> float:
         (0.894, 0.9)
     """
     best = max(to)
-    k = len(to)
-    for subset in ((0, 1), (0, 2), (1, 2), (0, 1, 2)) if k == 3 else ((0, 1),) if k == 2 else ():
+    subsets = (subset for size in range(2, len(to) + 1) for subset in combinations(range(len(to)), size))
+    for subset in subsets:
         weights = _solve([[among[r][c] for c in subset] for r in subset], [to[r] for r in subset])
         if weights is not None and min(weights) >= 0:
             best = max(best, math.sqrt(max(sum(w * to[r] for w, r in zip(weights, subset, strict=True)), 0.0)))

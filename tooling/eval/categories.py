@@ -42,8 +42,9 @@ def per_category(data: Dataset, measured: Measured, results: dict[str, Any], gua
     """Recall per stage × category × transform at the run's thresholds (sources neither blank nor smooth), and
     blank and smooth sources and abstentions per category."""
     originals = {data.items[i].source: i for i in data.of_role(Role.ORIGINAL)}
-    blank = data.blank or (False,) * len(data.sources)
-    smooth = [s and not b for s, b in zip(data.smooth or blank, blank, strict=True)]  # blank ones count as blank
+    unknown = (False,) * len(data.sources)  # a dataset built without the measures
+    blank = data.blank or unknown
+    smooth = [s and not b for s, b in zip(data.smooth or unknown, blank, strict=True)]  # blank ones count as blank
     shown = [not (b or s) for b, s in zip(blank, smooth, strict=True)]
     variants = [i for i in data.of_role(Role.VARIANT) if not blank[data.items[i].source]]
     a = np.array(variants, dtype=np.int64)
