@@ -1,7 +1,7 @@
 """Command line: ``python -m producer webhook | backfill | dead-letters | review | restore | confirm |
 migrate-links`` (also installed as ``dedup-producer``).
 
-python -m producer webhook                          # serve MinIO notifications
+python -m producer webhook                          # serve MinIO / Ceph RGW notifications
 python -m producer backfill --bucket photos --prefix 2024/ --checkpoint photos.ckpt
 python -m producer dead-letters [--requeue]         # inspect / re-send given-up messages
 python -m producer review [--export DIR]            # the review gallery on 127.0.0.1:8090 (or static HTML)
@@ -60,10 +60,10 @@ def webhook(
     import uvicorn
 
     from producer.metrics import serve
-    from producer.webhook import EVENTS_PATH, create_webhook
+    from producer.webhook import EVENTS_PATH, create_webhook, redacted_log_config
 
     settings = _settings()
-    if not settings.webhook_token:
+    if not settings.webhook_tokens:
         if not settings.webhook_allow_unauthenticated:
             typer.echo(
                 f"dedup-producer: invalid configuration: {env_name('webhook_token')}: required (set "
@@ -82,6 +82,7 @@ def webhook(
         port=bind_port,
         log_level=settings.log_level.lower(),
         access_log=settings.log_level == "DEBUG",
+        log_config=redacted_log_config(),
     )
 
 

@@ -21,6 +21,7 @@ class RecordingEnqueuer(Enqueuer):
     """Keeps what would go to the broker."""
 
     def __init__(self) -> None:
+        self.source = "webhook"
         self.sent: list[tuple[str, ObjectEvent]] = []
 
     def send(self, tasks: Sequence[tuple[str, ObjectEvent]]) -> int:

@@ -254,9 +254,14 @@ class Settings(BaseSettings):
         return "semantic_threshold" not in self.model_fields_set and self.effective_semantic_threshold is not None
 
     @property
+    def webhook_tokens(self) -> tuple[str, ...]:
+        """The webhook's accepted tokens: ``DEDUP_WEBHOOK_TOKEN``, comma-separated (several during a rotation)."""
+        return tuple(part.strip() for part in self.webhook_token.split(",") if part.strip())
+
+    @property
     def effective_review_token(self) -> str:
-        """The review gallery's token: ``DEDUP_REVIEW_TOKEN``, else the webhook's."""
-        return self.review_token or self.webhook_token
+        """The review gallery's token: ``DEDUP_REVIEW_TOKEN``, else the webhook's first."""
+        return self.review_token or next(iter(self.webhook_tokens), "")
 
     def bucket_allowed(self, bucket: str) -> bool:
         """Whether a bucket is on the ``DEDUP_BUCKETS`` allow-list (``*`` allows every bucket). The quarantine
