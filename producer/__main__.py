@@ -1,7 +1,8 @@
-"""Command line: ``python -m producer webhook | backfill | dead-letters | review | restore | confirm |
+"""Command line: ``python -m producer webhook | sqs | backfill | dead-letters | review | restore | confirm |
 migrate-links`` (also installed as ``dedup-producer``).
 
 python -m producer webhook                          # serve MinIO / Ceph RGW notifications
+python -m producer sqs --queue URL                  # consume AWS S3 notifications from SQS
 python -m producer backfill --bucket photos --prefix 2024/ --checkpoint photos.ckpt
 python -m producer dead-letters [--requeue]         # inspect / re-send given-up messages
 python -m producer review [--export DIR]            # the review gallery on 127.0.0.1:8090 (or static HTML)
@@ -86,6 +87,60 @@ def webhook(
     )
 
 
+@cli.command()
+def sqs(
+    queue: Annotated[str | None, typer.Option(help="The SQS queue's URL [default: DEDUP_SQS_QUEUE_URL]")] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="Another SQS-compatible server [default: DEDUP_SQS_ENDPOINT_URL, AWS]")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="[default: DEDUP_SQS_REGION, else the queue URL's, else the AWS SDK's]")
+    ] = None,
+) -> None:
+    """Consume AWS S3 event notifications (direct, or through SNS) from an SQS queue and enqueue them."""
+    import signal
+    import threading
+
+    import redis
+
+    from producer.metrics import serve
+    from producer.sqs import SqsConsumer, region_of
+    from worker.delivery import park
+
+    settings = _settings()
+    queue_url = queue or settings.sqs_queue_url
+    if not queue_url:
+        typer.echo(f"dedup-producer: invalid configuration: --queue or {env_name('sqs_queue_url')}: required", err=True)
+        raise typer.Exit(2)
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        typer.echo("dedup-producer: the SQS consumer needs boto3: pip install 'image-dedup-worker[aws]'", err=True)
+        raise typer.Exit(2) from None
+    client = boto3.client(
+        "sqs",
+        region_name=region or settings.sqs_region or region_of(queue_url),
+        endpoint_url=endpoint_url or settings.sqs_endpoint_url,
+        config=Config(retries={"mode": "standard"}, read_timeout=settings.sqs_wait_s + 30),
+    )
+    dead_letters = redis.Redis.from_url(settings.broker_url, socket_timeout=10)
+    consumer = SqsConsumer(
+        client,
+        queue_url,
+        _enqueuer(settings, "sqs"),
+        bucket_allowed=settings.bucket_allowed,
+        park=lambda letter: park(dead_letters, letter),
+        wait_s=settings.sqs_wait_s,
+    )
+    serve(settings.metrics_port, settings.metrics_host, _queue_depth(settings))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    consumer.run(stop)
+    log.info("stopped consuming %s", queue_url)
+
+
 def _queue_depth(settings: Settings) -> list[Collector]:
     """The queue-depth collector for the broker, or none (with a warning) for a broker it cannot read."""
     from producer.queue_depth import queue_depth_collector
@@ -152,16 +207,21 @@ def dead_letters(
             typer.echo(shown)
         return
     enqueuer = _enqueuer(settings, "dead-letters")
-    sent = 0
-    # Oldest first: peek, send, then remove that entry; a crash in between re-sends it later (harmless), never
-    # loses it.
-    while sent < limit and (oldest := client.lindex(DEAD_LETTERS_KEY, -1)) is not None:
-        entry = str(oldest)
+    sent = kept = 0
+    # Oldest first: send, then remove that entry; a crash in between re-sends it later (harmless), never loses
+    # it. A letter without a task (a producer's unreadable message) has nothing to re-send: it stays, shown.
+    for entry in reversed(client.lrange(DEAD_LETTERS_KEY, 0, -1)):
+        if sent == limit:
+            break
         letter = json.loads(entry)
+        if not letter.get("task"):
+            kept += 1
+            continue
         enqueuer.send([(letter["task"], ObjectEvent.from_kwargs(letter["kwargs"]))])
-        client.lrem(DEAD_LETTERS_KEY, -1, entry)
+        client.lrem(DEAD_LETTERS_KEY, -1, str(entry))
         sent += 1
-    typer.echo(f"re-sent {sent} messages")
+    unsendable = f"; kept {kept} that are no task (shown without --requeue)" if kept else ""
+    typer.echo(f"re-sent {sent} messages{unsendable}")
 
 
 def _client(settings: Settings) -> Minio:

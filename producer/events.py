@@ -77,13 +77,36 @@ def task_for(event_name: str) -> str | None:
 
 def parse_notification(body: bytes) -> list[Record]:
     """Every record of a notification body. Raises :class:`MalformedNotificationError`."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedNotificationError(f"not JSON: {exc}") from None
+    document = _json(body)
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise MalformedNotificationError("expected an object with a 'Records' list")
     return [_record(raw, i) for i, raw in enumerate(document["Records"])]
+
+
+def unwrap_queued(body: str) -> bytes | None:
+    """The S3 notification inside an SQS message body: the body itself (S3 → SQS, or SNS with raw message
+    delivery), or the ``Message`` of an SNS envelope (S3 → SNS → SQS). None for ``s3:TestEvent``, which S3 sends
+    when a notification configuration is saved. Raises :class:`MalformedNotificationError`.
+
+        >>> unwrap_queued('{"Type": "Notification", "Message": "{\\"Records\\": []}"}')
+        b'{"Records": []}'
+    """
+    document = _json(body.encode())
+    if isinstance(document, dict) and document.get("Type") == "Notification":
+        if not isinstance(document.get("Message"), str):
+            raise MalformedNotificationError("an SNS envelope without a Message string")
+        body = document["Message"]
+        document = _json(body.encode())
+    if isinstance(document, dict) and document.get("Event") == "s3:TestEvent":
+        return None
+    return body.encode()
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedNotificationError(f"not JSON: {exc}") from None
 
 
 def _record(raw: Any, i: int) -> Record:

@@ -7,7 +7,9 @@ Starts real processes on loopback, each with a log file, and stops them in rever
   from PyPI), spoken to through the same ``minio`` client;
 * Milvus Lite, embedded in the worker (a ``.db`` file in the stack's folder), or as a gRPC server that several
   workers share (:meth:`LocalStack.start_milvus`);
-* the webhook producer (``python -m producer webhook``) and Celery workers (``celery -A worker worker``);
+* the producers (``python -m producer webhook``, ``python -m producer sqs``) and Celery workers
+  (``celery -A worker worker``);
+* moto's server as AWS itself (S3, SQS, SNS), for the SQS consumer (:meth:`LocalStack.start_aws`);
 * optionally ``prometheus`` (Debian package), scraping the worker and the webhook.
 
 A dependency that cannot be found raises :class:`MissingDependencyError`: a test that needs it fails.
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 ACCESS_KEY = "dedup-local"  # local, throw-away credentials for the stack's own S3 server
 SECRET_KEY = "dedup-local-secret"  # noqa: S105
 WEBHOOK_TOKEN = "local-webhook-token"  # noqa: S105
+DATABASES = 32  # Redis databases: tests give each deployment its own
 BIN = Path(sys.executable).parent
 
 
@@ -251,7 +254,7 @@ class LocalStack:
         data.mkdir(parents=True, exist_ok=True)
         argv = [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable_redis else ["--appendonly", "no"]
-        argv += ["--dir", str(data), "--maxmemory-policy", "noeviction"]
+        argv += ["--dir", str(data), "--maxmemory-policy", "noeviction", "--databases", str(DATABASES)]
         client = redis.Redis(port=self.redis_port, socket_timeout=1)
         return Service("redis", argv, log_dir=self.logs, ready=lambda: _pings(client))
 
@@ -262,11 +265,12 @@ class LocalStack:
             argv = [minio, "server", str(self.root / "minio"), "--address", self.s3_endpoint, "--quiet"]
             health = f"http://{self.s3_endpoint}/minio/health/live"
             return Service("s3-minio", argv, log_dir=self.logs, env=env, ready=lambda: http_ok(health))
-        moto = script("moto_server", "no S3 server: put a `minio` binary on PATH or `pip install 'moto[server]'`")
-        argv = [moto, "-H", "127.0.0.1", "-p", str(self.s3_port)]
-        return Service(
-            "s3-moto", argv, log_dir=self.logs, env=env, ready=lambda: http_ok(f"http://{self.s3_endpoint}/")
-        )
+        return self._moto("s3-moto", self.s3_port, "no S3 server: put a `minio` binary on PATH or ")
+
+    def _moto(self, name: str, port: int, hint: str = "") -> Service:
+        moto = script("moto_server", hint + "`pip install 'moto[server]'`")
+        argv = [moto, "-H", "127.0.0.1", "-p", str(port)]
+        return Service(name, argv, log_dir=self.logs, ready=lambda: http_ok(f"http://127.0.0.1:{port}/"))
 
     @property
     def s3_server(self) -> str:
@@ -309,6 +313,16 @@ class LocalStack:
         self._start(service)
         return service, f"http://127.0.0.1:{port}/minio/events"
 
+    def start_sqs_consumer(
+        self, queue_url: str, env: Mapping[str, str] | None = None, *, endpoint_url: str | None = None
+    ) -> Service:
+        """Start ``python -m producer sqs --queue queue_url``; ready once it consumes."""
+        argv = [sys.executable, "-m", "producer", "sqs", "--queue", queue_url]
+        argv += ["--endpoint-url", endpoint_url] if endpoint_url else []
+        service = Service("sqs-consumer", argv, log_dir=self.logs, env=self.env(env), ready=lambda: False)
+        service.ready = lambda: "consuming S3 notifications" in service.log_text()
+        return self._start(service)
+
     def start_worker(
         self, name: str = "worker", env: Mapping[str, str] | None = None, *, timeout: float = 180.0
     ) -> Service:
@@ -319,6 +333,13 @@ class LocalStack:
         service = Service(name, argv, log_dir=self.logs, env=self.env(env), timeout=timeout, ready=lambda: False)
         service.ready = lambda: " ready." in service.log_text()
         return self._start(service)
+
+    def start_aws(self) -> tuple[Service, str]:
+        """Start moto's server, which answers for S3, SQS and SNS in one process and delivers S3 notifications to
+        SQS and SNS (and SNS to SQS) as AWS does; returns it and its endpoint URL. For what needs AWS itself, not
+        merely an S3 server."""
+        port = free_port()
+        return self._start(self._moto(f"aws-moto-{port}", port)), f"http://127.0.0.1:{port}"
 
     def start_prometheus(
         self,

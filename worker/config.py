@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    sqs_queue_url: str = ""
+    sqs_endpoint_url: str | None = None  # another SQS-compatible server (ElasticMQ, moto); None: AWS
+    sqs_region: str | None = None  # None: the queue URL's region, else the AWS SDK's default
+    sqs_wait_s: int = Field(default=20, ge=0, le=20)  # ReceiveMessage long poll
 
     # Review gallery (python -m producer review)
     review_token: str = Field(default="", repr=False)

@@ -8,7 +8,8 @@ Redis has no dead-letter queue and Celery does not count redeliveries, so we do 
 * :meth:`Deliveries.finish_first` tells whether a message finishes for the first time: one whose
   acknowledgement was lost (a broker restart, a killed worker) runs again, and must not be counted again.
 * :meth:`Deliveries.dead_letter` parks a message that exhausted its retries or was poison in the list
-  ``dedup:dead-letters`` (newest first, capped), from where an operator can inspect or re-send it.
+  ``dedup:dead-letters`` (newest first, capped), from where an operator can inspect or re-send it; producers
+  park what they cannot read there too (:func:`park`).
 
 Bookkeeping is best-effort: if Redis itself is down the broker is too, and the message will come back anyway.
 
@@ -77,14 +78,18 @@ class Deliveries:
             return True
 
     def dead_letter(self, task: str, payload: dict[str, Any], reason: str, detail: str) -> None:
-        entry = json.dumps(
-            {"task": task, "kwargs": payload, "reason": reason, "detail": detail, "at": time.time()},
-            ensure_ascii=False,
-        )
         try:
-            pipe = self.client.pipeline()
-            pipe.lpush(DEAD_LETTERS_KEY, entry)
-            pipe.ltrim(DEAD_LETTERS_KEY, 0, DEAD_LETTERS_CAP - 1)
-            pipe.execute()
+            park(self.client, {"task": task, "kwargs": payload, "reason": reason, "detail": detail})
         except redis.RedisError as exc:
             log.error("could not dead-letter %s (%s): %s", payload, reason, exc)
+
+
+def park(client: redis.Redis, letter: dict[str, Any]) -> None:
+    """Put ``letter`` (with the time added) at the head of the dead-letter list, keeping the newest
+    :data:`DEAD_LETTERS_CAP`. A letter with ``task`` and ``kwargs`` can be re-sent; one without (a producer's
+    unreadable message) is only shown. Raises :class:`redis.RedisError`."""
+    entry = json.dumps({**letter, "at": time.time()}, ensure_ascii=False)
+    pipe = client.pipeline()
+    pipe.lpush(DEAD_LETTERS_KEY, entry)
+    pipe.ltrim(DEAD_LETTERS_KEY, 0, DEAD_LETTERS_CAP - 1)
+    pipe.execute()
