@@ -51,6 +51,12 @@ def near(a: Signals, b: Signals) -> float:
     return found
 
 
+#: How far a similarity may differ between the two orders of arrival: they sum the same float32 products in
+#: another order, which another CPU's vector units round differently (6e-8 seen; one unit in the last place of a
+#: float32 near 1 is 6e-8, and this allows 16).
+ORDER_ROUNDING = 1e-6
+
+
 def decoded(data: bytes) -> Image.Image:
     return imaging.decode(data, max_pixels=100_000_000, min_side=imaging.DECODE_MIN_SIDE)
 
@@ -82,7 +88,7 @@ def test_a_geometric_copy_is_near_its_source_and_far_from_other_photos(edit, lea
     original, copy = sig("o", fingerprint(source)), sig("c", fingerprint(jpeg(edit(source))))
     assert least >= DEFAULT_PERCEPTUAL_THRESHOLD
     assert near(copy, original) >= least
-    assert near(original, copy) == near(copy, original)  # order of arrival
+    assert near(original, copy) == pytest.approx(near(copy, original), abs=ORDER_ROUNDING)  # order of arrival
     others = [sig(n, fingerprint(photo(n))) for n in PHOTOS if n != "astronaut.png"]
     assert max(near(copy, o) for o in others) < OTHER_PHOTOS_BELOW
 
@@ -97,7 +103,7 @@ def test_a_small_zoomed_copy_is_confirmed_by_the_whole_against_region_details_th
     assert perceptual_similarity(copy, original, DETAIL) == -1.0  # one threshold for every pair: missed
     assert DETAIL_REGION < DETAIL
     assert near(copy, original) >= 0.99
-    assert near(original, copy) == near(copy, original)
+    assert near(original, copy) == pytest.approx(near(copy, original), abs=ORDER_ROUNDING)
 
 
 def cartoon(seed: int, side: int = 200) -> Image.Image:
@@ -149,7 +155,8 @@ def test_a_cropped_copy_of_an_object_on_white_is_a_region_of_the_picture_as_uplo
     assert similarity(copy.untrimmed, original.regions[REGIONS.index(region)]) >= 0.99
     assert max(similarity(copy.dct, r) for r in original.regions) < DEFAULT_PERCEPTUAL_THRESHOLD  # trimmed: none
     assert near(sig("c", copy), sig("o", original)) >= 0.99
-    assert near(sig("o", original), sig("c", copy)) == near(sig("c", copy), sig("o", original))
+    o, c = sig("o", original), sig("c", copy)
+    assert near(o, c) == pytest.approx(near(c, o), abs=ORDER_ROUNDING)
 
 
 def test_without_its_regions_and_mirror_a_copy_is_far() -> None:
