@@ -12,10 +12,15 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # Debian packages: redis-server (broker for the demo and tests), prometheus (metrics tests), python3-venv,
-# chromium (headless: the review gallery's tests look at the page as a person would) and a font for it.
+# chromium (headless: the review gallery's tests look at the page as a person would) and a font for it, and a
+# single-node Ceph with its RADOS Gateway (tests/test_ceph.py: RGW's own notifications, live).
 system-deps:  ## install the Debian packages the demo and tests start (needs root or sudo)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	for daemon in ceph-mon ceph-mgr ceph-osd radosgw; do \
+	  command -v $$daemon >/dev/null || missing="$$missing $$daemon"; \
+	done; \
+	command -v ceph >/dev/null || missing="$$missing ceph-common"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \

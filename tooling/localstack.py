@@ -381,7 +381,7 @@ class LocalStack:
             env = lite.environment()
         else:  # exactly these settings, over an environment without any of the service's own
             env = {k: v for k, v in os.environ.items() if k != lite.MEMTABLE_ENV} | dict(engine)
-        service = Service(name, argv, log_dir=self.logs, ready=lambda: _listens(port), env=env)
+        service = Service(name, argv, log_dir=self.logs, ready=lambda: listens(port), env=env)
         return self._start(service), f"http://127.0.0.1:{port}"
 
     def queue_drained(self, queue: str = "dedup", db: int = 0) -> bool:
@@ -390,7 +390,8 @@ class LocalStack:
         return int(client.llen(queue)) == 0 and int(client.hlen("unacked")) == 0
 
 
-def _listens(port: int) -> bool:
+def listens(port: int) -> bool:
+    """Whether something accepts TCP connections on this loopback port."""
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
