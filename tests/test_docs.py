@@ -1,4 +1,5 @@
-"""The README stays true: its configuration table lists exactly the settings the code reads."""
+"""The README and the pages under docs/ stay true: the configuration table lists exactly the settings the code
+reads, every test they cite exists, every relative link resolves, and the README stays a front door (≤ 25 KB)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,26 @@ from pathlib import Path
 from worker import lite
 from worker.config import Settings, env_name
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+#: The README is the front door: what it is, the two commands, configuration, running and sizing it, the code
+#: map; everything else is a page under docs/. 25 KB, counted in bytes as `wc -c` counts them.
+README_MAX_BYTES = 25_000
+
+
+def pages() -> list[Path]:
+    """Every Markdown page a reader is sent to: the README, BENCHMARKS.md and the pages under docs/."""
+    return [README, ROOT / "BENCHMARKS.md", *sorted(DOCS.glob("*.md"))]
+
+
+def section(text: str, heading: str) -> str:
+    """The text under ``heading`` (a whole line) up to the next heading of the same or a higher level."""
+    start = text.index(f"\n{heading}\n") + 1
+    level = len(heading) - len(heading.lstrip("#"))
+    following = re.compile(rf"^#{{1,{level}}} ", flags=re.MULTILINE)
+    after = following.search(text, start + len(heading))
+    return text[start : after.start() if after else len(text)]
 
 
 def test_the_configuration_table_matches_the_settings() -> None:
@@ -24,12 +44,64 @@ def test_the_readme_shows_the_two_commands() -> None:
     assert "make test" in text
 
 
-def test_every_test_the_readme_cites_exists() -> None:
-    cited = set(re.findall(r"`(tests/test_\w+\.py)(?:::(\w+))?`", README.read_text()))
-    assert cited
-    for path, name in cited:
-        source = (README.parent / path).read_text()
-        assert not name or f"def {name}(" in source, f"{path}::{name}"
+CITED_TEST = re.compile(r"`(tests/test_\w+\.py)(?:::(\w+))?`")
+
+
+def test_every_test_the_docs_cite_exists() -> None:
+    # The guarantees table (docs/operations.md) names the test that proves each promise.
+    guarantees = section((DOCS / "operations.md").read_text(), "## Guarantees")
+    assert CITED_TEST.findall(guarantees)
+    for page in pages():
+        for path, name in set(CITED_TEST.findall(page.read_text())):
+            source = (ROOT / path).read_text()
+            assert not name or f"def {name}(" in source, f"{page.relative_to(ROOT)} cites {path}::{name}"
+
+
+def test_the_readme_is_a_front_door() -> None:
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, f"README.md is {size:,} bytes: move detail to a page under docs/"
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors of a page's headings; a repeated heading gets -1, -2, … as on GitHub."""
+    found: set[str] = set()
+    repeats: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.+)$", without_fences(page.read_text()), flags=re.MULTILINE):
+        base = slug(heading)
+        n = repeats[base] = repeats.get(base, -1) + 1
+        found.add(f"{base}-{n}" if n else base)
+    return found
+
+
+def without_fences(text: str) -> str:
+    """Markdown without its fenced code blocks, where a line starting with # is no heading."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def without_code(text: str) -> str:
+    """Markdown without code, fenced or inline, where brackets are not links."""
+    return re.sub(r"`[^`\n]*`", "", without_fences(text))
+
+
+def test_every_relative_link_resolves() -> None:
+    broken = []
+    for page in pages():
+        for target in re.findall(r"\]\(([^)\s]+)\)", without_code(page.read_text())):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            if not resolved.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, broken
 
 
 def test_the_readme_quality_table_is_the_committed_fold_comparison() -> None:
