@@ -1,7 +1,7 @@
 """S3 bucket notifications → the events the worker acts on. Pure: no I/O.
 
 Every S3 server that notifies over HTTP posts the same standard ``{"Records": [...]}`` shape, with differences
-this module absorbs (README "Accepted notification formats"):
+this module absorbs (docs/s3-servers.md "Accepted notification formats"):
 
 * **MinIO** (``"eventSource": "minio:s3"``) adds a top-level ``EventName`` and ``Key``; the record's object key
   is **query-escaped** (space → ``+``, ``/`` → ``%2F``), which :func:`urllib.parse.unquote_plus` undoes.

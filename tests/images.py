@@ -24,7 +24,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 
 #: Repositories that no longer exist: a pull fails with "pull access denied … repository does not exist".
-#: MinIO removed both from Docker Hub between 2026-09-09 and 2026-09-12 (README "MinIO images").
+#: MinIO removed both from Docker Hub between 2026-09-09 and 2026-09-12 (docs/s3-servers.md "MinIO images").
 GONE = ("docker.io/minio/",)
 
 #: The release that fixed CVE-2025-62506 (GHSA-jjjj-jwhf-8rgr): older MinIO servers are vulnerable.

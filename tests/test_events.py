@@ -241,7 +241,7 @@ def test_a_ceph_put_becomes_a_process_event_with_its_string_size() -> None:
         ("ObjectRemoved:Delete", REMOVE_TASK),
         ("s3:ObjectRemoved:Delete", REMOVE_TASK),
         ("ObjectRemoved:DeleteMarkerCreated", REMOVE_TASK),
-        # Ceph extensions (doc/radosgw/s3-notification-compatibility.rst): the README subscribes only to
+        # Ceph extensions (doc/radosgw/s3-notification-compatibility.rst): docs/s3-servers.md subscribes only to
         # ObjectCreated and ObjectRemoved, and anything else that arrives is ignored.
         ("ObjectLifecycle:Expiration:Current", None),
         ("ObjectLifecycle:Transition:Current", None),

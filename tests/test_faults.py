@@ -187,7 +187,7 @@ RACE_ROUNDS = 12  # three fresh pictures a round: the 49 distinct sources allow 
 
 def racing_pictures() -> Iterator[tuple[str, Image.Image]]:
     """The harness's distinct pictures whose 0.7× copy the perceptual stage recognises (a two-tone silhouette is
-    below its guard, README "Detection quality"): this test is about racing workers, not about detection."""
+    below its guard, docs/quality.md): this test is about racing workers, not about detection."""
     for name, picture in distinct_images():
         first = fingerprint(imaging.decode(jpeg(picture, 90), max_pixels=10**8))
         copy = fingerprint(imaging.decode(jpeg(resized(picture, 0.7), 80), max_pixels=10**8))

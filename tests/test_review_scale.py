@@ -3,7 +3,7 @@
 (the first, or one after ``DEDUP_REVIEW_SNAPSHOT_S``) is a scan of all 10,000 and stays under 3 s even on a busy
 CI machine; every other page, filter and order comes from that read, well under a second.
 
-Run with ``-s`` to see the figures (README "Review and undo" records them).
+Run with ``-s`` to see the figures (docs/operations.md "Review and undo" records them).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ ENV_PREFIX = "DEDUP_"
 DEFAULT_SEMANTIC_THRESHOLD = 0.90
 
 #: Smallest perceptual descriptor similarity (cosine) that still matches; chosen on the quality harness's tuning
-#: fold (README "Detection quality").
+#: fold (docs/quality.md).
 DEFAULT_PERCEPTUAL_THRESHOLD = 0.90
 
 #: Values that switch an optional stage off.

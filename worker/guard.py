@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Guard:
     """Floors below which a picture carries too little information for a stage (chosen with
-    ``python -m tooling.eval``, README "Detection quality").
+    ``python -m tooling.eval``, docs/quality.md).
 
     * perceptual: ``information`` (median distance of the 64 DCT coefficients from their median, grey levels)
       at least ``information``, ``texture`` (share of pixels that are not flat) at least ``texture`` (both

@@ -6,7 +6,7 @@ default memtable holds 128 MiB, which this service's rows take a long time to fi
 bytes), so every search paid for tens of thousands of rows. With :data:`MEMTABLE_BYTES` rows reach indexed
 segments sooner: with 9,600 originals stored the engine's CPU per image fell from 108 to 36 ms (BENCHMARKS.md,
 "Milvus Lite as the collection grows"). Its other per-search work still visits every stored row in Python, so
-Lite's cost keeps growing with the collection: past a few thousand images, a Milvus server (README).
+Lite's cost keeps growing with the collection: past a few thousand images, a Milvus server (docs/deployment.md "Scale").
 
     >>> from worker import lite
     >>> lite.environment({})  # for a ``milvus-lite server`` subprocess
@@ -65,5 +65,5 @@ def advice(server_version: str, originals: Callable[[], int], large: int = LARGE
     return (
         f"Milvus Lite holds {count:,} originals: every search visits every stored row in Python, so its CPU per "
         "image grows with the collection (36 ms at 9,600 originals on two cores, BENCHMARKS.md). Run a Milvus "
-        f'server and point {env_name("milvus_uri")} at it (README "The process model")'
+        f'server and point {env_name("milvus_uri")} at it (docs/deployment.md "The process model")'
     )

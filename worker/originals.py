@@ -42,7 +42,7 @@ LOOK = ["information", "split", "texture", "colour"]
 OUTPUT = ["id", "event_time_ms", "sha256", *LOOK]
 COLOUR_HEX = 96
 
-#: How an older collection is re-indexed (README "Upgrading an index").
+#: How an older collection is re-indexed (docs/operations.md "Upgrading an index").
 MIGRATE = (
     "it was made by an earlier version of image-dedup-worker, without the fields this one needs (the perceptual "
     "descriptors and details of this version, information, colour). Re-index: set {env}=<a new name> (e.g. "

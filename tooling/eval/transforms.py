@@ -33,7 +33,7 @@ class Transform:
     ``moderate``: the milder strength of an edit (or its only one). ``aligned``: the picture keeps its geometry
     (same content at the same place, up to scale) — the domain of a global perceptual hash. The regression tests
     hold the exact and perceptual stages to every transform that is both; geometric edits are the semantic
-    stage's job (README "Detection quality")."""
+    stage's job (docs/quality.md)."""
 
     name: str
     strength: str
