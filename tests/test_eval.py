@@ -309,3 +309,59 @@ def test_smooth_is_a_picture_without_an_edge_whatever_its_range() -> None:
     assert all(by["gradient"])
     assert all(by["solid colour"])
     assert not any(by["screenshot"] + by["document page"] + by["product on white"] + by["bimodal colourway"])
+
+
+def test_recall_is_reported_per_aspect_class_and_the_folds_table_compares_each_with_under_2_to_1(
+    tmp_path: Path,
+) -> None:
+    """Every source gets an aspect class from its size as decoded; per-aspect recall counts each class's copies,
+    and the folds table gives each class's bordered copies and its largest shortfall against under 2:1."""
+    from tooling.eval.analysis import analyse
+    from tooling.eval.categories import per_aspect
+    from tooling.eval.dataset import ASPECTS, aspect_class, build_files
+    from tooling.eval.folds import by_aspect
+    from tooling.eval.report import aspect_section
+
+    assert [aspect_class(size) for size in ((100, 51), (100, 50), (300, 100), (50, 100), (100, 301))] == [
+        "under 2:1",
+        "wide 2–3:1",
+        "wide 3:1+",
+        "tall 2–3:1",
+        "tall 3:1+",
+    ]
+    chelsea = photo("chelsea.png")
+    w, h = chelsea.size
+    files = []
+    for name, picture in [
+        ("a/cat.png", chelsea),
+        ("a/panorama.png", chelsea.crop((0, h // 2 - w // 8, w, h // 2 + w // 8))),  # 4:1
+        ("b/phone.png", photo("coffee.png").crop((200, 0, 200 + 400 // 3, 400))),  # 1:3
+    ]:
+        path = tmp_path / name.replace("/", "-")
+        path.write_bytes(png(picture))
+        files.append((name, path, "photo"))
+    data = build_files(files, [by_key("border 5% black"), by_key("jpeg q75")], negatives=0)
+    assert data.aspects == ("under 2:1", "wide 3:1+", "tall 3:1+")
+    measured = measure(data, hashers=[PERCEPTUAL.name], progress=False)
+    results = analyse(data, measured, semantic_threshold=None, stages=("exact", "perceptual"))
+    by = per_aspect(data, measured, results)
+
+    assert by["sources"] == {"under 2:1": 1, "wide 3:1+": 1, "tall 3:1+": 1}
+    for name in by["sources"]:
+        assert by["recall"]["perceptual"][name] == {"border 5% black": 1.0, "jpeg q75": 1.0}
+    results["aspects"] = by
+    assert "| border 5% black | 1.00 | 1.00 | 1.00 |" in aspect_section(results)
+
+    worse = {
+        "sources": dict(by["sources"]),
+        "recall": {"perceptual": {k: dict(v) for k, v in by["recall"]["perceptual"].items()}},
+    }
+    worse["recall"]["perceptual"]["wide 3:1+"]["border 5% black"] = 0.5
+    rows = by_aspect({"aspects": by}, {"aspects": worse})
+    assert rows[0].startswith("| aspect | fold | sources | border 5% black | border 10% white |")
+    assert "| wide 3:1+ | tune | 1 | 1.00 | — | 0.00 |" in rows
+    assert "| wide 3:1+ | test | 1 | 0.50 | — | 0.50 (border 5% black) |" in rows
+    assert "| under 2:1 | test | 1 | 1.00 | — | — |" in rows
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows[2:]] == [
+        name for name in ASPECTS if name in by["sources"] for _ in ("tune", "test")
+    ]

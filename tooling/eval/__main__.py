@@ -141,6 +141,7 @@ def main(
     )
     if data.categories:
         results["categories"] = categories.per_category(data, measured, results)
+        results["aspects"] = categories.per_aspect(data, measured, results)
         results["folds"] = {"fold": fold, "corpus": str(corpus)}
     command = _command(
         images=images,

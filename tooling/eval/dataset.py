@@ -12,7 +12,9 @@
 * **hard negatives**: for each original at least :data:`HARD_MIN_SIDE` px on both sides, two crops of 40 % of
   its width (height, when taller than wide) from opposite ends, 20 % apart: one picture, two different views.
 
-A source is **blank** (:func:`blank`) when it shows nothing once flattened onto white, as the worker sees it:
+Every source has an **aspect class** (:func:`aspect_class`: under 2:1, or wide or tall, 2–3:1 or 3:1 and more),
+and recall is reported per class too (:func:`tooling.eval.categories.per_aspect`). A source is **blank**
+(:func:`blank`) when it shows nothing once flattened onto white, as the worker sees it:
 a transparent overlay whose colour lives in its alpha channel only; it is **smooth** (:func:`smooth`) when it has
 no edge anywhere: a gradient, a soft glow, a blurred blob. Per-category recall is reported over the sources that
 are neither (:mod:`tooling.eval.categories`); a blank source's copies are found by their bytes or not at all, a
@@ -51,6 +53,8 @@ SMOOTH_SHARE = 0.01
 SMOOTH_LEVELS = 4
 SMOOTH_SIDE = 128
 SMOOTH_BLUR = 2
+#: A source's aspect class (:func:`aspect_class`), in report order.
+ASPECTS = ("under 2:1", "wide 2–3:1", "wide 3:1+", "tall 2–3:1", "tall 3:1+")
 
 
 class Role(StrEnum):
@@ -81,6 +85,7 @@ class Dataset:
     categories: tuple[str, ...] = ()  # each source's category (a corpus run, :func:`build_files`), or none
     blank: tuple[bool, ...] = ()  # each source's :func:`blank` (:func:`build_files`)
     smooth: tuple[bool, ...] = ()  # each source's :func:`smooth` (:func:`build_files`)
+    aspects: tuple[str, ...] = ()  # each source's :func:`aspect_class` (:func:`build_files`)
 
     def of_role(self, role: Role) -> list[int]:
         return [i for i, item in enumerate(self.items) if item.role is role]
@@ -89,6 +94,19 @@ class Dataset:
 def decode(data: bytes) -> Image.Image:
     """Decode as the worker does (same size limit, same reduced-size JPEG decoding)."""
     return imaging.decode(data, max_pixels=MAX_PIXELS, min_side=imaging.DECODE_MIN_SIDE)
+
+
+def aspect_class(size: tuple[int, int]) -> str:
+    """Which of :data:`ASPECTS` a picture of ``size`` (as decoded: upright) is in.
+
+    >>> aspect_class((640, 480)), aspect_class((1500, 500)), aspect_class((390, 844))
+    ('under 2:1', 'wide 3:1+', 'tall 2–3:1')
+    """
+    w, h = size
+    ratio = max(w, h) / max(1, min(w, h))
+    if ratio < 2:
+        return ASPECTS[0]
+    return f"{'wide' if w >= h else 'tall'} {'2–3:1' if ratio < 3 else '3:1+'}"
 
 
 def blank(picture: Image.Image) -> bool:
@@ -207,4 +225,5 @@ def build_files(
         known if len(known) == len(originals) else (),
         tuple(blank(picture) for _, _, picture in originals),
         tuple(smooth(picture) for _, _, picture in originals),
+        tuple(aspect_class(picture.size) for _, _, picture in originals),
     )

@@ -6,7 +6,9 @@ which nothing was tuned on. This reads the two harness reports (``make eval`` wr
 each fold and the gap (test − tune), then each fold's false duplicates (decisions) and the perceptual stage's
 false pairs; then, per category of source, the perceptual stage's lowest recall over the moderate edits (◆) but
 the same-bytes copy (the exact stage finds it) among the sources that are neither blank nor smooth, with the edit
-that gives it. The README shows those tables verbatim (between :data:`TABLE_START` and :data:`TABLE_END`)::
+that gives it; then, per aspect class (under 2:1, wide or tall 2–3:1 and 3:1 and more), the bordered copies'
+recall and the largest shortfall of any edit against pictures under 2:1. The README shows those tables verbatim
+(between :data:`TABLE_START` and :data:`TABLE_END`)::
 
     python -m tooling.eval.folds docs/quality
 """
@@ -19,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tooling.eval.dataset import ASPECTS
 from tooling.eval.metrics import NEGATIVE_GROUPS
 
 TABLE_START = "<!-- folds-table:start -->"
@@ -44,7 +47,38 @@ def table(tune: dict[str, Any], test: dict[str, Any]) -> list[str]:
     for group in NEGATIVE_GROUPS:
         cells = [_pairs(run["stages"]["perceptual"], group) for run in (tune, test)]
         lines.append(f"| **false pairs, perceptual stage, {group}** | {cells[0]} | {cells[1]} | |")
-    lines += ["", *moderate_by_category(tune, test), TABLE_END]
+    lines += ["", *moderate_by_category(tune, test)]
+    if "aspects" in tune and "aspects" in test:
+        lines += ["", *by_aspect(tune, test)]
+    return [*lines, TABLE_END]
+
+
+#: Bordered copies, reported for every aspect class: on a wide or tall picture's working thumbnail a border is
+#: a line or two.
+BORDER_EDITS = ("border 5% black", "border 10% white")
+
+
+def by_aspect(tune: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """Per aspect class and fold: sources, the perceptual stage's recall on the bordered copies, and the largest
+    shortfall of any edit's recall against the same edit's on pictures under 2:1, with that edit."""
+    lines = [
+        "| aspect | fold | sources | " + " | ".join(BORDER_EDITS) + " | largest shortfall against under 2:1 |",
+        "|---|---|---|" + "---|" * len(BORDER_EDITS) + "---|",
+    ]
+    for name in ASPECTS:
+        for fold, run in (("tune", tune), ("test", test)):
+            sources = run["aspects"]["sources"].get(name)
+            if sources is None:
+                continue
+            recall = run["aspects"]["recall"]["perceptual"]
+            per, under = recall.get(name, {}), recall.get(ASPECTS[0], {})
+            borders = [f"{per[key]:.2f}" if key in per else "—" for key in BORDER_EDITS]
+            gaps = {key: under[key] - per[key] for key in per if key in under}
+            worst = max(gaps, key=lambda key: gaps[key], default=None)
+            shortfall = "—" if name == ASPECTS[0] or worst is None else f"{max(gaps[worst], 0.0):.2f}"
+            if worst is not None and name != ASPECTS[0] and gaps[worst] > 0:
+                shortfall += f" ({worst})"
+            lines.append(f"| {name} | {fold} | {sources} | " + " | ".join(borders) + f" | {shortfall} |")
     return lines
 
 

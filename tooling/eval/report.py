@@ -179,6 +179,7 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
             f"| {_range(name, *b['threshold'])} |"
         )
     out += category_section(results)
+    out += aspect_section(results)
     out += low_information_section(results)
     out += hash_section(results) + inputs_section(results) + sweep_section(results)
     return "\n".join(out) + "\n"
@@ -228,6 +229,35 @@ def category_section(results: dict[str, Any]) -> list[str]:
         out += ["| transform | " + " | ".join(cats) + " |", "|---|" + "---|" * len(cats)]
         for t in _present(results):
             cells = [_pct(per[c][t.key]) if t.key in per[c] else "—" for c in cats]
+            out.append(f"| {t.key} | " + " | ".join(cells) + " |")
+    return out
+
+
+def aspect_section(results: dict[str, Any]) -> list[str]:
+    """Recall per transform for each aspect class of source, per near-duplicate stage (a corpus run:
+    :func:`tooling.eval.categories.per_aspect`)."""
+    by = results.get("aspects")
+    if not by:
+        return []
+    fold = results.get("folds", {}).get("fold", "all")
+    classes = list(by["sources"])
+    out = [
+        "",
+        f"## Per aspect ratio (corpus fold: {fold})",
+        "",
+        "Sources by the ratio of their longer side to their shorter, as decoded "
+        "(`tooling.eval.dataset.aspect_class`), neither blank nor smooth, as in the per-category tables: "
+        + ", ".join(f"{c} {by['sources'][c]}" for c in classes)
+        + ".",
+    ]
+    for stage, per in by["recall"].items():
+        if stage == "exact":
+            continue
+        threshold = _threshold(stage, results["stages"][stage]["threshold"])
+        out += ["", f"### Recall per aspect ratio: {stage} (at {threshold})", ""]
+        out += ["| transform | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+        for t in _present(results):
+            cells = [_pct(per[c][t.key]) if t.key in per.get(c, {}) else "—" for c in classes]
             out.append(f"| {t.key} | " + " | ".join(cells) + " |")
     return out
 
