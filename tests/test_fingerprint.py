@@ -106,6 +106,30 @@ def test_a_small_zoomed_copy_is_confirmed_by_the_whole_against_region_details_th
     assert near(original, copy) == pytest.approx(near(copy, original), abs=ORDER_ROUNDING)
 
 
+def strip(name: str, ratio: float, *, tall: bool = False) -> Image.Image:
+    """A band across the middle of a photo, ``ratio`` times longer than it is wide: a panorama, a banner, or
+    (``tall``) a phone's screenshot or a comic's column."""
+    picture = photo(name)
+    w, h = picture.size
+    if tall:
+        side = round(h / ratio)
+        return picture.crop(((w - side) // 2, 0, (w + side) // 2, h))
+    side = round(w / ratio)
+    return picture.crop((0, (h - side) // 2, w, (h + side) // 2))
+
+
+@pytest.mark.parametrize("name", ["camera.png", "coffee.png", "chelsea.png", "rocket.jpg"])
+@pytest.mark.parametrize(("ratio", "tall"), [(4.0, False), (6.0, False), (3.5, True)], ids=["4:1", "6:1", "1:3.5"])
+def test_a_wide_or_tall_pictures_bordered_copy_is_near_it(name: str, ratio: float, tall: bool) -> None:
+    """Borders are looked for on a thumbnail whose shorter side is 64 lines: on the working thumbnail, 32 lines
+    high at 4:1, a border of 5 % of the height is 1.6 lines, blurred into the picture's own first lines."""
+    source = strip(name, ratio, tall=tall)
+    original = sig("o", fingerprint(source))
+    for fill, side in (((0, 0, 0), 0.05), ((255, 255, 255), 0.10)):
+        copy = sig("c", fingerprint(jpeg(border(source, side, fill))))
+        assert near(copy, original) >= 0.99, fill
+
+
 def cartoon(seed: int, side: int = 200) -> Image.Image:
     """A small flat illustration: outlined rectangles and ellipses of random colours on a light ground."""
     rng = np.random.default_rng(seed)
