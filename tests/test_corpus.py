@@ -199,6 +199,56 @@ def test_the_committed_lock_is_large_varied_and_split_by_collection() -> None:
     assert len({category for _, category in ci}) >= 5
 
 
+def test_aspect_limits_select_wide_or_tall_pictures(locked: tuple[Path, Path], tmp_path: Path) -> None:
+    cache, _ = locked
+    wide = Collection("wide", "deb", PACKAGE, "tune", "photo", include=("usr/share/pics/*",), min_aspect=1.4)
+    out = corpus.relock(cache, tmp_path / "wide.json", collections=(wide,))
+    assert [f["path"] for f in out["collections"]["wide"]["files"]] == [
+        "usr/share/pics/chelsea.png",  # 451 × 300
+        "usr/share/pics/coffee.png",  # 400 × 267; the square astronaut is left out
+    ]
+
+
+def test_relock_only_keeps_the_others_as_they_are_and_their_pictures_out(
+    locked: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``relock --only`` adds a collection without touching the others' entries, and leaves out what they hold
+    (their pictures as fetched): one picture is never in two collections."""
+    cache, lock = locked
+    before = json.loads(lock.read_text())
+    again = Collection("again", "deb", PACKAGE, "test", "photo", include=("usr/share/pics/*",))
+    collections = (*_collections(), again)
+    with pytest.raises(FileNotFoundError, match="fetch the corpus first"):
+        corpus.relock(cache, lock, only=["again"], collections=collections, root=tmp_path / "nothing")
+    root = tmp_path / "corpus"
+    corpus.fetch(root, cache, lock, collections=_collections())
+    after = corpus.relock(cache, lock, only=["again"], collections=collections, root=root)
+    assert after["collections"]["test-pictures"] == before["collections"]["test-pictures"]
+    assert after["collections"]["again"]["files"] == []
+    assert after["dropped"]["again"] == {"other sizes": 1, "near copies": 4}
+    assert json.loads(lock.read_text()) == after
+
+
+def test_screens_are_wide_or_tall_and_deterministic() -> None:
+    first = list(corpus.screens("screens-a", len(corpus.SCREEN_KINDS)))
+    assert first == list(corpus.pages("screens-a", len(corpus.SCREEN_KINDS)))
+    assert first != list(corpus.pages("screens-b", len(corpus.SCREEN_KINDS)))
+    assert {name.split("-")[0] for name, *_ in first} == set(corpus.SCREENS)
+    for _, page, (w, h), category in first:
+        assert category == "screenshot"
+        assert 2 <= max(w, h) / min(w, h) <= corpus.WIDE_OR_TALL["max_aspect"]
+        assert page.startswith("<!doctype html>")
+
+
+def test_wide_and_tall_collections_are_on_both_sides_and_leave_the_others_as_they_were() -> None:
+    wide = [c for c in corpus.COLLECTIONS if c.min_aspect >= 2]
+    assert {c.fold for c in wide} == set(corpus.FOLDS)
+    assert all(c.max_aspect == 3.0 and c.min_aspect == 0.0 for c in corpus.COLLECTIONS if c not in wide)
+    locked = json.loads(corpus.LOCK.read_text())["collections"]
+    for fold in corpus.FOLDS:  # the committed lock holds a fair number of them on each side
+        assert sum(len(locked[c.name]["files"]) for c in wide if c.fold == fold) >= 200
+
+
 def test_pages_are_deterministic() -> None:
     first = list(corpus.pages("pages-a", 4))
     assert first == list(corpus.pages("pages-a", 4))
