@@ -358,10 +358,7 @@ def test_recall_is_reported_per_aspect_class_and_the_folds_table_compares_each_w
     }
     worse["recall"]["perceptual"]["wide 3:1+"]["border 5% black"] = 0.5
     rows = by_aspect({"aspects": by}, {"aspects": worse})
-    assert rows[0].startswith("| aspect | fold | sources | border 5% black | border 10% white |")
-    assert "| wide 3:1+ | tune | 1 | 1.00 | — | 0.00 |" in rows
-    assert "| wide 3:1+ | test | 1 | 0.50 | — | 0.50 (border 5% black) |" in rows
-    assert "| under 2:1 | test | 1 | 1.00 | — | — |" in rows
-    assert [row.split(" | ")[0].removeprefix("| ") for row in rows[2:]] == [
-        name for name in ASPECTS if name in by["sources"] for _ in ("tune", "test")
-    ]
+    assert rows[0].startswith("| aspect | tune: sources | tune: borders | tune: largest shortfall |")
+    assert "| under 2:1 | 1 | 1.00 / — | — | 1 | 1.00 / — | — |" in rows
+    assert "| wide 3:1+ | 1 | 1.00 / — | 0.00 | 1 | 0.50 / — | 0.50 (border 5% black) |" in rows
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows[2:]] == [n for n in ASPECTS if n in by["sources"]]
