@@ -38,10 +38,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tooling.localstack import MissingDependencyError, Service, ServiceFailedError, free_port, http_ok, listens
+from tooling.localstack import (
+    MissingDependencyError,
+    Service,
+    ServiceFailedError,
+    Started,
+    free_port,
+    http_ok,
+    listens,
+)
 from worker.storage import Storage, make_client
 
 log = logging.getLogger(__name__)
@@ -118,7 +125,7 @@ debug_rgw = {debug_rgw}
 """
 
 
-class CephGateway:
+class CephGateway(Started):
     """mon + mgr + one OSD + radosgw on loopback in ``root``; an S3 endpoint with one user."""
 
     def __init__(self, root: Path, *, osd_bytes: int = 2 << 30, debug_rgw: int = 1, timeout: float = 120.0) -> None:
@@ -138,17 +145,6 @@ class CephGateway:
         self._short_run_dir: Path | None = None
 
     # Lifecycle ------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> CephGateway:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object | TracebackType) -> None:
-        self.stop()
 
     def start(self) -> None:
         began = time.monotonic()

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, suppress
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -174,7 +175,28 @@ class Service:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
 
-class LocalStack:
+class Started:
+    """A context manager over :meth:`start` and :meth:`stop`: what a failed start left running is stopped too."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.stop()
+
+
+class LocalStack(Started):
     """Redis + S3 (+ Prometheus) on loopback, and helpers to start the webhook and workers against them."""
 
     def __init__(self, root: Path, *, buckets: tuple[str, ...] = ("photos",), durable_redis: bool = False) -> None:
@@ -187,17 +209,6 @@ class LocalStack:
         self.services: list[Service] = []
 
     # Lifecycle ------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> LocalStack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object | TracebackType) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
