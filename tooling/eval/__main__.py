@@ -140,8 +140,7 @@ def main(
         stages=wanted,
     )
     if data.categories:
-        results["categories"] = categories.per_category(data, measured, results)
-        results["aspects"] = categories.per_aspect(data, measured, results)
+        results["categories"], results["aspects"] = categories.per_source(data, measured, results)
         results["folds"] = {"fold": fold, "corpus": str(corpus)}
     command = _command(
         images=images,

@@ -45,13 +45,37 @@ def source_category(data: Dataset, source: int) -> str:
     return data.categories[source] if data.categories else UNCATEGORISED
 
 
+def per_source(
+    data: Dataset, measured: Measured, results: dict[str, Any], guard: Guard = GUARD
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`per_category` and :func:`per_aspect` together, every variant scored once for both (the perceptual
+    scorer over every variant is the costly part)."""
+    signals = combined.signals(data, measured, None)
+    blank, smooth = _blank_and_smooth(data)
+    matched = _matched(data, measured, results, signals, guard, blank)
+    return (
+        _per_category(data, matched, signals, guard, blank, smooth),
+        _per_aspect(data, matched, blank, smooth),
+    )
+
+
 def per_category(data: Dataset, measured: Measured, results: dict[str, Any], guard: Guard = GUARD) -> dict[str, Any]:
     """Recall per stage × category × transform at the run's thresholds (sources neither blank nor smooth), and
     blank and smooth sources and abstentions per category."""
+    return per_source(data, measured, results, guard)[0]
+
+
+def per_aspect(data: Dataset, measured: Measured, results: dict[str, Any], guard: Guard = GUARD) -> dict[str, Any]:
+    """Recall per stage × aspect class × transform at the run's thresholds (sources neither blank nor smooth, as
+    :func:`per_category`), and the sources of each class."""
+    return per_source(data, measured, results, guard)[1]
+
+
+def _per_category(
+    data: Dataset, matched: Matched, signals: list[Signals], guard: Guard, blank: list[bool], smooth: list[bool]
+) -> dict[str, Any]:
     originals = {data.items[i].source: i for i in data.of_role(Role.ORIGINAL)}
-    blank, smooth = _blank_and_smooth(data)
-    signals = combined.signals(data, measured, None)
-    recall, with_smooth = _recall(data, measured, results, signals, guard, lambda s: source_category(data, s))
+    recall, with_smooth = _recall(data, matched, blank, smooth, lambda s: source_category(data, s))
     abstained: dict[str, dict[str, int]] = {}
     for source, i in sorted(originals.items()):
         look = signals[i].look
@@ -71,12 +95,8 @@ def per_category(data: Dataset, measured: Measured, results: dict[str, Any], gua
     }
 
 
-def per_aspect(data: Dataset, measured: Measured, results: dict[str, Any], guard: Guard = GUARD) -> dict[str, Any]:
-    """Recall per stage × aspect class × transform at the run's thresholds (sources neither blank nor smooth, as
-    :func:`per_category`), and the sources of each class."""
-    blank, smooth = _blank_and_smooth(data)
-    signals = combined.signals(data, measured, None)
-    recall, _ = _recall(data, measured, results, signals, guard, lambda s: data.aspects[s])
+def _per_aspect(data: Dataset, matched: Matched, blank: list[bool], smooth: list[bool]) -> dict[str, Any]:
+    recall, _ = _recall(data, matched, blank, smooth, lambda s: data.aspects[s])
     sources: dict[str, int] = {}
     for i in data.of_role(Role.ORIGINAL):
         source = data.items[i].source
@@ -97,19 +117,21 @@ def _blank_and_smooth(data: Dataset) -> tuple[list[bool], list[bool]]:
     return blank, smooth
 
 
-def _recall(
+#: The variants of sources that are not blank, and per stage whether each matched its own source.
+Matched = tuple[list[int], dict[str, list[bool]]]
+
+
+def _matched(
     data: Dataset,
     measured: Measured,
     results: dict[str, Any],
     signals: list[Signals],
     guard: Guard,
-    group_of: Callable[[int], str],
-) -> tuple[Recall, Recall]:
-    """Recall per stage × group (``group_of`` a source) × transform over the sources neither blank nor smooth, and
-    the same with the smooth ones."""
+    blank: list[bool],
+) -> Matched:
+    """Every variant of a source that is not blank, scored against its own source by each stage at the run's
+    threshold."""
     originals = {data.items[i].source: i for i in data.of_role(Role.ORIGINAL)}
-    blank, smooth = _blank_and_smooth(data)
-    shown = [not (b or s) for b, s in zip(blank, smooth, strict=True)]
     variants = [i for i in data.of_role(Role.VARIANT) if not blank[data.items[i].source]]
     a = np.array(variants, dtype=np.int64)
     b = np.array([originals[data.items[i].source] for i in variants], dtype=np.int64)
@@ -124,16 +146,29 @@ def _recall(
             )
         elif name.startswith("semantic ") and name.removeprefix("semantic ") in measured.embeddings:
             scorers[name] = cosine_scorer(measured.embeddings[name.removeprefix("semantic ")])
+    matched = {
+        name: (scorer(a, b) >= results["stages"][name]["threshold"]).tolist() if len(a) else []
+        for name, scorer in scorers.items()
+    }
+    return variants, matched
+
+
+def _recall(
+    data: Dataset, matched: Matched, blank: list[bool], smooth: list[bool], group_of: Callable[[int], str]
+) -> tuple[Recall, Recall]:
+    """Recall per stage × group (``group_of`` a source) × transform over the sources neither blank nor smooth, and
+    the same with the smooth ones."""
+    variants, hits_by_stage = matched
+    shown = [not (b or s) for b, s in zip(blank, smooth, strict=True)]
     groups = [group_of(data.items[i].source) for i in variants]
     transforms = [str(data.items[i].transform) for i in variants]
     counted = [shown[data.items[i].source] for i in variants]
     recall: Recall = {}
     with_smooth: Recall = {}
-    for name, scorer in scorers.items():
-        matched = scorer(a, b) >= results["stages"][name]["threshold"] if len(a) else np.zeros(0, dtype=bool)
+    for name, matches in hits_by_stage.items():
         hits: dict[str, dict[str, list[int]]] = {}
         all_hits: dict[str, dict[str, list[int]]] = {}
-        for group, key, hit, count in zip(groups, transforms, matched.tolist(), counted, strict=True):
+        for group, key, hit, count in zip(groups, transforms, matches, counted, strict=True):
             for tally in (hits, all_hits) if count else (all_hits,):
                 counts = tally.setdefault(group, {}).setdefault(key, [0, 0])
                 counts[0] += bool(hit)
