@@ -6,6 +6,7 @@ transform; it needs no model (exact and perceptual stages only).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -21,10 +22,10 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from tests.helpers import bits_apart
-from tooling.eval import combined
+from tooling.eval import combined, negatives
 from tooling.eval.__main__ import app
 from tooling.eval.analysis import SWEEP, perceptual_sweep
-from tooling.eval.dataset import Role, build
+from tooling.eval.dataset import Role, build, decode
 from tooling.eval.measure import measure
 from tooling.eval.metrics import ABSTAINED, Scores, at, halfway, hamming_scorer
 from tooling.eval.negatives import CATEGORIES
@@ -71,11 +72,12 @@ def test_default_thresholds_catch_moderate_edits_with_no_false_positive(tiny: Pa
     assert missed == {}
     assert result.by_kind["copy same bytes"] == {"exact": len(TINY)}
     assert result.by_kind["grayscale -"] == {"perceptual": len(TINY)}
-    assert result.false_positives == {"other sources": 0, "hard": 0, "low-information": 0}
+    assert result.false_positives == {"other sources": 0, "hard": 0, "low-information": 0, "colourways": 0}
     assert result.decisions == {
         "other sources": len(TINY) * (len(TRANSFORMS) + 1),
         "hard": len(TINY),
-        "low-information": NEGATIVES * len(CATEGORIES),
+        "low-information": NEGATIVES * (len(CATEGORIES) - 1),
+        "colourways": NEGATIVES,
     }
     assert sum(result.wrong.values()) == 0
     # The weight-free robustness mechanisms: mirror hash, border trimming, region hashes (README table).
@@ -146,14 +148,15 @@ def test_metrics_at_a_threshold_and_the_halfway_rule() -> None:
         negative_of={"t": np.array([-30.0, -14.0])},
         originals=np.array([-20.0]),
         hard=np.array([-16.0]),
-        low_info={"solid colour": np.array([ABSTAINED, -18.0])},
+        low_info={"solid colour": np.array([ABSTAINED, -18.0]), "product colourway": np.array([-19.0])},
     )
     m = at(scores, -7.0)
     assert m.recall["t"] == pytest.approx(2 / 3)
     assert m.precision["t"] == 1.0
-    assert m.false_positives == {"other sources": 0, "hard": 0, "low-information": 0}
-    assert at(scores, -14.0).false_positives == {"other sources": 1, "hard": 0, "low-information": 0}
+    assert m.false_positives == {"other sources": 0, "hard": 0, "low-information": 0, "colourways": 0}
+    assert at(scores, -14.0).false_positives == {"other sources": 1, "hard": 0, "low-information": 0, "colourways": 0}
     assert at(scores, -18.0).false_positives["low-information"] == 1
+    assert at(scores, -19.0).false_positives["colourways"] == 1  # a group of its own, not low-information
     assert math.floor(-halfway(scores, 0.0)) == 7
 
 
@@ -362,3 +365,28 @@ def test_recall_is_reported_per_aspect_class_and_the_folds_table_compares_each_w
     assert "| under 2:1 | 1 | 1.00 / — | — | 1 | 1.00 / — | — |" in rows
     assert "| wide 3:1+ | 1 | 1.00 / — | 0.00 | 1 | 0.50 / — | 0.50 (border 5% black) |" in rows
     assert [row.split(" | ")[0].removeprefix("| ") for row in rows[2:]] == [n for n in ASPECTS if n in by["sources"]]
+
+
+#: The first two screenshots' and solid colours' SHA-256 (16 hex digits) as generated before the product colourways
+#: joined the categories.
+SCREENSHOT_AND_SOLID = ["0166960bbc0cee87", "7b133df0e3335576", "ccd91cd15a234184", "563a71e3268c2b1c"]
+
+
+def test_a_products_colourways_differ_in_the_bodys_colour_alone_and_other_categories_are_unchanged() -> None:
+    """Four pictures a product (:data:`tooling.eval.negatives.COLOURWAYS`): where any two differ, every two
+    differ (the body; the backdrop, shadow and accent are one); the other shade keeps the base's hue and lies
+    1.8 times and more from it in level. A category added later leaves the others' pictures as they were (its
+    own random stream)."""
+    pictures = negatives.generate(per_category=8, categories=("product colourway",))
+    for product in (pictures[:4], pictures[4:]):
+        rgb = [np.asarray(decode(p.data), dtype=np.float64) for p in product]
+        changed = [np.abs(rgb[0] - other).max(axis=2) > 40 for other in rgb[1:]]
+        assert all(mask.mean() > 0.02 for mask in changed)
+        body = changed[0] & changed[1]
+        assert (body.sum() / changed[0].sum()) > 0.9
+        base, shade = rgb[0][body].mean(axis=0), rgb[1][body].mean(axis=0)
+        assert max(base.sum() / shade.sum(), shade.sum() / base.sum()) > 1.6  # through JPEG and the blur at edges
+        assert np.allclose(base / base.sum(), shade / shade.sum(), atol=0.03)  # one chromaticity
+    streams = {name: negatives.generate(per_category=2, categories=(name,)) for name in ("screenshot", "solid colour")}
+    digests = [hashlib.sha256(p.data).hexdigest()[:16] for p in streams["screenshot"] + streams["solid colour"]]
+    assert digests == SCREENSHOT_AND_SOLID

@@ -20,7 +20,7 @@ import numpy as np
 from tooling.eval import similarity
 from tooling.eval.dataset import Dataset, Role
 from tooling.eval.measure import Measured
-from tooling.eval.metrics import NEGATIVE_GROUPS
+from tooling.eval.metrics import COLOURWAYS, NEGATIVE_GROUPS
 from tooling.eval.similarity import Floats
 from worker.decision import Neighbour, Signals, Status, Thresholds, decide, perceptual_similarity
 
@@ -131,12 +131,19 @@ def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: st
         fp["other sources"] += decision.status is Status.DUPLICATE
 
     # Low-information pictures are uploaded after the sources, as one batch: every duplicate among them is false.
+    # The product colourways are a batch of their own (their group: one product in several colours).
     weak = data.of_role(Role.LOW_INFO)
-    if weak:
-        neighbours = {every[i].id: neighbours_of(every[i], originals, thresholds, near(i, first)) for i in weak}
-        for decision in decide([every[i] for i in weak], neighbours, thresholds):
-            decided["low-information"] += 1
-            fp["low-information"] += decision.status is Status.DUPLICATE
+    colourways = [i for i in weak if data.items[i].category == COLOURWAYS]
+    for group, batch in (
+        ("low-information", [i for i in weak if i not in set(colourways)]),
+        ("colourways", colourways),
+    ):
+        if not batch:
+            continue
+        neighbours = {every[i].id: neighbours_of(every[i], originals, thresholds, near(i, first)) for i in batch}
+        for decision in decide([every[i] for i in batch], neighbours, thresholds):
+            decided[group] += 1
+            fp[group] += decision.status is Status.DUPLICATE
 
     for a, b in zip(data.of_role(Role.HARD_A), data.of_role(Role.HARD_B), strict=True):
         (decision,) = decide(

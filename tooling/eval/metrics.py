@@ -34,10 +34,13 @@ Ints = npt.NDArray[np.int64]
 Scorer = Callable[[Ints, Ints], Floats]
 
 #: Negative groups: a variant vs every other source, sources among themselves, two far-apart crops of one image,
-#: and the low-information pictures (each against the others and every source).
-NEGATIVE_GROUPS = ("other sources", "hard", "low-information")
+#: the low-information pictures (each against the others and every source) and the product colourways among
+#: themselves (:data:`COLOURWAYS`: one product in several colours, which a brightness edit must not be taken for).
+NEGATIVE_GROUPS = ("other sources", "hard", "low-information", "colourways")
 #: Low-information pairs of pictures from two different categories.
 ACROSS = "across categories"
+#: The negatives' category whose pairs among themselves are the ``colourways`` group.
+COLOURWAYS = "product colourway"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,9 @@ class Scores:
         if group == "hard":
             return self.hard
         if group == "low-information":
-            return np.concatenate([np.zeros(0), *self.low_info.values()])
+            return np.concatenate([np.zeros(0), *(v for k, v in self.low_info.items() if k != COLOURWAYS)])
+        if group == "colourways":
+            return self.low_info.get(COLOURWAYS, np.zeros(0))
         return np.concatenate([*self.negative_of.values(), self.originals])
 
     @property

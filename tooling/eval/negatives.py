@@ -266,6 +266,64 @@ def screenshot(i: int, rng: Rng) -> bytes:
     return png(shot)
 
 
+#: The colourways of one product (:func:`product_colourway`), in order: its base shade; a lighter or darker shade
+#: of the same hue, 1.8 times and more apart in value (beyond the ±40 % brightness edits the harness's copies
+#: carry: a smaller step of lightness alone, on an unchanged white background, is that edit pixel for pixel);
+#: another hue, a fifth to a half of the way round; and a pastel.
+COLOURWAYS = ("base", "other shade", "other hue", "pastel")
+#: The value of a product's base shade, and of its other shade: a dark product gets a light one, a light a dark one.
+DARK_VALUES, LIGHT_VALUES = (0.25, 0.45), (0.82, 0.95)
+
+
+def product_colourway(i: int, rng: Rng) -> bytes:
+    """One product in one of its :data:`COLOURWAYS`: pictures 4k to 4k+3 share the silhouette, its place, the
+    shadow, the accent and the backdrop (white, or an off-white or light grey studio backdrop) and differ in the
+    body's colour only. Every pair is two products, as a catalogue lists one per colour."""
+    product = np.random.default_rng([SEED, STREAMS["product colourway"], i // len(COLOURWAYS)])
+    hue, saturation = float(product.uniform(0, 1)), float(product.uniform(0.45, 0.95))
+    dark = bool(product.random() < 0.5)
+    value = float(product.uniform(*(DARK_VALUES if dark else LIGHT_VALUES)))
+    other_value = float(product.uniform(*(LIGHT_VALUES if dark else DARK_VALUES)))
+    turn = float(product.uniform(0.2, 0.5))
+    way = COLOURWAYS[i % len(COLOURWAYS)]
+    if way == "other shade":
+        value = other_value
+    elif way == "other hue":
+        hue += turn
+    elif way == "pastel":
+        saturation, value = saturation * 0.35, 0.95
+    body = _hue(hue, s=saturation, v=value)
+    w, h = SIZE
+    backdrop = [(255, 255, 255), (255, 255, 255), (248, 246, 242), (236, 236, 236)][int(product.integers(0, 4))]
+    canvas = Image.new("RGB", SIZE, backdrop)
+    cx, cy = w / 2 + product.uniform(-40, 40), h / 2 + product.uniform(-30, 30)
+    sw, sh = product.uniform(0.2, 0.5) * w, product.uniform(0.3, 0.7) * h
+    shadow = Image.new("L", SIZE, 0)
+    ImageDraw.Draw(shadow).ellipse((cx - sw / 2, cy + sh / 2 - 12, cx + sw / 2, cy + sh / 2 + 12), fill=90)
+    canvas.paste(tuple(round(c * 0.78) for c in backdrop), mask=shadow.filter(ImageFilter.GaussianBlur(8)))
+    draw = ImageDraw.Draw(canvas)
+    accent = _colour(product)
+    box = (cx - sw / 2, cy - sh / 2, cx + sw / 2, cy + sh / 2)
+    kind = int(product.integers(0, 4))
+    if kind == 0:  # a box with a label
+        draw.rectangle(box, fill=body)
+        draw.rectangle((box[0] + sw * 0.15, cy - sh * 0.1, box[2] - sw * 0.15, cy + sh * 0.15), fill=accent)
+    elif kind == 1:  # a bottle with a band
+        neck = sw * 0.18
+        draw.rectangle((cx - neck, box[1], cx + neck, box[1] + sh * 0.25), fill=body)
+        draw.rounded_rectangle((box[0], box[1] + sh * 0.2, box[2], box[3]), radius=int(sw * 0.2), fill=body)
+        draw.rectangle((box[0], cy, box[2], cy + sh * 0.18), fill=accent)
+    elif kind == 2:  # a ball
+        r = min(sw, sh) / 2
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=body)
+    else:  # a shoe-like blob with a sole
+        draw.polygon(
+            [(box[0], box[3]), (box[2], box[3]), (box[2], cy), (cx, box[1] + sh * 0.3), (box[0], box[1])], fill=body
+        )
+        draw.rectangle((box[0], box[3] - sh * 0.08, box[2], box[3]), fill=accent)
+    return jpeg(canvas.filter(ImageFilter.GaussianBlur(1.0)))
+
+
 CATEGORIES: dict[str, Callable[[int, Rng], bytes]] = {
     "solid colour": solid,
     "gradient": gradient,
@@ -275,6 +333,20 @@ CATEGORIES: dict[str, Callable[[int, Rng], bytes]] = {
     "bimodal colourway": bimodal_colourway,
     "document page": document_page,
     "screenshot": screenshot,
+    "product colourway": product_colourway,
+}
+#: Each category's random stream, fixed when it joined: a new category leaves every other one's pictures as they
+#: were (the streams were once the categories' places in alphabetical order).
+STREAMS = {
+    "bimodal colourway": 0,
+    "document page": 1,
+    "gradient": 2,
+    "near-blank scan": 3,
+    "product on white": 4,
+    "screenshot": 5,
+    "solid colour": 6,
+    "transparent overlay": 7,
+    "product colourway": 8,
 }
 
 PER_CATEGORY = 40
@@ -285,7 +357,7 @@ def generate(per_category: int = PER_CATEGORY, categories: tuple[str, ...] | Non
     out = []
     for name in sorted(categories or CATEGORIES):
         make = CATEGORIES[name]
-        rng = np.random.default_rng([SEED, sorted(CATEGORIES).index(name)])
+        rng = np.random.default_rng([SEED, STREAMS[name]])
         slug = name.replace(" ", "-")
         for i in range(per_category):
             out.append(Negative(f"{slug}-{i:03d}", name, make(i, rng)))
