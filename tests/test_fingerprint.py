@@ -5,6 +5,7 @@ needed)."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from worker.decision import (
     DETAIL,
     DETAIL_REGION,
     GUARD,
+    NO_GUARD,
     Signals,
     chroma,
     colour_distance,
@@ -30,6 +32,7 @@ from worker.decision import (
     similarity,
 )
 from worker.fingerprint import BRIGHT_SAME, BRIGHTER, LADDER_BELOW, REGIONS, Fingerprint, fingerprint, information
+from worker.guard import LAYOUT_BYTES, shades_apart
 from worker.hash_rows import searched
 from worker.views import BRIGHT_HALF, DETAIL_BRIGHT, UNTRIMMED, amplitudes, brightness_mixed, mixed_details
 
@@ -590,6 +593,54 @@ def test_colour_tells_colourways_apart_but_not_a_grayscale_or_brightened_copy() 
     assert GUARD.colours_agree(look, fingerprint(jpeg(grayscale(source))).look)
     assert chroma(fingerprint(grayscale(source)).look.colour) < GUARD.grey
     assert colour_distance(look.colour, fingerprint(jpeg(brightened(source))).look.colour) < GUARD.colour
+
+
+def _product(body: tuple[int, int, int]) -> Image.Image:
+    """A bottle in ``body`` with a grey label, on white with a soft shadow: one product's catalogue picture."""
+    canvas = Image.new("RGB", (480, 360), (255, 255, 255))
+    shadow = Image.new("L", canvas.size, 0)
+    ImageDraw.Draw(shadow).ellipse((150, 300, 330, 324), fill=90)
+    canvas.paste((200, 200, 200), mask=shadow.filter(ImageFilter.GaussianBlur(8)))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((215, 40, 265, 110), fill=body)
+    draw.rounded_rectangle((160, 90, 320, 312), radius=36, fill=body)
+    draw.rectangle((160, 180, 320, 230), fill=(120, 120, 120))
+    return canvas.filter(ImageFilter.GaussianBlur(1.0))
+
+
+def test_a_product_in_another_shade_or_a_pastel_is_another_picture_but_its_brightened_copy_is_not() -> None:
+    """The dark green, light green and pastel green bottle share a layout and a chromaticity (the colour layouts
+    agree: the light one is the dark one brightened 2.2 times, on the object alone); their colourful parts' level
+    and saturation tell them apart (:func:`worker.guard.shades_apart`), as a product's colourways are different
+    products. Each one's copies brightened or darkened by up to 40 % keep their shade within reach."""
+    dark, light, pastel = _product((20, 90, 30)), _product((44, 198, 66)), _product((190, 235, 196))
+    prints = {name: fingerprint(jpeg(p)).look for name, p in (("dark", dark), ("light", light), ("pastel", pastel))}
+    assert colour_distance(prints["dark"].colour, prints["light"].colour) < GUARD.colour
+    for a, b in (("dark", "light"), ("light", "pastel"), ("dark", "pastel")):
+        assert not GUARD.colours_agree(prints[a], prints[b]), (a, b)
+    _, vividness, colourful = shades_apart(prints["light"].colour, prints["pastel"].colour)
+    assert vividness > GUARD.vividness
+    assert colourful >= GUARD.colourful
+    for name, picture in (("dark", dark), ("light", light), ("pastel", pastel)):
+        for factor in (0.6, 0.8, 1.2, 1.4):
+            copy = fingerprint(jpeg(ImageEnhance.Brightness(picture).enhance(factor))).look
+            assert GUARD.colours_agree(prints[name], copy), (
+                name,
+                factor,
+                shades_apart(prints[name].colour, copy.colour),
+            )
+    assert NO_GUARD.colours_agree(prints["dark"], prints["light"])
+
+
+def test_a_layout_stored_before_the_shade_is_compared_by_its_cells_alone() -> None:
+    """A colour layout stored by the release before the shade has its 48 bytes only: the shade is not compared,
+    the cells are, as they were then."""
+    dark, light = fingerprint(jpeg(_product((20, 90, 30)))).look, fingerprint(jpeg(_product((44, 198, 66)))).look
+    stored = replace(dark, colour=dark.colour[:LAYOUT_BYTES])
+    assert shades_apart(stored.colour, light.colour) == (0.0, 0.0, 0.0)
+    assert GUARD.colours_agree(stored, light)
+    blue = replace(light, colour=bytes([128, 127, 0] * 16))
+    assert not GUARD.colours_agree(stored, blue)
 
 
 def test_a_near_black_pictures_copy_agrees_in_colour(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from worker.decision import (
     detail_similarities,
 )
 from worker.fingerprint import Fingerprint, fingerprint
+from worker.guard import LAYOUT_BYTES, SHADE_BYTES, shades_apart
 from worker.index import FIRST_HITS, Index, IndexSchemaError
 from worker.views import mixed_details
 
@@ -571,3 +572,34 @@ def test_a_cropped_object_on_white_is_found_through_the_regions_as_uploaded_eith
     later = Signals("art/later.png", 4, "sha-o", original.dct, unit(4), look=original.look)
     found = {n.id: n.perceptual for n in index.neighbours([later], within)["art/later.png"]}
     assert (found.get("art/first.jpg") or -1.0) >= 0.99
+
+
+def test_a_collection_made_before_the_shade_keeps_layouts_alone_and_new_ones_store_the_shade(
+    lite_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release before the shade made the colour field 96 characters long (the layout alone). A worker of
+    this release starts on such a collection, stores the layout there without the shade, and reads it back as
+    a layout the shade is not compared with (:func:`worker.guard.shades_apart`); a new collection keeps all of
+    it."""
+    look = fingerprint(photo("coffee.png")).look
+    assert len(look.colour) == LAYOUT_BYTES + SHADE_BYTES
+    item = Signals("p/coffee.png", 1, "sha-c", bits(5), unit(1), look=look)
+    with monkeypatch.context() as earlier:
+        earlier.setattr("worker.originals.COLOUR_HEX", 2 * LAYOUT_BYTES)
+        Index.connect(lite_uri, collection="before_shade", dim=DIM).close()
+    stored = {}
+    for name in ("before_shade", "with_shade"):
+        idx = Index.connect(lite_uri, collection=name, dim=DIM, search_limit=5)
+        idx.store([item])
+        [found] = idx.neighbours([replace(item, id="p/again.png", event_time_ms=2)])["p/again.png"]
+        assert found.look is not None
+        stored[name] = found.look.colour
+        for collection in (idx.collection, idx.hashes_collection):
+            [row] = idx.query(
+                collection, 'owner == "p/coffee.png"' if collection.endswith("_hashes") else "", ["colour"]
+            )[:1]
+            assert len(row["colour"]) == len(stored[name]) * 2, collection
+        idx.close()
+    assert stored["before_shade"] == look.colour[:LAYOUT_BYTES]
+    assert stored["with_shade"] == look.colour
+    assert shades_apart(stored["before_shade"], look.colour) == (0.0, 0.0, 0.0)

@@ -23,7 +23,9 @@ Rules, in order:
 7. **Guards** (:class:`Guard`): a near-duplicate stage abstains for a pair when either picture carries too
    little information for it (a solid colour, a gradient, a near-blank page, a light/dark split); such a pair
    can still match on exact bytes. Both near-duplicate stages also require the pictures' colours to agree
-   (:func:`colour_distance`), unless one of them is grey (a grayscale copy is still a copy). The decision notes
+   (:func:`colour_distance`) and their colourful parts' shades to be what a brightness edit could make of each
+   other (:func:`worker.guard.shades_apart`: a product in another shade of its colour is another product),
+   unless one of them is grey (a grayscale copy is still a copy). The decision notes
    ``low-information`` when the image itself is below a stage's floor.
 8. (:func:`decide_or_defer`) The worker skips the model for an image whose exact bytes an earlier indexed original
    holds. Such an image, without an embedding, can only be decided a duplicate; if it is not one after all (that

@@ -56,7 +56,9 @@ One pass over a small thumbnail of the decoded picture gives a :class:`Fingerpri
   measured at the picture's best exposure (:func:`exposure`): a darkened copy carries what its source did;
 * ``colour`` — a coarse layout of chromaticity (a 4×4 grid of brightness-free opponent colours), which tells two
   colourways of one layout apart while a grayscale copy, which has none, still matches (see
-  :func:`worker.decision.colour_distance`).
+  :func:`worker.decision.colour_distance`), then the colourful parts' shade (:func:`shade`: their level and
+  saturation), which tells a product in a lighter, darker or paler shade of one colour from its brightened copy
+  (:func:`worker.guard.shades_apart`).
 
     >>> fp = fingerprint(picture)
     >>> similarity(fp.dct, fingerprint(ImageOps.mirror(picture)).mirror) > 0.99
@@ -90,12 +92,17 @@ from worker.decision import (
     detail_similarities,
     similarity,
 )
+from worker.guard import TONE_OFFSET, VIVID_FULL
 from worker.thumbnails import DCT_SIDE, Work, thumbs32
 from worker.views import QUIET_GAIN
 
 HASH_SIDE = 8  # 8×8 low frequencies → a 64-d descriptor
 FLAT_RANGE = 3.0
 COLOUR_GRID = 4
+#: The colourful parts' shade (:func:`shade`) is measured on a picture box-averaged to this many cells a side:
+#: fine enough that an object's colour is not averaged with the white around it (at 4 × 4 a product's level
+#: moved 1.6 times where its shade moved 2), coarse enough that a re-encode's chroma noise averages out.
+SHADE_GRID = 64
 #: The brightened variant multiplies every channel by this and clips, as an exposure or brightness edit does:
 #: a brightened copy's clipped highlights (saturated colours, near-white areas) change its grey levels unevenly,
 #: which no hash of the unbrightened picture sees. Chosen with ``python -m tooling.eval`` between the harness's
@@ -242,7 +249,8 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     split = _split_share(whole)
     gain = exposure(whole)
     texture = _texture(grey.astype(np.uint8), FLAT_RANGE / gain)  # whole grey levels: 4× less memory, same result
-    colour = _colour_layout(work.cells(COLOUR_GRID))
+    grid = work.cells(SHADE_GRID)  # the layout's cells are its blocks: one resize instead of two
+    colour = _colour_layout(grid.reduce(SHADE_GRID // COLOUR_GRID)) + shade(grid)
     return Fingerprint(described[0], Look(described[1:], information(low[0]) * gain, split, texture, colour, fine))
 
 
@@ -373,6 +381,37 @@ def _colour_layout(cells: Image.Image) -> bytes:
     c2 = np.where(total > 0, (red + green - 2 * blue) / (2 * safe), 0.0)
     out = np.stack([np.round(total / 3), _bytes(c1), _bytes(c2)], axis=1)
     return bytes(out.astype(np.uint8).ravel().tolist())
+
+
+def shade(cells: Image.Image) -> bytes:
+    """Three bytes: the level of the picture's colourful parts (the geometric mean of ``level + 8`` over its
+    pixels, each weighted by its chroma, less 8), their saturation (the chroma-weighted mean chroma) and how
+    colourful the picture is (its mean chroma), both of the last with :data:`worker.guard.VIVID_FULL` as 255.
+    Chroma counts less in dark pixels, as in the colour layout's weight. All 0 for a grey picture. A brightness
+    edit multiplies the level and leaves the saturation; a colourway of one hue moves the level further, a pastel
+    one the saturation (:func:`worker.guard.shades_apart`).
+
+        >>> list(shade(Image.new("RGB", (8, 8), (0, 100, 0)))), list(shade(Image.new("RGB", (8, 8), (0, 200, 0))))
+        ([33, 238, 124], [67, 238, 238])
+        >>> list(shade(Image.new("RGB", (8, 8), (90, 90, 90))))
+        [0, 0, 0]
+    """
+    rgb = np.asarray(cells, dtype=np.float32).reshape(-1, 3)
+    red, green, blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    total = red + green + blue
+    inverse = np.reciprocal(np.maximum(total, 1.0))
+    c1, c2 = (red - green) * inverse, (red + green - 2 * blue) * (0.5 * inverse)
+    chroma = np.sqrt(c1 * c1 + c2 * c2)
+    weight = chroma * np.minimum(total * (1 / 192.0), 1.0)  # full from a mean level of 64 up
+    mass = float(weight.sum())
+    if mass <= 1e-9:
+        return bytes(3)
+    tone = math.exp(float(weight @ np.log(total * (1 / 3.0) + TONE_OFFSET)) / mass) - TONE_OFFSET
+    vividness = float(weight @ chroma) / mass
+    colourful = mass / len(weight)
+    return bytes(
+        [min(255, max(0, round(tone))), *(min(255, round(x / VIVID_FULL * 255)) for x in (vividness, colourful))]
+    )
 
 
 def _bytes(values: Floats) -> Floats:

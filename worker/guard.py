@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -33,7 +34,10 @@ class Guard:
     * semantic: ``texture`` at least ``semantic_texture`` and the split at most ``semantic_split`` (blank and
       two-tone pictures sit close together in embedding space too);
     * both: colour layouts at most ``colour`` apart (:func:`colour_distance`) unless one picture is grey (its
-      mean chroma below ``grey``).
+      mean chroma below ``grey``); and, unless one is greyer still (below ``grey_shade``: a grayscale copy) or
+      neither has much colour (less than ``colourful``), shades that a brightness edit could give
+      (:func:`shades_apart`: the colourful parts' levels at most ``tone`` apart, their saturations at most
+      ``vividness``, both as log ratios).
     """
 
     # Perceptual floors chosen on the corpus's tuning fold (python -m tooling.eval.tail --fold tune): the lowest
@@ -55,6 +59,19 @@ class Guard:
     semantic_split: float = 0.97
     colour: float = 0.10
     grey: float = 0.03
+    # The shades (:func:`shades_apart`), chosen on the corpus's tuning fold against the generated product
+    # colourways (tooling.eval.negatives, docs/quality.md), each the middle of the gap between the fold's copies
+    # and the colourways that only it tells apart. A grayscale copy's layout reads 0.0055 (the chroma bytes'
+    # rounding of 0), a pale pastel colourway's 0.025 or more. Every copy whose shade lies far from its source's
+    # has little colour (a game's sprites on black, a page's thin coloured bar: at most 0.06 colourful,
+    # :func:`worker.fingerprint.shade`), every colourway 0.136 or more. Darkening by 40 % moves the colourful
+    # parts' level up to 0.492 apart (a log ratio; 0.51 is the factor itself), a colourway 0.57 and more. No
+    # copy moves the saturation more than 1.072 (brightened by 40 %, most of its colour clipped white), a pastel
+    # beside its saturated sister 1.29.
+    grey_shade: float = 0.01
+    colourful: float = 0.09
+    tone: float = 0.53
+    vividness: float = 1.18
 
     def perceptual_ok(self, look: Look | None) -> bool:
         if look is None:
@@ -69,14 +86,38 @@ class Guard:
     def colours_agree(self, a: Look | None, b: Look | None) -> bool:
         if a is None or b is None or not a.colour or not b.colour:
             return True
-        if chroma(a.colour) < self.grey or chroma(b.colour) < self.grey:
+        least = min(chroma(a.colour), chroma(b.colour))
+        if least < self.grey_shade:
             return True
-        return colour_distance(a.colour, b.colour) <= self.colour
+        if least >= self.grey and colour_distance(a.colour, b.colour) > self.colour:
+            return False
+        tone, vividness, colourful = shades_apart(a.colour, b.colour)
+        return colourful < self.colourful or (tone <= self.tone and vividness <= self.vividness)
 
 
 GUARD = Guard()
 #: No guard and no colour check: every pair is compared (the harness's "unguarded" column).
-NO_GUARD = Guard(information=-1.0, texture=-1.0, split=2.0, semantic_texture=-1.0, semantic_split=2.0, colour=9.0)
+NO_GUARD = Guard(
+    information=-1.0,
+    texture=-1.0,
+    split=2.0,
+    semantic_texture=-1.0,
+    semantic_split=2.0,
+    colour=9.0,
+    colourful=99.0,
+)
+
+#: A colour layout's length: :data:`CELLS` cells of (level, two chromaticities), then the colourful parts'
+#: shade (:func:`shades_apart`), three bytes. A layout stored by a release before the shade has the cells only.
+CELLS = 16
+LAYOUT_BYTES = 3 * CELLS
+SHADE_BYTES = 3
+#: Chroma that the shade's saturation and colour bytes read as 255 (the chromaticities' largest magnitude is 1.12).
+VIVID_FULL = 1.2
+#: Added to a level before its logarithm, and to a saturation: near-black parts and near-grey ones do not count
+#: as infinitely far apart.
+TONE_OFFSET = 8.0
+VIVID_OFFSET = 0.02
 
 
 @lru_cache(maxsize=8192)
@@ -84,6 +125,30 @@ def chroma(colour: bytes) -> float:
     """Weighted mean chroma of a colour layout (0 for a grey picture)."""
     _, weights, c = _cells(colour)
     return float((np.hypot(c[:, 0], c[:, 1]) * weights).sum() / max(float(weights.sum()), 1e-9))
+
+
+def shades_apart(a: bytes, b: bytes) -> tuple[float, float, float]:
+    """How far apart two pictures' colourful parts are in level and in saturation (each as the absolute log ratio),
+    and how colourful the more colourful picture is (:func:`worker.fingerprint.shade`); (0, 0, 0) when either
+    layout has no shade (stored by an earlier release). A brightness edit moves the level by its factor (0.51 for
+    −40 %) and leaves the saturation but where it clips; the same product in another shade of its colour (the same
+    chromaticity: the colour layouts agree) moves the level further, a pastel colourway the saturation. The shade
+    is measured where the colour is, so the white around a product, which a brightness edit leaves white, does
+    not dilute it.
+
+        >>> cells = bytes([200, 200, 150] * 16)
+        >>> [round(x, 2) for x in shades_apart(cells + bytes([60, 120, 40]), cells + bytes([130, 120, 40]))]
+        [0.71, 0.0, 0.19]
+        >>> shades_apart(cells + bytes([60, 120, 40]), cells)
+        (0.0, 0.0, 0.0)
+    """
+    if len(a) < LAYOUT_BYTES + SHADE_BYTES or len(b) < LAYOUT_BYTES + SHADE_BYTES:
+        return 0.0, 0.0, 0.0
+    (ta, va, ca), (tb, vb, cb) = a[LAYOUT_BYTES : LAYOUT_BYTES + 3], b[LAYOUT_BYTES : LAYOUT_BYTES + 3]
+    full = VIVID_FULL / 255.0
+    tone = abs(math.log((ta + TONE_OFFSET) / (tb + TONE_OFFSET)))
+    vividness = abs(math.log((va * full + VIVID_OFFSET) / (vb * full + VIVID_OFFSET)))
+    return tone, vividness, max(ca, cb) * full
 
 
 def colour_distance(a: bytes, b: bytes) -> float:
@@ -133,5 +198,5 @@ def _trust(level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def _cells(colour: bytes) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(mean grey level, weight, chroma) per cell: the weight from the cell's brightness (dark cells have
     unreliable chroma)."""
-    raw = np.frombuffer(colour, dtype=np.uint8).reshape(-1, 3).astype(np.float64)
+    raw = np.frombuffer(colour[:LAYOUT_BYTES], dtype=np.uint8).reshape(-1, 3).astype(np.float64)
     return raw[:, 0], np.clip(raw[:, 0] / 64.0, 0.0, 1.0), (raw[:, 1:] - 127.5) / 127.5

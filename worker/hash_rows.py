@@ -55,7 +55,15 @@ from worker.decision import (
     views_of,
 )
 from worker.milvus import HNSW, ID_MAX_BYTES, Milvus
-from worker.originals import DESCRIPTOR, add_look_fields, look_fields, reindex_error
+from worker.originals import (
+    COLOUR_HEX,
+    DESCRIPTOR,
+    add_look_fields,
+    colour_chars,
+    fitted,
+    look_fields,
+    reindex_error,
+)
 from worker.views import MIXED, RUNGS, ladder, mixed_details, pair_floor
 
 DETAIL_FIELD = "detail"
@@ -67,6 +75,7 @@ class HashRows:
         self.milvus = milvus
         self.name = name
         self.search_limit = search_limit
+        self.colour_chars = COLOUR_HEX  # what the collection holds: read by ensure()
 
     def exists(self) -> bool:
         return self.milvus.has(self.name)
@@ -88,8 +97,10 @@ class HashRows:
         # tensor in Milvus Lite's brute-force search of unsealed rows (8× faster than L2 for 384 queries).
         hash_params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)
         self.milvus.create_if_missing(self.name, hashes, hash_params)
-        if not {DESCRIPTOR, DETAIL_FIELD} <= {f["name"] for f in self.milvus.fields(self.name)}:
+        fields = self.milvus.fields(self.name)
+        if not {DESCRIPTOR, DETAIL_FIELD} <= {f["name"] for f in fields}:
             raise reindex_error(originals)
+        self.colour_chars = colour_chars(fields)
 
     # Reads ----------------------------------------------------------------------------------------------------
 
@@ -206,7 +217,7 @@ class HashRows:
     # Writes ---------------------------------------------------------------------------------------------------
 
     def upsert(self, rows: list[dict[str, Any]]) -> None:
-        self.milvus.call(self.milvus.client.upsert, self.name, rows)
+        self.milvus.call(self.milvus.client.upsert, self.name, fitted(rows, self.colour_chars))
 
     def discard(self, rows: Iterable[tuple[str, int]]) -> None:
         """Delete the descriptors of originals ``(id, event_time_ms)`` unless a newer version of that key is

@@ -32,6 +32,7 @@ from pymilvus import DataType, MilvusClient
 
 from worker.config import env_name
 from worker.decision import DESCRIPTOR_DIM, Look, Neighbour, Signals
+from worker.guard import LAYOUT_BYTES, SHADE_BYTES
 from worker.milvus import HNSW, ID_MAX_BYTES, IndexSchemaError, Milvus
 
 #: The descriptor field of the originals and of the hash rows. An index made before descriptors (``phash``: ±1
@@ -40,7 +41,11 @@ DESCRIPTOR = "dct"
 LOOK = ["information", "split", "texture", "colour"]
 #: What a lookup reads of each original it found.
 OUTPUT = ["id", "event_time_ms", "sha256", *LOOK]
-COLOUR_HEX = 96
+#: The colour field's characters: the colour layout's 48 bytes and its shade's 2 (:mod:`worker.guard`), in hex. A
+#: collection made before the shade holds :data:`LAYOUT_HEX` (:func:`colour_chars`): rows stored there keep the
+#: layout alone, and the shade is not compared with them.
+COLOUR_HEX = 2 * (LAYOUT_BYTES + SHADE_BYTES)
+LAYOUT_HEX = 2 * LAYOUT_BYTES
 
 #: How an older collection is re-indexed (docs/operations.md "Upgrading an index").
 MIGRATE = (
@@ -64,6 +69,7 @@ class Originals:
         self.name = name
         self.dim = dim
         self.search_limit = search_limit
+        self.colour_chars = COLOUR_HEX  # what the collection holds: read by ensure()
 
     def exists(self) -> bool:
         return self.milvus.has(self.name)
@@ -83,6 +89,7 @@ class Originals:
         params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
         self.milvus.create_if_missing(self.name, schema, params)
         self._check_schema()
+        self.colour_chars = colour_chars(self.milvus.fields(self.name))
 
     def _check_schema(self) -> None:
         dims = {f["name"]: f.get("params", {}).get("dim") for f in self.milvus.fields(self.name)}
@@ -140,7 +147,7 @@ class Originals:
     # Writes ---------------------------------------------------------------------------------------------------
 
     def upsert(self, rows: list[dict[str, Any]]) -> None:
-        self.milvus.call(self.milvus.client.upsert, self.name, rows)
+        self.milvus.call(self.milvus.client.upsert, self.name, fitted(rows, self.colour_chars))
 
     def discard(self, rows: Iterable[tuple[str, int]]) -> None:
         """Delete rows ``(id, event_time_ms)`` unless a newer version of that key is stored."""
@@ -174,6 +181,27 @@ def add_look_fields(schema: Any) -> None:
     for name in ("information", "split", "texture"):
         schema.add_field(name, DataType.FLOAT)
     schema.add_field("colour", DataType.VARCHAR, max_length=COLOUR_HEX)
+
+
+def colour_chars(fields: Iterable[dict[str, Any]]) -> int:
+    """How many characters a collection's colour field holds (:data:`COLOUR_HEX`, or :data:`LAYOUT_HEX` in one
+    made before the shade), from Milvus's description of its fields.
+
+        >>> colour_chars([{"name": "colour", "params": {"max_length": 96}}]), colour_chars([])
+        (96, 102)
+    """
+    for f in fields:
+        if f["name"] == "colour":
+            return int(f.get("params", {}).get("max_length", COLOUR_HEX))
+    return COLOUR_HEX
+
+
+def fitted(rows: list[dict[str, Any]], chars: int) -> list[dict[str, Any]]:
+    """``rows`` with their colour cut to ``chars`` characters (the layout alone, in a collection made before the
+    shade)."""
+    if chars >= COLOUR_HEX:
+        return rows
+    return [{**r, "colour": r["colour"][:chars]} if len(r.get("colour", "")) > chars else r for r in rows]
 
 
 def look_fields(look: Look | None) -> dict[str, Any]:
