@@ -61,17 +61,17 @@ class Guard:
     grey: float = 0.03
     # The shades (:func:`shades_apart`), chosen on the corpus's tuning fold against the generated product
     # colourways (tooling.eval.negatives, docs/quality.md), each the middle of the gap between the fold's copies
-    # and the colourways that only it tells apart. A grayscale copy's layout reads 0.0055 (the chroma bytes'
+    # and the colourways only it tells apart. A grayscale copy's layout reads 0.0055 (the chroma bytes'
     # rounding of 0), a pale pastel colourway's 0.025 or more. Every copy whose shade lies far from its source's
-    # has little colour (a game's sprites on black, a page's thin coloured bar: at most 0.06 colourful,
+    # has little colour (a game's sprites on black, a page's thin coloured bar: at most 0.061 colourful,
     # :func:`worker.fingerprint.shade`), every colourway 0.136 or more. Darkening by 40 % moves the colourful
-    # parts' level up to 0.492 apart (a log ratio; 0.51 is the factor itself), a colourway 0.57 and more. No
-    # copy moves the saturation more than 1.072 (brightened by 40 %, most of its colour clipped white), a pastel
+    # parts' level up to 0.489 apart (a log ratio; 0.51 is the factor itself), a colourway 0.55 and more. No
+    # copy moves the saturation more than 1.084 (brightened by 40 %, most of its colour clipped white), a pastel
     # beside its saturated sister 1.29.
     grey_shade: float = 0.01
     colourful: float = 0.09
-    tone: float = 0.53
-    vividness: float = 1.18
+    tone: float = 0.52
+    vividness: float = 1.19
 
     def perceptual_ok(self, look: Look | None) -> bool:
         if look is None:
