@@ -34,12 +34,12 @@ Ints = npt.NDArray[np.int64]
 Scorer = Callable[[Ints, Ints], Floats]
 
 #: Negative groups: a variant vs every other source, sources among themselves, two far-apart crops of one image,
-#: the low-information pictures (each against the others and every source) and the product colourways among
-#: themselves (:data:`COLOURWAYS`: one product in several colours, which a brightness edit must not be taken for).
+#: the low-information pictures (each against the others and every source) and the product colourways (the same,
+#: :data:`COLOURWAYS`: one product in several colours, which a brightness edit must not be taken for).
 NEGATIVE_GROUPS = ("other sources", "hard", "low-information", "colourways")
 #: Low-information pairs of pictures from two different categories.
 ACROSS = "across categories"
-#: The negatives' category whose pairs among themselves are the ``colourways`` group.
+#: The negatives' category whose pairs (with each other and with every source) are the ``colourways`` group.
 COLOURWAYS = "product colourway"
 
 

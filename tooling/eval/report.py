@@ -82,7 +82,7 @@ def quality_table(results: dict[str, Any]) -> list[str]:
         ("other sources", "other sources"),
         ("hard", "hard negatives"),
         ("low-information", "low-information negatives"),
-        ("colourways", "product colourways among themselves"),
+        ("colourways", "product colourways"),
     ):
         cells = [_fp(stages[n]["false_positives"][group], stages[n]["negatives"][group]) for n in names]
         total = comb["decisions"][group]
@@ -108,7 +108,7 @@ def markdown(results: dict[str, Any], *, command: str, weights: str, semantic_ru
         f"of one picture), {counts.get('low_information', 0)} low-information pictures (`tooling.eval.negatives`). "
         "Negative pairs: every variant and every source against every *other* source, the hard pairs, and every "
         "low-information picture against every other one and every source; the product colourways (one product in "
-        "several colours) among themselves are a group of their own.",
+        "several colours), against each other and every source, are a group of their own.",
         "* Each upload is decoded, hashed and embedded by the worker's own functions; for the combined column "
         "`worker.decision.decide` decides each variant against every source, with exact in-memory distances "
         "standing in for the Milvus search (same rows as a search whose limit covers every source).",
