@@ -18,6 +18,11 @@ from worker.hashing import bits_descriptor
 BUCKET = "photos"
 _clock = itertools.count(int(time.time() * 1000))
 
+#: How far a similarity may differ between the two orders of arrival: they sum the same float32 products in
+#: another order, which another CPU's vector units round differently (6e-8 seen; one unit in the last place of a
+#: float32 near 1 is 6e-8, and this allows 16).
+ORDER_ROUNDING = 1e-6
+
 
 def next_time_ms() -> int:
     """Strictly increasing event times across the session."""

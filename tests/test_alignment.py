@@ -36,7 +36,7 @@ def test_views_a_fraction_of_a_pixel_apart_agree_once_aligned_and_unrelated_ones
     plain = float(detail_similarities(exact[None], off[None])[0, 0])
     assert plain < 0.97  # a third of a 32-pixel view's pixel off, and stretched 2 %
     assert aligned_similarity(exact, off) >= 0.98
-    assert aligned_similarity(exact, off) == aligned_similarity(off, exact)  # either way round
+    assert aligned_similarity(exact, off) == aligned_similarity(off, exact)  # exact: the larger of the same two
     assert aligned_similarity(exact, exact) >= 0.9999
     (other,) = views_of(smooth_noise(2), [(10.0, 10.0, 118.0, 118.0)])
     assert aligned_similarity(exact, other) < 0.5

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from tests.helpers import faint_wallpaper, light_icon, light_patchwork
+from tests.helpers import ORDER_ROUNDING, faint_wallpaper, light_icon, light_patchwork
 from tooling.eval import negatives
 from tooling.eval.transforms import border, crop, downscale, letterbox, side_crop, webp, zoom
 from tooling.samples import PHOTOS, brightened, grayscale, photo, png
@@ -52,12 +52,6 @@ def near(a: Signals, b: Signals) -> float:
     found = perceptual_similarity(a, b, DETAIL, DETAIL_REGION)
     assert found is not None
     return found
-
-
-#: How far a similarity may differ between the two orders of arrival: they sum the same float32 products in
-#: another order, which another CPU's vector units round differently (6e-8 seen; one unit in the last place of a
-#: float32 near 1 is 6e-8, and this allows 16).
-ORDER_ROUNDING = 1e-6
 
 
 def decoded(data: bytes) -> Image.Image:

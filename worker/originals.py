@@ -41,7 +41,7 @@ DESCRIPTOR = "dct"
 LOOK = ["information", "split", "texture", "colour"]
 #: What a lookup reads of each original it found.
 OUTPUT = ["id", "event_time_ms", "sha256", *LOOK]
-#: The colour field's characters: the colour layout's 48 bytes and its shade's 2 (:mod:`worker.guard`), in hex. A
+#: The colour field's characters: the colour layout's 48 bytes and its shade's 3 (:mod:`worker.guard`), in hex. A
 #: collection made before the shade holds :data:`LAYOUT_HEX` (:func:`colour_chars`): rows stored there keep the
 #: layout alone, and the shade is not compared with them.
 COLOUR_HEX = 2 * (LAYOUT_BYTES + SHADE_BYTES)
