@@ -158,6 +158,10 @@ def test_metrics_at_a_threshold_and_the_halfway_rule() -> None:
     assert at(scores, -18.0).false_positives["low-information"] == 1
     assert at(scores, -19.0).false_positives["colourways"] == 1  # a group of its own, not low-information
     assert math.floor(-halfway(scores, 0.0)) == 7
+    closer = Scores(
+        scores.positive, scores.negative_of, scores.originals, scores.hard, {"product colourway": np.array([-0.5])}
+    )
+    assert math.floor(-halfway(closer, 0.0)) == 7  # a colourway, however close, does not move the rule
 
 
 def test_every_hasher_fits_its_width() -> None:

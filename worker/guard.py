@@ -64,7 +64,7 @@ class Guard:
     # and the colourways only it tells apart. A grayscale copy's layout reads 0.0055 (the chroma bytes'
     # rounding of 0), a pale pastel colourway's 0.025 or more. Every copy whose shade lies far from its source's
     # has little colour (a game's sprites on black, a page's thin coloured bar: at most 0.061 colourful,
-    # :func:`worker.fingerprint.shade`), every colourway 0.136 or more. Darkening by 40 % moves the colourful
+    # :func:`worker.colours.shade`), every colourway 0.136 or more. Darkening by 40 % moves the colourful
     # parts' level up to 0.489 apart (a log ratio; 0.51 is the factor itself), a colourway 0.55 and more. No
     # copy moves the saturation more than 1.084 (brightened by 40 %, most of its colour clipped white), a pastel
     # beside its saturated sister 1.29.
@@ -129,7 +129,7 @@ def chroma(colour: bytes) -> float:
 
 def shades_apart(a: bytes, b: bytes) -> tuple[float, float, float]:
     """How far apart two pictures' colourful parts are in level and in saturation (each as the absolute log ratio),
-    and how colourful the more colourful picture is (:func:`worker.fingerprint.shade`); (0, 0, 0) when either
+    and how colourful the more colourful picture is (:func:`worker.colours.shade`); (0, 0, 0) when either
     layout has no shade (stored by an earlier release). A brightness edit moves the level by its factor (0.51 for
     −40 %) and leaves the saturation but where it clips; the same product in another shade of its colour (the same
     chromaticity: the colour layouts agree) moves the level further, a pastel colourway the saturation. The shade

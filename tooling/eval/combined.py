@@ -134,10 +134,8 @@ def run(data: Dataset, measured: Measured, thresholds: Thresholds, embedding: st
     # The product colourways are a batch of their own (their group: one product in several colours).
     weak = data.of_role(Role.LOW_INFO)
     colourways = [i for i in weak if data.items[i].category == COLOURWAYS]
-    for group, batch in (
-        ("low-information", [i for i in weak if i not in set(colourways)]),
-        ("colourways", colourways),
-    ):
+    others = [i for i in weak if data.items[i].category != COLOURWAYS]
+    for group, batch in (("low-information", others), ("colourways", colourways)):
         if not batch:
             continue
         neighbours = {every[i].id: neighbours_of(every[i], originals, thresholds, near(i, first)) for i in batch}

@@ -254,7 +254,14 @@ def pr_curve(scores: Scores) -> tuple[Floats, Floats, Floats]:
     return precision, tp / len(pos), fp / max(len(neg), 1)
 
 
+#: The negative groups the default-threshold rule (:func:`halfway`) looks at. Not the colourways: to the
+#: descriptors a product and its colourway are one picture (0.9999), only the colour check parts them, and no
+#: threshold below 1 would; counted, they took the rule to 1.0 on every folder of pictures.
+RULE_GROUPS = ("other sources", "hard", "low-information")
+
+
 def halfway(scores: Scores, perfect: float) -> float:
-    """The default-threshold rule: halfway between a perfect match and the closest negative pair."""
-    closest = float(np.max(scores.all_negative))
+    """The default-threshold rule: halfway between a perfect match and the closest negative pair (of
+    :data:`RULE_GROUPS`)."""
+    closest = float(np.max(np.concatenate([scores.negatives(g) for g in RULE_GROUPS])))
     return closest + (perfect - closest) / 2
