@@ -88,11 +88,12 @@ class Originals:
         params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)
         params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
         self.milvus.create_if_missing(self.name, schema, params)
-        self._check_schema()
-        self.colour_chars = colour_chars(self.milvus.fields(self.name))
+        fields = self.milvus.fields(self.name)
+        self._check_schema(fields)
+        self.colour_chars = colour_chars(fields)
 
-    def _check_schema(self) -> None:
-        dims = {f["name"]: f.get("params", {}).get("dim") for f in self.milvus.fields(self.name)}
+    def _check_schema(self, fields: list[dict[str, Any]]) -> None:
+        dims = {f["name"]: f.get("params", {}).get("dim") for f in fields}
         if "phash" in dims and DESCRIPTOR not in dims:  # hash bits: made before descriptors
             raise reindex_error(self.name)
         expected = {DESCRIPTOR: DESCRIPTOR_DIM, "embedding": self.dim}
