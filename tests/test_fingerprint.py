@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from tests.helpers import ORDER_ROUNDING, faint_wallpaper, light_icon, light_patchwork
 from tooling.eval import negatives
@@ -125,6 +126,63 @@ def test_a_wide_or_tall_pictures_bordered_copy_is_near_it(name: str, ratio: floa
     for fill, side in (((0, 0, 0), 0.05), ((255, 255, 255), 0.10)):
         copy = sig("c", fingerprint(jpeg(border(source, side, fill))))
         assert near(copy, original) >= 0.99, fill
+
+
+def toolbar(seed: int, *, tall: bool = False) -> Image.Image:
+    """A generated application toolbar, 1024 × 192 (5.3:1): rows of small words and coloured buttons on a light
+    ground, the fine structure a thumbnail set by the longer side has 36 lines for; ``tall``: turned upright."""
+    rng = np.random.default_rng(seed)
+    w, h = 1024, 192
+    out = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(200, 250, 3)))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=16)
+    y = 8
+    while y < h - 20:
+        x = 8
+        while x < w - 60:
+            if rng.random() < 0.2:
+                draw.rounded_rectangle((x, y, x + 70, y + 24), 6, fill=tuple(int(v) for v in rng.integers(0, 200, 3)))
+                x += 80
+            else:
+                word = "".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(3, 9))))
+                draw.text((x, y), word, fill=(30, 30, 30), font=font)
+                x += int(draw.textlength(word, font=font)) + 12
+        y += int(rng.integers(20, 34))
+    return out.transpose(Image.Transpose.ROTATE_90) if tall else out
+
+
+@pytest.mark.parametrize("tall", [False, True], ids=["wide", "tall"])
+def test_a_wide_or_tall_screenshots_zoomed_cropped_and_bordered_copies_are_near_it(tall: bool) -> None:
+    """The working thumbnail has 64 lines on the shorter side of a picture wider or taller than 2:1: with 128 on
+    the longer one, a 5.3:1 toolbar's centre region was 32 lines enlarged to the view's 32, where its zoomed copy's
+    view was reduced from its own 36, and their details disagreed (0.96–0.97); and a white border's copy of one was
+    missed."""
+    for seed in range(6):
+        source = toolbar(seed, tall=tall)
+        original = sig("o", fingerprint(source))
+        for edit in (partial(zoom, amount=0.10), partial(crop, side=0.05), partial(crop, side=0.10)):
+            copy = sig("c", fingerprint(jpeg(edit(source))))
+            assert min(near(copy, original), near(original, copy)) >= 0.99, (seed, edit)
+        copy = sig("c", fingerprint(jpeg(border(source, 0.10, (255, 255, 255)))))
+        assert min(near(copy, original), near(original, copy)) >= 0.98, seed
+
+
+def test_of_two_opposite_steps_a_line_apart_the_further_is_the_pictures_own_strip() -> None:
+    """A picture whose own last rows are nearly white, in a white border: the thumbnail found the border as wide at
+    both ends, and the bottom side's step, five rows further in than the top's, is the picture's strip, which its
+    source keeps (a toolbar's light last rows: its copy lost 7 of 205 rows and was missed)."""
+    rng = np.random.default_rng(3)
+    picture = rng.uniform(60, 200, (100, 200))
+    picture[-5:] = 252
+    framed = np.full((140, 240), 255.0)
+    framed[20:120, 20:220] = picture
+    white = Trim((5, 5, 55, 30), (5.0, 5.0, 55.0, 30.0), 6.0, (255.0,) * 4)  # found on a quarter-size thumbnail
+    assert refined(Image.fromarray(framed.astype(np.uint8)).convert("RGB"), (20, 20, 220, 120), 4, white) == (
+        20,
+        20,
+        220,
+        120,
+    )
 
 
 def cartoon(seed: int, side: int = 200) -> Image.Image:
@@ -388,7 +446,7 @@ def test_a_bordered_copy_is_cut_where_the_picture_itself_starts_not_where_the_th
     framed = border(source, 0.10, (255, 255, 255))
     dx, dy = (framed.width - w) // 2, (framed.height - h) // 2
     found = Trim((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0), 10.0, (255.0,) * 4)  # a white border on every side
-    assert refined(framed, (dx + 1, dy + 1, dx + w - 1, dy + h - 1), 5, found) == (dx, dy, dx + w, dy + h)
+    assert refined(framed, (dx + 1, dy + 1, dx + w - 1, dy + h - 1), 2, found) == (dx, dy, dx + w, dy + h)
     original, copy = fingerprint(source), fingerprint(jpeg(framed))
     assert detail_similarities(original.look.details[:1], copy.look.details[:1])[0, 0] >= 0.995
 
@@ -404,7 +462,7 @@ def test_a_border_is_cut_where_an_objects_faint_tip_touches_it_and_the_other_sid
     source.paste((242, 242, 242), (170, 100, 200, 104))  # its faint tip, touching the right edge
     framed = border(source, 0.10, (255, 255, 255))  # 20 white pixels on every side
     found = Trim((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0), 10.0, (255.0,) * 4)  # a white border on every side
-    assert refined(framed, (24, 20, 216, 220), 5, found) == (20, 20, 220, 220)
+    assert refined(framed, (24, 20, 216, 220), 2, found) == (20, 20, 220, 220)
 
 
 def test_jpeg_ringing_before_a_sharp_edge_does_not_hide_where_the_border_ends() -> None:
@@ -424,7 +482,7 @@ def test_jpeg_ringing_before_a_sharp_edge_does_not_hide_where_the_border_ends() 
     ringed = np.abs(np.asarray(framed.convert("L"), dtype=np.float64)[13:20, 32:352] - 255)
     assert 2 * 3.0 < ringed.max() <= 3 * 3.0  # the border's lines before the bar are not white
     found = Trim((0, 0, 1, 1), (0.0, 0.0, 1.0, 1.0), 3.0, (255.0,) * 4)  # a white border on every side
-    assert refined(framed, (32, 20, 352, 220), 7, found) == (32, 20, 352, 220)
+    assert refined(framed, (32, 20, 352, 220), 3, found) == (32, 20, 352, 220)
 
 
 def test_a_border_that_runs_on_into_the_pictures_own_edge_is_trimmed_as_wide_as_the_other_side() -> None:

@@ -141,15 +141,16 @@ def scaled(
     return (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
 
 
-def refined(picture: Image.Image, box: tuple[int, int, int, int], reach: int, found: Trim) -> tuple[int, int, int, int]:
-    """``box`` (``found``'s :attr:`Trim.edges` :func:`scaled` to ``picture``) with each trimmed side moved to where
-    the border ends in ``picture`` itself: the first line within ``reach`` of it that most of its pixels tell from
-    the border's colour (:attr:`Trim.colours`, :func:`_step`). A side without such a step (an object's
-    antialiased tip on a plain background, a border blurred by a decoder's downscaling) keeps its place. The
-    thumbnail's edge is blurred by the picture's own edge lines: a screenshot's first column, lighter than the
-    next and so counted partly as border, cut a pixel of the picture off a white-bordered copy, and its details
-    agreed at 0.97, not 0.99 (on the tuning fold this takes the 10 % white border's copies found from 0.886 to
-    0.905, the 5 % black border's from 0.936 to 0.950, both letterboxes' from 0.94 to 0.95).
+def refined(picture: Image.Image, box: tuple[int, int, int, int], line: int, found: Trim) -> tuple[int, int, int, int]:
+    """``box`` (``found``'s :attr:`Trim.edges` :func:`scaled` to ``picture``, whose thumbnail's lines are ``line``
+    pixels apart) with each trimmed side moved to where the border ends in ``picture`` itself: the first line within two
+    thumbnail lines and one pixel of it (``reach``) that most of its pixels tell from the border's colour
+    (:attr:`Trim.colours`, :func:`_step`). A side without such a step (an object's antialiased tip on a plain
+    background, a border blurred by a decoder's downscaling) keeps its place. The thumbnail's edge is blurred by the
+    picture's own edge lines: a screenshot's first column, lighter than the next and so counted partly as border, cut a
+    pixel of the picture off a white-bordered copy, and its details agreed at 0.97, not 0.99 (on the tuning fold this
+    takes the 10 % white border's copies found from 0.886 to 0.905, the 5 % black border's from 0.936 to 0.950, both
+    letterboxes' from 0.94 to 0.95).
 
     A side the thumbnail trimmed too far moves out: an object whose faint tip or shadow touches the picture's
     edge (a few pixels a line, a dozen grey levels off white) is not trimmed, but a white-bordered copy's
@@ -159,13 +160,18 @@ def refined(picture: Image.Image, box: tuple[int, int, int, int], reach: int, fo
     10 % white border's copies found go from 0.908 to 0.947, the 10 % letterbox's from 0.958 to 0.967 (looking
     twice as far out finds the same white-bordered copies and loses two letterboxed and black-bordered ones).
 
+    Two opposite sides whose steps lie more than a thumbnail line apart are both cut at the nearer one: the
+    thumbnail found the border as wide at both ends (:func:`trim`), and the further step is the picture's own
+    strip of the border's colour (a toolbar's light last rows beside a white border), which its source keeps.
+
         >>> grey = Image.new("L", (40, 30), 255)
         >>> grey.paste(200, (5, 5, 35, 25)); grey.paste(140, (5, 5, 6, 25))  # a darker first column
         >>> white = Trim((3, 3, 18, 13), (3.0, 3.0, 18.0, 13.0), 10.0, (255.0,) * 4)  # found on a half-size thumbnail
-        >>> refined(grey.convert("RGB"), (6, 5, 35, 25), 3, white)
+        >>> refined(grey.convert("RGB"), (6, 5, 35, 25), 1, white)
         (5, 5, 35, 25)
     """
     w, h = picture.size
+    reach = 2 * line + 1
     insets = [box[0], box[1], w - box[2], h - box[3]]
     out = list(insets)
     faint: set[int] = set()
@@ -184,6 +190,9 @@ def refined(picture: Image.Image, box: tuple[int, int, int, int], reach: int, fo
             faint.add(side)
     for side in faint:  # borders come in pairs as wide as the narrower one (trim): the other side's is no wider
         out[(side + 2) % 4] = min(out[(side + 2) % 4], out[side])
+    for side in (0, 1):  # ... and a step further in than a line past the other side's is the picture's own
+        if insets[side] > 0 and insets[side + 2] > 0 and abs(out[side] - out[side + 2]) > line:
+            out[side] = out[side + 2] = min(out[side], out[side + 2])
     return (out[0], out[1], w - out[2], h - out[3])
 
 

@@ -202,15 +202,14 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     grey = uploaded = np.asarray(work.grey, dtype=np.float64)
     brightened = np.asarray(work.brightened(BRIGHTER), dtype=np.float64)  # as uploaded: see ``bright`` above
     for _ in range(TRIM_PASSES):  # a frame, then the mat or margin inside it
-        seen = work.for_borders(rgb)  # the working thumbnail itself, unless the picture is wider than 2:1
-        found = trim(grey if seen is work else np.asarray(seen.grey, dtype=np.float64))
-        if found.box == (0, 0, *seen.size):
+        found = trim(grey)
+        if found.box == (0, 0, *work.size):
             break
         # Cut the borders off the picture itself where the edges found fall (to a fraction of a thumbnail
         # pixel, or where the picture itself steps from the border), and make the thumbnail again: the first
         # one blurred each border a pixel into the picture.
-        reach = 2 * math.ceil(rgb.size[0] / seen.size[0]) + 1  # two thumbnail pixels, and one
-        rgb = rgb.crop(refined(rgb, scaled(found.edges, rgb.size, seen.size), reach, found))
+        line = math.ceil(rgb.size[0] / work.size[0])  # the picture's pixels a thumbnail line
+        rgb = rgb.crop(refined(rgb, scaled(found.edges, rgb.size, work.size), line, found))
         work = Work.of(rgb)
         grey = np.asarray(work.grey, dtype=np.float64)
     h, w = grey.shape
