@@ -246,7 +246,12 @@ def _index(settings: Settings) -> Index:
     from worker.index import Index, IndexSchemaError
 
     try:
-        return Index.connect(settings.milvus_uri, collection=settings.collection, token=settings.milvus_token)
+        return Index.connect(
+            settings.milvus_uri,
+            collection=settings.collection,
+            token=settings.milvus_token,
+            dim=settings.embedding_dim,  # the workers' layout: they share DEDUP_MODEL_WEIGHTS
+        )
     except IndexSchemaError as exc:
         typer.echo(f"dedup-producer: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -370,6 +375,7 @@ def migrate_links(
         storage=_storage(settings),
         quarantine_bucket=settings.quarantine_bucket,
         backup=backup,
+        dim=settings.embedding_dim,
     )
     typer.echo(f"{moved} links in the current layout" if moved else "the links collection is already current")
 

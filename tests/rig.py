@@ -54,7 +54,7 @@ class SameEmbedding(Embedder):
 def build(
     stack: LocalStack,
     index: Index,
-    embedder: Embedder,
+    embedder: Embedder | None,
     *,
     storage: Storage | None = None,
     stores: Stores | None = None,

@@ -165,3 +165,45 @@ def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     text = repr(load_settings())
     assert "hunter2-secret" not in text
     assert "token-secret" not in text
+
+
+@pytest.mark.parametrize("weights", ["none", " None ", "NONE"])
+def test_no_weights_mean_perceptual_only_without_a_semantic_stage(
+    monkeypatch: pytest.MonkeyPatch, weights: str
+) -> None:
+    monkeypatch.setenv("DEDUP_MODEL_WEIGHTS", weights)
+    s = load_settings()
+    assert s.model_weights == "none"
+    assert s.perceptual_only
+    assert s.effective_semantic_threshold is None
+    assert not s.semantic_suggests_only
+    assert s.embedding_dim is None  # the originals hold no embeddings
+    assert s.perceptual_threshold == DEFAULT_PERCEPTUAL_THRESHOLD  # the stage that decides is untouched
+    for model in ("imagenet", "random", "/models/none.pth"):
+        assert not load_settings(model_weights=model).perceptual_only
+        assert load_settings(model_weights=model).embedding_dim == 2048
+
+
+def test_perceptual_only_refuses_a_semantic_threshold_rather_than_ignore_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEDUP_MODEL_WEIGHTS", "none")
+    monkeypatch.setenv("DEDUP_SEMANTIC_THRESHOLD", "0.95")
+    with pytest.raises(
+        ConfigError,
+        match=r"^DEDUP_MODEL_WEIGHTS=none loads no model \(perceptual-only\), but DEDUP_SEMANTIC_THRESHOLD=0\.95 "
+        r"needs one: unset it, or choose weights",
+    ):
+        load_settings()
+    for off in ("off", ""):  # switched off agrees with no model
+        monkeypatch.setenv("DEDUP_SEMANTIC_THRESHOLD", off)
+        assert load_settings().effective_semantic_threshold is None
+
+
+def test_perceptual_only_refuses_every_setting_that_only_a_model_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEDUP_MODEL_WEIGHTS", "none")
+    monkeypatch.setenv("DEDUP_COMPILE_MODE", "default")
+    monkeypatch.setenv("DEDUP_DECODE", "device")
+    with pytest.raises(ConfigError, match=r"DEDUP_COMPILE_MODE=default and DEDUP_DECODE=device need one: unset them"):
+        load_settings()
+    monkeypatch.setenv("DEDUP_COMPILE_MODE", "off")
+    monkeypatch.setenv("DEDUP_DECODE", "pillow")
+    assert load_settings().perceptual_only

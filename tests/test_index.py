@@ -34,6 +34,8 @@ from worker.decision import (
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.guard import LAYOUT_BYTES, SHADE_BYTES, shades_apart
 from worker.index import FIRST_HITS, Index, IndexSchemaError
+from worker.milvus import UNUSED_DIM, unused_vector
+from worker.originals import row as original_row
 from worker.views import mixed_details
 
 DIM = 8
@@ -603,3 +605,70 @@ def test_a_collection_made_before_the_shade_keeps_layouts_alone_and_new_ones_sto
     assert stored["before_shade"] == look.colour[:LAYOUT_BYTES]
     assert stored["with_shade"] == look.colour
     assert shades_apart(stored["before_shade"], look.colour) == (0.0, 0.0, 0.0)
+
+
+def searched_fields(index: Index) -> list[str]:
+    """Record the vector field of every search the index makes from now on."""
+    fields: list[str] = []
+    search = index._client.search
+
+    def recording(collection: str, **kwargs: Any) -> Any:
+        fields.append(kwargs["anns_field"])
+        return search(collection, **kwargs)
+
+    index._client.search = recording
+    return fields
+
+
+def test_perceptual_only_stores_the_constant_vector_and_never_searches_embeddings(lite_uri: str) -> None:
+    index = Index.connect(lite_uri, collection="perceptual_only", dim=None, search_limit=5)
+    try:
+        fields = {f["name"]: f for f in index._client.describe_collection("perceptual_only")["fields"]}
+        assert int(fields["embedding"]["params"]["dim"]) == UNUSED_DIM  # Milvus wants one vector field
+        [name] = index._client.list_indexes("perceptual_only", field_name="embedding")
+        described = index._client.describe_index("perceptual_only", name)
+        assert (described["index_type"], str(described["metric_type"]).upper()) == ("FLAT", "L2")  # as the links'
+
+        searched = searched_fields(index)
+        index.store([Signals("photos/a.jpg", 1, "sha-a", bits(0b0000))])  # an original without an embedding
+        [stored] = index.query("perceptual_only", 'id == "photos/a.jpg"', ["embedding"])
+        assert [float(v) for v in stored["embedding"]] == unused_vector()
+        # Even an image that came with an embedding is not searched by it: the index holds none to compare.
+        query = Signals("photos/q.jpg", 9, "sha-q", bits(0b0111), unit(1, 0))
+        hit = {n.id: n for n in index.neighbours([query])["photos/q.jpg"]}["photos/a.jpg"]
+        assert hit.perceptual == pytest.approx(bits_apart(3), abs=1e-5)
+        assert hit.cosine is None
+        assert searched
+        assert "embedding" not in searched
+        with pytest.raises(ValueError, match="perceptual-only"):
+            index.originals.nearest_embeddings([unused_vector()], "", None)
+    finally:
+        index.close()
+
+
+def test_a_collection_made_in_the_other_mode_is_refused_saying_what_to_do(lite_uri: str) -> None:
+    Index.connect(lite_uri, collection="made_with_a_model", dim=DIM).close()
+    with pytest.raises(
+        IndexSchemaError,
+        match=r"^DEDUP_COLLECTION=made_with_a_model: it was made with a model and holds embeddings, which "
+        r"DEDUP_MODEL_WEIGHTS=none \(perceptual-only\) would leave out of date\. Either set DEDUP_MODEL_WEIGHTS back "
+        r".*or set DEDUP_COLLECTION=<a new name> \(e\.g\. made_with_a_model_v2\).*backfill",
+    ):
+        Index.connect(lite_uri, collection="made_with_a_model", dim=None)
+    Index.connect(lite_uri, collection="made_perceptual_only", dim=None).close()
+    with pytest.raises(
+        IndexSchemaError,
+        match=r"^DEDUP_COLLECTION=made_perceptual_only: it was made perceptual-only \(DEDUP_MODEL_WEIGHTS=none\) and "
+        r"holds no embeddings for the semantic stage\. Either set DEDUP_MODEL_WEIGHTS=none again, or set "
+        r"DEDUP_COLLECTION=<a new name>.*backfill.*so that every original is embedded",
+    ):
+        Index.connect(lite_uri, collection="made_perceptual_only", dim=DIM)
+
+
+def test_an_original_needs_its_embedding_unless_perceptual_only() -> None:
+    item = Signals("photos/a.jpg", 1, "sha-a", bits(1))
+    with pytest.raises(ValueError, match=r"photos/a\.jpg: an original needs its embedding"):
+        original_row(item)
+    assert original_row(item, semantic=False)["embedding"] == unused_vector()
+    assert original_row(replace(item, embedding=unit(1)), semantic=False)["embedding"] == unused_vector()
+    assert original_row(replace(item, embedding=unit(1)))["embedding"] == unit(1).tolist()

@@ -29,8 +29,9 @@ from worker.decision import Kind, Status
 from worker.delivery import Deliveries
 from worker.embedding import Embedder
 from worker.errors import TransientError
-from worker.index import Index
+from worker.index import Index, milvus_literal_list
 from worker.messages import ObjectEvent
+from worker.milvus import unused_vector
 from worker.outcome import Outcome
 from worker.runtime import Runtime
 from worker.storage import Storage, make_client
@@ -600,3 +601,51 @@ def test_an_explicit_semantic_threshold_makes_the_same_match_a_duplicate_that_is
         assert rig.pipeline.index.event_times([other.id]) == {}  # a duplicate is no original
     finally:
         rig.pipeline.close()
+
+
+@pytest.fixture
+def perceptual_only(stack: LocalStack, lite_uri: str) -> Iterator[Rig]:
+    """A pipeline without a model (DEDUP_MODEL_WEIGHTS=none) on a perceptual-only collection."""
+    index = Index.connect(lite_uri, collection="image_dedup", dim=None)
+    built = build(stack, index, None, model_weights="none")
+    yield built
+    built.pipeline.close()
+    index.close()
+
+
+def test_perceptual_only_decides_a_batch_at_once_on_exact_and_perceptual_signals(
+    perceptual_only: Rig, prefix: str
+) -> None:
+    rig = perceptual_only
+    assert (rig.pipeline.embed_stage, rig.pipeline.exact_stage, rig.pipeline.decode_stage) == (None, None, None)
+    cat = photo("chelsea.png")
+    events = [
+        rig.upload(f"{prefix}cat.jpg", jpeg(cat)),
+        rig.upload(f"{prefix}cat-small.jpg", jpeg(resized(cat), 70)),
+        rig.upload(f"{prefix}cat-again.jpg", jpeg(cat)),
+        rig.upload(f"{prefix}rocket.jpg", jpeg(photo("rocket.jpg"))),
+    ]
+    skipped = metrics.EMBEDDINGS_SKIPPED._value.get()
+    with ThreadPoolExecutor(len(events)) as pool:  # one decide batch: batch-mates are compared with each other
+        original, small, again, other = pool.map(rig.pipeline.process, events)
+    assert original == other == Outcome.unique()  # decided without an embedding, never deferred for one
+    assert (small.status, small.original, small.kind) == (Status.DUPLICATE, events[0].id, Kind.PERCEPTUAL)
+    assert (again.status, again.original, again.kind) == (Status.DUPLICATE, events[0].id, Kind.EXACT)
+    assert metrics.EMBEDDINGS_SKIPPED._value.get() == skipped  # no model, so none skipped either
+    # Later copies of what is now indexed: decided against the index alone.
+    late = rig.upload(f"{prefix}cat-late.jpg", jpeg(resized(cat, 0.6), 80))
+    outcome = rig.pipeline.process(late)
+    assert (outcome.status, outcome.original, outcome.kind) == (Status.DUPLICATE, events[0].id, Kind.PERCEPTUAL)
+    ids = milvus_literal_list([e.id for e in [*events, late]])
+    rows = rig.pipeline.index.query("image_dedup", f"id in {ids}", ["id", "embedding"])
+    stored = {row["id"]: [float(v) for v in row["embedding"]] for row in rows}
+    assert stored == {events[0].id: unused_vector(), events[3].id: unused_vector()}
+
+
+def test_a_pipeline_has_a_model_exactly_when_the_settings_ask_for_one(
+    stack: LocalStack, index: Index, embedder: Embedder
+) -> None:
+    with pytest.raises(ValueError, match="unless perceptual-only"):
+        build(stack, index, None)  # random weights: a model is needed
+    with pytest.raises(ValueError, match="unless perceptual-only"):
+        build(stack, index, embedder, model_weights="none")

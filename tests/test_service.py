@@ -3,6 +3,7 @@ metrics read back through a real Prometheus."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from minio.commonconfig import Tags
+from pymilvus import MilvusClient
 
 from tests.deployment import AUTH, Deployment, deploy
 from tests.helpers import BUCKET, next_time_ms
@@ -222,3 +224,51 @@ def test_the_webhook_answers_503_while_the_broker_is_unreachable(stack: LocalSta
         assert ready.status_code == 503
     finally:
         stack.stop_service(webhook)
+
+
+def test_perceptual_only_tags_copies_without_a_model_or_embeddings(stack: LocalStack, tmp_path: Path) -> None:
+    """DEDUP_MODEL_WEIGHTS=none end to end: a resized, re-encoded copy is still a duplicate; the worker never loads
+    (nor imports) torch, and the originals it stores carry the constant vector, no embedding. Its Milvus is a Lite
+    server, so that this test can read the rows while the worker runs."""
+    milvus, uri = stack.start_milvus("milvus-perceptual-only")
+    env = {"DEDUP_MODEL_WEIGHTS": "none", "DEDUP_MILVUS_URI": uri}
+    try:
+        with deploy(stack, tmp_path, db=19, env=env) as d:
+            cat = photo("chelsea.png")
+            original, small, again, other = d.upload_bytes(
+                {
+                    "perceptual-only/cat.jpg": jpeg(cat),
+                    "perceptual-only/cat-small.jpg": jpeg(resized(cat), 70),
+                    "perceptual-only/cat-again.jpg": jpeg(cat),
+                    "perceptual-only/rocket.jpg": jpeg(photo("rocket.jpg")),
+                }
+            )
+            d.deliver([original])
+            assert d.outcomes([original])[original.key] == Outcome.unique()
+            d.deliver([small, again, other])
+            outcomes = d.outcomes([original, small, again, other])
+            assert outcomes[other.key] == Outcome.unique()
+            assert (outcomes[small.key].status, outcomes[small.key].original, outcomes[small.key].kind) == (
+                Status.DUPLICATE,
+                original.id,
+                Kind.PERCEPTUAL,
+            )
+            assert (outcomes[again.key].original, outcomes[again.key].kind) == (original.id, Kind.EXACT)
+            assert d.storage.get_tags(BUCKET, small.key)["dedup-of"] == original.id
+
+            client = MilvusClient(uri=uri)
+            try:
+                ids = json.dumps([e.id for e in (original, small, again, other)])
+                rows = client.query("image_dedup", filter=f"id in {ids}", output_fields=["id", "embedding"])
+            finally:
+                client.close()
+            stored = {row["id"]: [float(v) for v in row["embedding"]] for row in rows}
+            assert stored == {original.id: [0.0, 0.0], other.id: [0.0, 0.0]}  # no embedding: the unused vector
+
+            d.wait_for_metric('dedup_worker_info{job="worker",weights="none",device="none"}', 1)
+            assert d.query('dedup_batch_size_count{job="worker",stage="embed"}') == 0
+            assert d.worker.process is not None
+            libraries = Path(f"/proc/{d.worker.process.pid}/maps").read_text()
+            assert "libtorch" not in libraries  # not even imported
+    finally:
+        stack.stop_service(milvus)

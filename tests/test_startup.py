@@ -59,3 +59,24 @@ def test_producers_refuse_an_empty_allow_list(tmp_path: Path) -> None:
     result = run([sys.executable, "-m", "producer", "backfill", "--bucket", "photos"], tmp_path, DEDUP_BUCKETS="")
     assert result.returncode == 2
     assert "DEDUP_BUCKETS: set the buckets to watch" in result.stderr
+
+
+def test_a_perceptual_only_worker_refuses_a_semantic_threshold(tmp_path: Path) -> None:
+    result = run(WORKER, tmp_path, DEDUP_MODEL_WEIGHTS="none", DEDUP_SEMANTIC_THRESHOLD="0.9")
+    assert result.returncode == 2
+    assert (
+        "invalid configuration: DEDUP_MODEL_WEIGHTS=none loads no model (perceptual-only), but "
+        "DEDUP_SEMANTIC_THRESHOLD=0.9 needs one"
+    ) in result.stderr
+
+
+def test_a_perceptual_only_worker_refuses_a_collection_made_with_a_model(tmp_path: Path) -> None:
+    # Made as a worker with weights makes it, in a process of its own: a Lite file serves one process at a time.
+    made = f"from worker.index import Index; Index.connect({str(tmp_path / 'milvus.db')!r}, collection='image_dedup')"
+    subprocess.run([sys.executable, "-c", made], check=True, timeout=120)
+    result = run(WORKER, tmp_path, DEDUP_MODEL_WEIGHTS="none")
+    assert result.returncode == 1
+    assert (
+        "DEDUP_COLLECTION=image_dedup: it was made with a model and holds embeddings, which DEDUP_MODEL_WEIGHTS=none "
+        "(perceptual-only) would leave out of date"
+    ) in result.stdout + result.stderr

@@ -11,6 +11,9 @@ Lite server process that several workers can share, as a Milvus server would be)
 2. **End to end** — the images uploaded, enqueued (as a backfill would) and taken through ``celery -A worker
    worker`` with the same batch size: download, decode, hash, embed, search, decide, tag. Timed from the first
    enqueue to the last outcome counted in ``dedup_images_total``; the ratio to (1) is the figure to watch.
+   **Perceptual-only** beside it: the same images through one worker process started with
+   ``DEDUP_MODEL_WEIGHTS=none`` (no model loaded, no embedding stored or searched: exact and perceptual stages
+   only), what a worker without the semantic stage reaches per CPU process. It runs with ``--skip-model`` too.
 3. **Model-free ceiling** — the same pipeline with ``DEDUP_MODEL_WEIGHTS=noop`` (no ResNet-50), for small web
    images with 1, 2, … worker processes, and for camera-size JPEGs (12 MP, baseline and progressive): how fast
    everything *around* the model can go, and the worker's CPU milliseconds per image by stage (from
@@ -56,7 +59,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tooling.localstack import LocalStack, Service, free_port
 from tooling.samples import PHOTOS, jpeg, photo
 from worker import lite
-from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
+from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD, NO_MODEL
 from worker.decision import BRIGHT, DESCRIPTOR_DIM, Look, Signals, Thresholds
 from worker.metrics import STAGES
 
@@ -425,6 +428,23 @@ def model_free(bench: Bench, small: list[bytes], processes: list[int], camera: i
     return runs
 
 
+def perceptual_only(bench: Bench, images: list[bytes], resnet: Run | None) -> Run:
+    """The end-to-end run without a model (``DEDUP_MODEL_WEIGHTS=none``), one worker process, beside the ResNet-50
+    one (``resnet``; None: not run)."""
+    run = bench.run(f"perceptual-only, {len(images)} small, 1 process", images, weights=NO_MODEL)
+    typer.echo(
+        f"perceptual-only {run.rate:7.1f} images/s   (DEDUP_MODEL_WEIGHTS={NO_MODEL}, one process: S3 → decode → hash "
+        "→ Milvus → decide → tag; no model, no embeddings)"
+    )
+    if resnet is not None:
+        typer.echo(
+            f"per process    {run.rate:8.1f} images/s perceptual-only, {resnet.rate:.1f} with ResNet-50: "
+            f"{run.rate / resnet.rate:.1f} ×; worker CPU per image {run.ms(run.worker_cpu_s):.1f} ms against "
+            f"{resnet.ms(resnet.worker_cpu_s):.1f} ms"
+        )
+    return run
+
+
 @cli.command()
 def main(
     # 384, not 192: filling the pipeline before the first model batch and draining it after the last are fixed
@@ -437,7 +457,9 @@ def main(
     # 96, not 24: a 12 MP decode takes 30 ms, so batches fill slowly and a short run is mostly filling and draining
     # (outside decoding and the model: 19.4 ms an image at 24, 16.5 at 96)
     camera: Annotated[int, typer.Option(min=0, help="12 MP JPEGs per camera run (0: none)")] = 96,
-    skip_model: Annotated[bool, typer.Option(help="only the model-free runs and the S3 ceiling")] = False,
+    skip_model: Annotated[
+        bool, typer.Option(help="only the model-free runs (perceptual-only among them) and the S3 ceiling")
+    ] = False,
     profile: Annotated[Path | None, typer.Option(help="py-spy the first model-free worker into this file")] = None,
     growth: Annotated[
         int,
@@ -474,6 +496,7 @@ def main(
     with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp, LocalStack(Path(tmp), buckets=(BUCKET,)) as stack:
         milvus, uri = stack.start_milvus()
         bench = Bench(stack, milvus, uri, batch_size, device)
+        e2e: Run | None = None
         if not skip_model:
             e2e = bench.run("end to end, ResNet-50", small, weights=weights, compile_mode=compile_mode)
             typer.echo(
@@ -484,7 +507,8 @@ def main(
                 typer.echo(f"mean embed batch {e2e.embedded / e2e.embed_batches:.1f} over {e2e.embed_batches:.0f}")
             servers = ", ".join(f"{name} {e2e.ms(cpu):.1f}" for name, cpu in e2e.server_cpu_s.items())
             typer.echo(f"servers' CPU per image meanwhile (ms): {servers}; the model's threads use the rest")
-        runs = model_free(bench, free, counts, camera, profile)
+        only = perceptual_only(bench, small, e2e)
+        runs = [only, *model_free(bench, free, counts, camera, profile)]
         s3_rate = bench.s3_ceiling()
         server = stack.s3_server
         engines: list[tuple[str, Mapping[str, str] | None]] = [

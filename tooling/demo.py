@@ -202,7 +202,7 @@ def export_review(stack: LocalStack, directory: Path, action: str) -> None:
     settings = load_settings(
         **{name.removeprefix("DEDUP_").lower(): value for name, value in env.items() if name.startswith("DEDUP_")}
     )
-    index = Index.connect(settings.milvus_uri, collection=settings.collection)
+    index = Index.connect(settings.milvus_uri, collection=settings.collection, dim=settings.embedding_dim)
     try:
         pages = export(directory, index, Thumbnails(settings, stack.storage()), Filters())
     finally:

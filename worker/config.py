@@ -35,6 +35,13 @@ DEFAULT_PERCEPTUAL_THRESHOLD = 0.90
 #: Values that switch an optional stage off.
 _OFF = {"", "off", "none", "disabled"}
 
+#: ``DEDUP_MODEL_WEIGHTS`` of the perceptual-only mode: no model is loaded, no embedding stored or searched; only
+#: the exact and perceptual stages decide.
+NO_MODEL = "none"
+
+#: Width of the ResNet-50 embedding the semantic stage stores (:mod:`worker.embedding`).
+EMBEDDING_DIM = 2048
+
 
 class Action(StrEnum):
     """What the worker does to a duplicate."""
@@ -190,8 +197,11 @@ class Settings(BaseSettings):
     @classmethod
     def _weights_not_empty(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must be 'imagenet', 'random' or the path of a weights file")
-        return value.strip()
+            raise ValueError(
+                f"must be 'imagenet', 'random', the path of a weights file or '{NO_MODEL}' (perceptual-only)"
+            )
+        value = value.strip()
+        return NO_MODEL if value.lower() == NO_MODEL else value
 
     @field_validator("device")
     @classmethod
@@ -230,7 +240,26 @@ class Settings(BaseSettings):
                 f"2 × {env_name('task_timeout_s')} + {env_name('retry_backoff_max_s')} = {longest_wait} s, "
                 "or Redis redelivers messages that are still being worked on"
             )
+        if self.perceptual_only and (conflicts := self._model_settings()):
+            several = len(conflicts) > 1
+            raise ValueError(
+                f"{env_name('model_weights')}={NO_MODEL} loads no model (perceptual-only), but "
+                f"{' and '.join(conflicts)} {'need' if several else 'needs'} one: "
+                f"unset {'them' if several else 'it'}, or choose weights (imagenet or a weights file) to run the "
+                "semantic stage"
+            )
         return self
+
+    def _model_settings(self) -> list[str]:
+        """The settings given that only concern the model: ``NAME=value`` each."""
+        given = []
+        if self.semantic_threshold is not None:  # "off" agrees with perceptual-only
+            given.append(f"{env_name('semantic_threshold')}={self.semantic_threshold}")
+        if self.compile_mode is not CompileMode.OFF:
+            given.append(f"{env_name('compile_mode')}={self.compile_mode.value}")
+        if self.decode is DecodeMode.DEVICE:  # decodes on the model's device
+            given.append(f"{env_name('decode')}={self.decode.value}")
+        return given
 
     # Derived values -------------------------------------------------------------------------------------------
 
@@ -238,13 +267,26 @@ class Settings(BaseSettings):
     def random_weights(self) -> bool:
         return self.model_weights.lower() in {"random", "noop"}
 
+    @property
+    def perceptual_only(self) -> bool:
+        """``DEDUP_MODEL_WEIGHTS=none``: no model, no embeddings; the exact and perceptual stages decide alone."""
+        return self.model_weights == NO_MODEL
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """The width of the embeddings the originals' collection holds; None: it holds none (perceptual-only)."""
+        return None if self.perceptual_only else EMBEDDING_DIM
+
     @cached_property
     def effective_semantic_threshold(self) -> float | None:
         """The semantic stage's threshold, or None when the stage must not take part in decisions.
 
-        An explicit ``DEDUP_SEMANTIC_THRESHOLD`` always wins. Otherwise real weights get
-        :data:`DEFAULT_SEMANTIC_THRESHOLD` and random weights get None: their features are meaningless.
+        Perceptual-only (``DEDUP_MODEL_WEIGHTS=none``) has no semantic stage at all. Otherwise an explicit
+        ``DEDUP_SEMANTIC_THRESHOLD`` always wins; unset, real weights get :data:`DEFAULT_SEMANTIC_THRESHOLD` and
+        random weights get None: their features are meaningless.
         """
+        if self.perceptual_only:
+            return None
         if "semantic_threshold" in self.model_fields_set:
             return self.semantic_threshold
         return None if self.random_weights else DEFAULT_SEMANTIC_THRESHOLD

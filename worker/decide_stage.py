@@ -7,6 +7,9 @@ happens around it in the index (:mod:`worker.index`).
 
     >>> decider = BatchDecider(settings, index=index, reviews=Reviews(index), thresholds=t, redecide=enqueue)
     >>> decider.decide([signals])  # [Decision | None]: None is deferred until it has its embedding
+
+Perceptual-only (``DEDUP_MODEL_WEIGHTS=none``) no image ever gets an embedding, so none waits for one: each is
+decided on its exact and perceptual signals at once.
 """
 
 from __future__ import annotations
@@ -48,14 +51,15 @@ class BatchDecider:
     def decide(self, items: list[Signals]) -> list[Decision | None]:
         """Search, decide, store the originals, re-check them against what other workers stored, record which
         original each duplicate points at, and send back whatever must be decided again. An image without an
-        embedding that turns out not to be a duplicate gets None: deferred, it comes back with its embedding."""
+        embedding that turns out not to be a duplicate gets None: deferred, it comes back with its embedding
+        (never perceptual-only, where no image has one)."""
         seen = self.stores.read() if self.stores is not None else None  # before the first search
         before = self.index.stored(s.id for s in items)  # what the index held for these keys until now
         batch = [_as_stored(s, before) for s in items]
         with metrics.timed("search"):
             found = self.index.neighbours(batch, self.thresholds)
         not_duplicates = self.not_duplicates(batch, found)
-        decisions, deferred = decide_or_defer(batch, found, self.thresholds, not_duplicates)
+        decisions, deferred = self.decide_first(batch, found, not_duplicates)
         verdict = {d.id: d for d in decisions}
         latest = {s.id: s for s in sorted(batch, key=lambda s: s.order) if s.id not in deferred}  # latest per key
 
@@ -111,6 +115,15 @@ class BatchDecider:
         }
         self.send_back(orphans, "original_changed")
         return [verdict.get(s.id) for s in batch]
+
+    def decide_first(
+        self, batch: Sequence[Signals], found: Mapping[str, list[Neighbour]], not_duplicates: set[tuple[str, str]]
+    ) -> tuple[list[Decision], frozenset[str]]:
+        """The batch's first decisions, and the images deferred until they have an embedding (rule 8 of
+        :mod:`worker.decision`): none perceptual-only, where no image waits for one."""
+        if self.settings.perceptual_only:
+            return decide(batch, found, self.thresholds, not_duplicates), frozenset()
+        return decide_or_defer(batch, found, self.thresholds, not_duplicates)
 
     def must_recheck(self, seen: int | None) -> bool:
         """Whether the originals just stored must be searched again: unless the store count shows that no other

@@ -35,12 +35,12 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 from torchvision.transforms.v2 import functional as tvf
 
-from worker.config import env_name
+from worker.config import EMBEDDING_DIM, env_name
 from worker.decision import Vector
 
 log = logging.getLogger(__name__)
 
-DIM = 2048
+DIM = EMBEDDING_DIM
 RESIZE = 232  # ResNet50_Weights.IMAGENET1K_V2.transforms(): resize 232, crop 224, bilinear
 CROP = 224
 MEAN = (0.485, 0.456, 0.406)

@@ -4,6 +4,7 @@
 collection                  module                                 holds
 ==========================  =====================================  ===========================================
 ``<collection>``            :mod:`worker.originals`                the originals, with all three signals
+                                                                   (perceptual-only: no embeddings)
 ``<collection>_hashes``     :mod:`worker.hash_rows`                every stored descriptor of an original
 ``<collection>_links``      :mod:`worker.links`                    each duplicate's link to its original
 ``<collection>_reviews``    :mod:`worker.verdicts`                 what people decided on review
@@ -18,7 +19,7 @@ one), :meth:`Index.store` and :meth:`Index.discard` (an original and its hash ro
 The same code serves Milvus Lite (``DEDUP_MILVUS_URI=data/milvus-lite.db``, one process per file) and a Milvus
 server or cluster (``http://host:19530``).
 
-    >>> index = Index.connect("data/milvus-lite.db", collection="image_dedup")
+    >>> index = Index.connect("data/milvus-lite.db", collection="image_dedup")  # dim=None: perceptual-only
     >>> found = index.neighbours(batch)           # {id: [Neighbour, ...]}
     >>> index.store(originals); index.discard(duplicates)
 
@@ -34,12 +35,12 @@ from typing import Any
 from pymilvus import MilvusClient
 
 from worker import verdicts
+from worker.config import EMBEDDING_DIM
 from worker.decision import Neighbour, Signals, Thresholds
 from worker.hash_rows import HashRows, rows_of
 from worker.links import LINK_FIELDS, MIGRATE_LINKS, SUGGEST, Link, Links, links_collection
 from worker.milvus import FIRST_HITS, IndexSchemaError, Milvus, milvus_literal, milvus_literal_list
 from worker.originals import Originals, neighbour, reindex_error
-from worker.originals import row as original_row
 
 __all__ = [
     "FIRST_HITS",
@@ -55,7 +56,12 @@ __all__ = [
 
 
 class Index:
-    def __init__(self, client: MilvusClient, collection: str, *, search_limit: int = 10, dim: int = 2048) -> None:
+    """``dim``: the embeddings' width (``Settings.embedding_dim``); None: perceptual-only, no embeddings stored or
+    searched (:mod:`worker.originals`)."""
+
+    def __init__(
+        self, client: MilvusClient, collection: str, *, search_limit: int = 10, dim: int | None = EMBEDDING_DIM
+    ) -> None:
         self.collection = collection
         self.search_limit = search_limit
         self.dim = dim
@@ -65,7 +71,9 @@ class Index:
         self.link_rows = Links(self.milvus, self.links_collection)
 
     @classmethod
-    def connect(cls, uri: str, *, collection: str, token: str = "", search_limit: int = 10, dim: int = 2048) -> Index:
+    def connect(
+        cls, uri: str, *, collection: str, token: str = "", search_limit: int = 10, dim: int | None = EMBEDDING_DIM
+    ) -> Index:
         """Open the collections, creating them (and, for Milvus Lite, its folder) when missing."""
         client = Milvus.connect(uri, token=token).client
         index = cls(client, collection, search_limit=search_limit, dim=dim)
@@ -148,7 +156,7 @@ class Index:
         self.hash_rows.perceptual(batch, measured, f"owner not in {others}", within)
 
         embedded = [item for item in batch if item.embedding is not None]
-        if embedded:
+        if embedded and self.originals.semantic:  # perceptual-only: no embeddings stored, nothing to search
             vectors = [item.embedding.tolist() for item in embedded if item.embedding is not None]
             semantic = None if within is None else within.semantic
             counts = None if semantic is None else (lambda cosine: cosine >= semantic)
@@ -210,7 +218,7 @@ class Index:
             return
         rows, hashes = [], []
         for item in originals:
-            rows.append(original_row(item))
+            rows.append(self.originals.row(item))
             hashes += rows_of(item)
         # Descriptors first: a crash in between leaves descriptor rows whose original row is written by the
         # redelivery (the message is not acknowledged); the other order would leave an original no perceptual

@@ -27,7 +27,7 @@ from typing import Any
 from pymilvus import MilvusClient
 
 from worker.actions import Actions, outcome_from_metadata
-from worker.config import Action
+from worker.config import EMBEDDING_DIM, Action
 from worker.decision import Status
 from worker.index import Index
 from worker.links import Link, is_current, links_collection
@@ -41,9 +41,17 @@ _OLD_FIELDS = ["id", "original", "event_time_ms"]
 
 
 def migrate_links(
-    uri: str, *, collection: str, storage: Storage, quarantine_bucket: str, backup: Path, token: str = ""
+    uri: str,
+    *,
+    collection: str,
+    storage: Storage,
+    quarantine_bucket: str,
+    backup: Path,
+    token: str = "",
+    dim: int | None = EMBEDDING_DIM,
 ) -> int:
-    """Migrate the links collection (see the module docs); returns how many links the new layout received."""
+    """Migrate the links collection (see the module docs); returns how many links the new layout received. ``dim``:
+    the originals' embeddings (``Settings.embedding_dim``; None: perceptual-only), as the workers have them."""
     name = links_collection(collection)
     client = MilvusClient(uri=uri, token=token)
     try:
@@ -62,7 +70,7 @@ def migrate_links(
     if not backup.exists():
         return 0
     links = [Link(**json.loads(line)) for line in backup.read_text(encoding="utf-8").splitlines() if line.strip()]
-    index = Index.connect(uri, collection=collection, token=token)  # creates the links collection, new layout
+    index = Index.connect(uri, collection=collection, token=token, dim=dim)  # creates the links collection, new layout
     try:
         for start in range(0, len(links), 1000):
             index.link(links[start : start + 1000])

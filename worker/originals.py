@@ -18,7 +18,12 @@ The guard fields (:func:`add_look_fields`) are repeated on every hash row (:mod:
 made by an earlier version (hash bits, no guard fields) stops the worker at start with
 :class:`~worker.milvus.IndexSchemaError`, which says how to re-index (:data:`MIGRATE`).
 
-    >>> originals = Originals(milvus, "image_dedup", dim=2048, search_limit=10)
+Perceptual-only (``DEDUP_MODEL_WEIGHTS=none``, ``dim=None``) stores no embeddings: ``embedding`` is then the
+constant :func:`~worker.milvus.unused_vector` of the scalar collections (FLAT, L2; Milvus wants a vector field),
+never searched. A collection made in one mode is refused in the other (:func:`mode_error`): its rows lack the
+embeddings the semantic stage needs, or hold ones nothing would keep up to date.
+
+    >>> originals = Originals(milvus, "image_dedup", dim=2048, search_limit=10)  # dim=None: perceptual-only
     >>> originals.ensure()
     >>> originals.exact([sha])  # {sha256: [Neighbour, ...]}
 """
@@ -30,10 +35,10 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient
 
-from worker.config import env_name
+from worker.config import NO_MODEL, env_name
 from worker.decision import DESCRIPTOR_DIM, Look, Neighbour, Signals
 from worker.guard import LAYOUT_BYTES, SHADE_BYTES
-from worker.milvus import HNSW, ID_MAX_BYTES, IndexSchemaError, Milvus
+from worker.milvus import HNSW, ID_MAX_BYTES, UNUSED_DIM, IndexSchemaError, Milvus, unused_vector
 
 #: The descriptor field of the originals and of the hash rows. An index made before descriptors (``phash``: ±1
 #: hash bits) needs the re-index of :data:`MIGRATE`.
@@ -63,13 +68,44 @@ def reindex_error(collection: str) -> IndexSchemaError:
     )
 
 
+def mode_error(collection: str, *, semantic: bool) -> IndexSchemaError:
+    """The error of a collection made in the other mode: with embeddings for a perceptual-only worker
+    (``semantic=False``), or without them for a worker with a model (``semantic=True``)."""
+    weights, new = env_name("model_weights"), f"{env_name('collection')}=<a new name> (e.g. {collection}_v2)"
+    if semantic:
+        found = (
+            f"it was made perceptual-only ({weights}={NO_MODEL}) and holds no embeddings for the semantic stage. "
+            f"Either set {weights}={NO_MODEL} again, or set {new}, start the workers and run `python -m producer "
+            "backfill --bucket B` for each bucket, so that every original is embedded"
+        )
+    else:
+        found = (
+            f"it was made with a model and holds embeddings, which {weights}={NO_MODEL} (perceptual-only) would "
+            f"leave out of date. Either set {weights} back to the weights it was made with, or set {new}, start "
+            "the workers and run `python -m producer backfill --bucket B` for each bucket"
+        )
+    return IndexSchemaError(f"{env_name('collection')}={collection}: {found}")
+
+
 class Originals:
-    def __init__(self, milvus: Milvus, name: str, *, dim: int, search_limit: int) -> None:
+    """The originals' collection; ``dim`` is its embeddings' width, None for perceptual-only (no embeddings)."""
+
+    def __init__(self, milvus: Milvus, name: str, *, dim: int | None, search_limit: int) -> None:
         self.milvus = milvus
         self.name = name
         self.dim = dim
         self.search_limit = search_limit
         self.colour_chars = COLOUR_HEX  # what the collection holds: read by ensure()
+
+    @property
+    def semantic(self) -> bool:
+        """Whether the originals carry embeddings (a model computes them) that the semantic stage searches."""
+        return self.dim is not None
+
+    @property
+    def embedding_dim(self) -> int:
+        """The width of the ``embedding`` field: the embeddings', or the constant unused vector's."""
+        return UNUSED_DIM if self.dim is None else self.dim
 
     def exists(self) -> bool:
         return self.milvus.has(self.name)
@@ -81,12 +117,15 @@ class Originals:
         schema.add_field("sha256", DataType.VARCHAR, max_length=64)
         schema.add_field("event_time_ms", DataType.INT64)
         schema.add_field(DESCRIPTOR, DataType.FLOAT_VECTOR, dim=DESCRIPTOR_DIM)
-        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.embedding_dim)
         add_look_fields(schema)
         params = MilvusClient.prepare_index_params()
         params.add_index(field_name="sha256", index_type="INVERTED")
         params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)
-        params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
+        if self.semantic:
+            params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
+        else:  # the constant vector, never searched: as the links' (worker.links)
+            params.add_index(field_name="embedding", index_type="FLAT", metric_type="L2")
         self.milvus.create_if_missing(self.name, schema, params)
         fields = self.milvus.fields(self.name)
         self._check_schema(fields)
@@ -96,9 +135,12 @@ class Originals:
         dims = {f["name"]: f.get("params", {}).get("dim") for f in fields}
         if "phash" in dims and DESCRIPTOR not in dims:  # hash bits: made before descriptors
             raise reindex_error(self.name)
-        expected = {DESCRIPTOR: DESCRIPTOR_DIM, "embedding": self.dim}
+        expected = {DESCRIPTOR: DESCRIPTOR_DIM, "embedding": self.embedding_dim}
         for name, dim in expected.items():
-            if name not in dims or int(dims[name] or 0) != dim:
+            found = int(dims.get(name) or 0)
+            if name == "embedding" and found and found != dim and UNUSED_DIM in (found, dim):
+                raise mode_error(self.name, semantic=self.semantic)
+            if found != dim:
                 raise IndexSchemaError(
                     f"{env_name('collection')}={self.name}: field {name!r} should be a {dim}-d vector, "
                     f"found {dims.get(name)}; use a new collection name or drop the old one"
@@ -140,12 +182,18 @@ class Originals:
     def nearest_embeddings(
         self, vectors: list[list[float]], where: str, counts: Callable[[float], bool] | None
     ) -> list[list[dict[str, Any]]]:
-        """The ids and cosines of the originals nearest each embedding (semantic stage)."""
+        """The ids and cosines of the originals nearest each embedding (semantic stage; never perceptual-only)."""
+        if not self.semantic:
+            raise ValueError(f"{self.name}: perceptual-only, it holds no embeddings to search")
         return self.milvus.search(
             self.name, "embedding", vectors, ["id"], where, limit=self.search_limit, counts=counts
         )
 
     # Writes ---------------------------------------------------------------------------------------------------
+
+    def row(self, item: Signals) -> dict[str, Any]:
+        """An original's row for this collection: with its embedding, or perceptual-only without one."""
+        return row(item, semantic=self.semantic)
 
     def upsert(self, rows: list[dict[str, Any]]) -> None:
         self.milvus.call(self.milvus.client.upsert, self.name, fitted(rows, self.colour_chars))
@@ -155,18 +203,20 @@ class Originals:
         self.milvus.delete_guarded(self.name, rows)
 
 
-def row(item: Signals) -> dict[str, Any]:
-    """An original's row (it needs its embedding and perceptual descriptor)."""
-    if item.embedding is None:
+def row(item: Signals, *, semantic: bool = True) -> dict[str, Any]:
+    """An original's row (it needs its perceptual descriptor, and its embedding unless perceptual-only: then the
+    row carries the constant unused vector instead)."""
+    if semantic and item.embedding is None:
         raise ValueError(f"{item.id}: an original needs its embedding")
     look = look_fields(item.look)
     if item.dct is None:
         raise ValueError(f"{item.id}: an original needs its perceptual descriptor")
+    embedding = item.embedding.tolist() if semantic and item.embedding is not None else unused_vector()
     return {
         "id": item.id,
         "sha256": item.sha256,
         DESCRIPTOR: item.dct.tolist(),
-        "embedding": item.embedding.tolist(),
+        "embedding": embedding,
         "event_time_ms": item.event_time_ms,
         **look,
     }

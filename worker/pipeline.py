@@ -29,7 +29,11 @@ others: the task thread reads a JPEG's header and submits it to ``decode``, whic
 the model's device (:mod:`worker.device_decode`); other formats, and JPEGs the device refuses, decode with Pillow
 in the task thread as before.
 
-    >>> pipeline = Pipeline(settings, storage=storage, index=index, embedder=embedder, redecide=enqueue)
+Perceptual-only (``DEDUP_MODEL_WEIGHTS=none``, no embedder) there is no model: no model input is made, the exact and
+embed stages do not exist, and every image goes straight to ``decide`` (exact and perceptual signals only), which
+never defers it. torch is not even imported.
+
+    >>> pipeline = Pipeline(settings, storage=storage, index=index, embedder=embedder, redecide=enqueue)  # or None
     >>> pipeline.process(ObjectEvent("photos", "cat.jpg", event_time_ms=1732350000000))
     Outcome(status=<Status.UNIQUE: 'unique'>, ...)
 """
@@ -44,12 +48,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
 from PIL import Image
 
-from worker import device_decode, imaging, metrics
+from worker import imaging, metrics
 from worker.actions import Actions
 from worker.batcher import DynamicBatcher
 from worker.config import DecodeMode, Settings
@@ -61,7 +64,6 @@ from worker.decision import (
     Vector,
     abstaining_stages,
 )
-from worker.embedding import Embedder, preprocess
 from worker.errors import PermanentError, TransientError
 from worker.fingerprint import fingerprint
 from worker.hashing import sha256_hex
@@ -72,6 +74,12 @@ from worker.promotion import Pending, Promotion
 from worker.storage import Blob, ObjectMissingError, Storage
 from worker.stores import Stores
 from worker.verdicts import Reviews
+
+if TYPE_CHECKING:  # the model's modules import torch: perceptual-only, the worker never does
+    import torch
+
+    from worker import device_decode
+    from worker.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +96,12 @@ class Pipeline:
         *,
         storage: Storage,
         index: Index,
-        embedder: Embedder,
+        embedder: Embedder | None,
         redecide: Callable[[ObjectEvent], None],
         stores: Stores | None = None,
     ) -> None:
+        if (embedder is None) != settings.perceptual_only:
+            raise ValueError("a pipeline has an embedder unless perceptual-only (DEDUP_MODEL_WEIGHTS=none)")
         self.settings = settings
         self.stores = stores  # None: every batch of new originals is re-checked
         self.storage = storage
@@ -115,16 +125,20 @@ class Pipeline:
             stores=stores,
         )
         wait_s = settings.batch_wait_ms / 1000
-        self.embed_stage: DynamicBatcher[torch.Tensor, Vector] = DynamicBatcher(
-            self._embed_batch,
-            max_size=settings.batch_size,
-            max_wait_s=wait_s,
-            name="embed",
-            on_batch=metrics.BATCH_SIZE.labels(stage="embed").observe,
-        )
-        self.exact_stage: DynamicBatcher[Signals, bool] = DynamicBatcher(
-            self._exact_batch, max_size=settings.batch_size, max_wait_s=wait_s, name="exact"
-        )
+        # The model's stages: embed, and exact (which lets an exact copy skip the model). None perceptual-only.
+        self.embed_stage: DynamicBatcher[torch.Tensor, Vector] | None = None
+        self.exact_stage: DynamicBatcher[Signals, bool] | None = None
+        if embedder is not None:
+            self.embed_stage = DynamicBatcher(
+                self._embed_batch,
+                max_size=settings.batch_size,
+                max_wait_s=wait_s,
+                name="embed",
+                on_batch=metrics.BATCH_SIZE.labels(stage="embed").observe,
+            )
+            self.exact_stage = DynamicBatcher(
+                self._exact_batch, max_size=settings.batch_size, max_wait_s=wait_s, name="exact"
+            )
         self.decide_stage: DynamicBatcher[Signals, Decision | None] = DynamicBatcher(
             self.decider.decide,
             max_size=settings.batch_size,
@@ -136,8 +150,9 @@ class Pipeline:
         self._decode_slots = threading.BoundedSemaphore(len(os.sched_getaffinity(0)) or 1)
         # JPEGs decoded in batches on the model's device (DEDUP_DECODE); None: every image decodes with Pillow.
         self.decode_stage: DynamicBatcher[device_decode.Plan, device_decode.Decoded | None] | None = None
-        if settings.decode is DecodeMode.DEVICE or (
-            settings.decode is DecodeMode.AUTO and embedder.device.type == "cuda"
+        if embedder is not None and (
+            settings.decode is DecodeMode.DEVICE
+            or (settings.decode is DecodeMode.AUTO and embedder.device.type == "cuda")
         ):
             self.decode_stage = DynamicBatcher(
                 self._decode_batch,
@@ -152,8 +167,10 @@ class Pipeline:
         imaging.configure(settings.max_image_pixels)
 
     def close(self) -> None:
-        self.exact_stage.close()
-        self.embed_stage.close()
+        if self.exact_stage is not None:
+            self.exact_stage.close()
+        if self.embed_stage is not None:
+            self.embed_stage.close()
         self.decide_stage.close()
         if self.decode_stage is not None:
             self.decode_stage.close()
@@ -198,16 +215,7 @@ class Pipeline:
             seen = fingerprint(image)
         del image
         signals = Signals(event.id, _event_time(event, blob), sha256, seen.dct, look=seen.look)
-        decision = None
-        if self._wait(self.exact_stage.submit(signals), "exact"):  # an exact duplicate: the model can be skipped
-            decision = self._wait(self.decide_stage.submit(signals), "decide")  # None: deferred after all
-            if decision is not None:
-                metrics.EMBEDDINGS_SKIPPED.inc()
-        if decision is None:
-            signals = replace(signals, embedding=self._wait(self.embed_stage.submit(pixels), "embed"))
-            decision = self._wait(self.decide_stage.submit(signals), "decide")
-        if decision is None:
-            raise RuntimeError(f"{event.id}: deferred although it has an embedding")  # decide_or_defer never does
+        decision = self._decide(signals, pixels)
         for stage in abstaining_stages(signals, self.thresholds):
             metrics.LOW_INFORMATION.labels(stage=stage.value).inc()
         outcome = _outcome(decision)
@@ -222,6 +230,24 @@ class Pipeline:
                 raise
         metrics.TAGS_DROPPED.inc(len(applied.dropped_tags))
         return outcome
+
+    def _decide(self, signals: Signals, pixels: torch.Tensor | None) -> Decision:
+        """An image's decision: an exact copy of an earlier indexed original skips the model, every other image is
+        decided with its embedding. Perceptual-only (no model input) every image is decided at once."""
+        if self.embed_stage is None or self.exact_stage is None or pixels is None:
+            decision = self._wait(self.decide_stage.submit(signals), "decide")  # never deferred: no embedding comes
+        else:
+            decision = None
+            if self._wait(self.exact_stage.submit(signals), "exact"):  # an exact duplicate: the model can be skipped
+                decision = self._wait(self.decide_stage.submit(signals), "decide")  # None: deferred after all
+                if decision is not None:
+                    metrics.EMBEDDINGS_SKIPPED.inc()
+            if decision is None:
+                signals = replace(signals, embedding=self._wait(self.embed_stage.submit(pixels), "embed"))
+                decision = self._wait(self.decide_stage.submit(signals), "decide")
+        if decision is None:  # decide_or_defer never defers an image with an embedding
+            raise RuntimeError(f"{signals.id}: deferred although nothing more will come for it")
+        return decision
 
     def _exact_batch(self, items: list[Signals]) -> list[bool]:
         """For each image, whether an earlier original with these very bytes is indexed: then the image is its
@@ -244,38 +270,52 @@ class Pipeline:
             future.cancel()
             raise TransientError("timeout", f"{stage} took over {self.settings.task_timeout_s} s") from exc
 
-    def _decode(self, data: bytes) -> tuple[Image.Image, torch.Tensor]:
-        """The fingerprint's picture and the model input: from the device decode stage when it is on and takes
-        this object (a JPEG in RGB or grey within the limits), else with Pillow in this thread."""
+    def _decode(self, data: bytes) -> tuple[Image.Image, torch.Tensor | None]:
+        """The fingerprint's picture and the model input (None perceptual-only): from the device decode stage when
+        it is on and takes this object (a JPEG in RGB or grey within the limits), else with Pillow in this thread."""
         stage = self.decode_stage
         if stage is not None:
+            from worker import device_decode
+
             planned = device_decode.plan(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
             decoded = None if planned is None else self._wait(stage.submit(planned), "decode")
             if decoded is not None:  # None: not for the device, or the device could not decode it; Pillow may
                 return decoded.picture, decoded.pixels
         with metrics.timed("decode"), self._decode_slots:
             image = imaging.decode(data, max_pixels=self.settings.max_image_pixels, min_side=DECODE_MIN_SIDE)
-            pixels = preprocess(image)
-        if stage is not None:  # the batch-mates of device-decoded inputs, which are on the device already
-            pixels = pixels.to(self.embedder.device)
+            pixels = None if self.embedder is None else _model_input(image)
+        if stage is not None and pixels is not None:  # the batch-mates of device-decoded inputs, already there
+            pixels = pixels.to(self._model_device)
         return image, pixels
+
+    @property
+    def _model_device(self) -> torch.device:
+        """Where the model runs (asked only where there is one)."""
+        if self.embedder is None:
+            raise RuntimeError("perceptual-only: there is no model")
+        return self.embedder.device
 
     # Per batch (batcher threads) ------------------------------------------------------------------------------
 
     def _decode_batch(self, plans: list[device_decode.Plan]) -> list[device_decode.Decoded | None]:
+        from worker import device_decode
+
         with metrics.timed("decode"):
-            return device_decode.decode_plans(plans, self.embedder.device)
+            return device_decode.decode_plans(plans, self._model_device)
 
     def _embed_batch(self, images: list[torch.Tensor]) -> Sequence[Vector | BaseException]:
+        embedder = self.embedder
+        if embedder is None:
+            raise RuntimeError("perceptual-only: there is no model")  # the embed stage does not exist then
         with metrics.timed("embed"):
             try:
-                return list(self.embedder.embed(images))
+                return list(embedder.embed(images))
             except Exception as exc:
                 log.warning("embedding a batch of %d failed (%s); retrying one by one", len(images), exc)
         results: list[Vector | BaseException] = []
         for image in images:
             try:
-                results.append(self.embedder.embed([image])[0])
+                results.append(embedder.embed([image])[0])
             except Exception as exc:
                 results.append(TransientError("embed", f"{type(exc).__name__}: {exc}"))
         return results
@@ -302,6 +342,13 @@ class Pipeline:
             return
         self.decider.forget(event.id, event.event_time_ms)
         metrics.REMOVED.inc()
+
+
+def _model_input(image: Image.Image) -> torch.Tensor:
+    """The model's input for a picture (:func:`worker.embedding.preprocess`), imported only where a model runs."""
+    from worker.embedding import preprocess
+
+    return preprocess(image)
 
 
 def _outcome(decision: Decision) -> Outcome:

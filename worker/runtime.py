@@ -1,7 +1,8 @@
 """What one worker process holds, and the delivery policy around each message.
 
 :meth:`Runtime.build` connects everything at start, so a bad setting, missing weights or an incompatible
-collection stop the worker before it takes a message. :meth:`Runtime.run_process` wraps the pipeline with the
+collection stop the worker before it takes a message. Perceptual-only (``DEDUP_MODEL_WEIGHTS=none``) it loads no
+model, and does not import torch. :meth:`Runtime.run_process` wraps the pipeline with the
 per-message policy:
 
 * a message delivered more than ``DEDUP_MAX_DELIVERIES`` times without finishing is *poison*: ``error`` outcome,
@@ -18,17 +19,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import redis
 from celery import Celery
 from celery.utils.time import get_exponential_backoff_interval
 
 from worker import lite, metrics
-from worker.config import Action, Settings
+from worker.config import NO_MODEL, Action, Settings, env_name
 from worker.decision import Status
 from worker.delivery import Deliveries
-from worker.embedding import Embedder
 from worker.errors import TransientError
 from worker.index import Index
 from worker.messages import PROCESS_TASK, REMOVE_TASK, ObjectEvent
@@ -36,6 +36,9 @@ from worker.outcome import Outcome
 from worker.pipeline import Pipeline
 from worker.storage import Storage, make_client
 from worker.stores import Stores
+
+if TYPE_CHECKING:
+    from worker.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +73,11 @@ class Runtime:
             collection=settings.collection,
             token=settings.milvus_token,
             search_limit=settings.search_limit,
+            dim=settings.embedding_dim,
         )
         if advice := lite.advice(index.engine(), index.count):  # counted only on Lite
             log.warning(advice)
-        embedder = Embedder.load(
-            settings.model_weights,
-            settings.device,
-            compile_mode=settings.compile_mode.value,
-            batch_size=settings.batch_size,
-        )
+        embedder = load_embedder(settings)
 
         def redecide(event: ObjectEvent) -> None:
             app.send_task(PROCESS_TASK, kwargs=event.to_kwargs(), queue=settings.queue)
@@ -98,8 +97,11 @@ class Runtime:
             ttl_s=settings.visibility_timeout_s * (settings.max_deliveries + 1),
         )
         metrics.initialise()
-        weights = settings.model_weights if settings.model_weights in {"imagenet", "random", "noop"} else "file"
-        metrics.WORKER_INFO.labels(device=str(embedder.device), weights=weights).set(1)
+        weights = (
+            settings.model_weights if settings.model_weights in {"imagenet", "random", "noop", NO_MODEL} else "file"
+        )
+        device = NO_MODEL if embedder is None else str(embedder.device)
+        metrics.WORKER_INFO.labels(device=device, weights=weights).set(1)
         metrics.INDEX_SIZE.set_function(pipeline.index_size)
         metrics.REVIEWS.set_source(pipeline.reviews.counts)
         log.info(
@@ -191,6 +193,26 @@ class Runtime:
         else:
             log.info("%s: unique", event.id)
         return {"id": event.id, **outcome.as_dict()}
+
+
+def load_embedder(settings: Settings) -> Embedder | None:
+    """The model (:class:`worker.embedding.Embedder`), or None perceptual-only: then neither it nor torch is
+    loaded."""
+    if settings.perceptual_only:
+        log.info(
+            "perceptual-only (%s=%s): no model loaded; exact and perceptual stages only, no embeddings stored",
+            env_name("model_weights"),
+            NO_MODEL,
+        )
+        return None
+    from worker.embedding import Embedder
+
+    return Embedder.load(
+        settings.model_weights,
+        settings.device,
+        compile_mode=settings.compile_mode.value,
+        batch_size=settings.batch_size,
+    )
 
 
 def _describe(exc: Exception) -> str:
