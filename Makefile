@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench gpu-kit load eval eval-fetch eval-ci constraints clean
+.PHONY: help venv system-deps test lint typecheck unit demo demo-quarantine bench gpu-kit load eval eval-fetch eval-ci scale constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -93,6 +93,14 @@ eval: eval-fetch  ## the quality harness on both corpus folds, and the README's 
 eval-ci: system-deps $(VENV)/.eval-stamp  ## the corpus's small CI subset, fetched and measured (~2 min)
 	$(BIN)/python -m tooling.eval.corpus fetch --root data/corpus-ci --subset ci
 	$(BIN)/python -m tooling.eval --corpus data/corpus-ci --out data/eval-ci --stages exact,perceptual --hashes '' --inputs ''
+
+# Index cost and behaviour at 10k, 100k and 1M originals (tooling.scale): fingerprints of the corpus's pictures and
+# of pictures derived from them are made once into data/scale-cache (1M: ~35 min on two cores, 16 GB), then each
+# size is filled into a fresh Milvus Lite server and measured. SCALE_ARGS e.g. --sizes 10000,100000.
+SCALE_ARGS ?=
+
+scale: eval-fetch  ## the index at 10k, 100k and 1M originals: bytes, inserts/s, decide latency, recall (docs/scale/)
+	$(BIN)/python -m tooling.scale --out docs/scale $(SCALE_ARGS)
 
 constraints: venv  ## re-pin constraints.txt from the current .venv
 	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^image-dedup-worker'; } > constraints.new
