@@ -84,6 +84,8 @@ if TYPE_CHECKING:  # the model's modules import torch: perceptual-only, the work
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 DECODE_MIN_SIDE = imaging.DECODE_MIN_SIDE
 INDEX_SIZE_EVERY_S = 2.0
@@ -124,28 +126,13 @@ class Pipeline:
             redecide=redecide,
             stores=stores,
         )
-        wait_s = settings.batch_wait_ms / 1000
         # The model's stages: embed, and exact (which lets an exact copy skip the model). None perceptual-only.
         self.embed_stage: DynamicBatcher[torch.Tensor, Vector] | None = None
         self.exact_stage: DynamicBatcher[Signals, bool] | None = None
         if embedder is not None:
-            self.embed_stage = DynamicBatcher(
-                self._embed_batch,
-                max_size=settings.batch_size,
-                max_wait_s=wait_s,
-                name="embed",
-                on_batch=metrics.BATCH_SIZE.labels(stage="embed").observe,
-            )
-            self.exact_stage = DynamicBatcher(
-                self._exact_batch, max_size=settings.batch_size, max_wait_s=wait_s, name="exact"
-            )
-        self.decide_stage: DynamicBatcher[Signals, Decision | None] = DynamicBatcher(
-            self.decider.decide,
-            max_size=settings.batch_size,
-            max_wait_s=wait_s,
-            name="decide",
-            on_batch=metrics.BATCH_SIZE.labels(stage="decide").observe,
-        )
+            self.embed_stage = self._batcher(self._embed_batch, "embed")
+            self.exact_stage = self._batcher(self._exact_batch, "exact", observed=False)
+        self.decide_stage: DynamicBatcher[Signals, Decision | None] = self._batcher(self.decider.decide, "decide")
         # Decoding is CPU-bound: more at once than cores only multiplies memory (a 100 MP PNG is 300 MB decoded).
         self._decode_slots = threading.BoundedSemaphore(len(os.sched_getaffinity(0)) or 1)
         # JPEGs decoded in batches on the model's device (DEDUP_DECODE); None: every image decodes with Pillow.
@@ -154,17 +141,24 @@ class Pipeline:
             settings.decode is DecodeMode.DEVICE
             or (settings.decode is DecodeMode.AUTO and embedder.device.type == "cuda")
         ):
-            self.decode_stage = DynamicBatcher(
-                self._decode_batch,
-                max_size=settings.batch_size,
-                max_wait_s=wait_s,
-                name="decode",
-                on_batch=metrics.BATCH_SIZE.labels(stage="decode").observe,
-            )
+            self.decode_stage = self._batcher(self._decode_batch, "decode")
             log.info("JPEGs decode in batches on %s (DEDUP_DECODE=%s)", embedder.device, settings.decode.value)
         self._index_size_at = float("-inf")
         self._index_size = 0
         imaging.configure(settings.max_image_pixels)
+
+    def _batcher(
+        self, handler: Callable[[list[In]], Sequence[Out | BaseException]], name: str, *, observed: bool = True
+    ) -> DynamicBatcher[In, Out]:
+        """A stage gathering up to ``DEDUP_BATCH_SIZE`` items for ``DEDUP_BATCH_WAIT_MS`` (``observed``: its
+        batches' sizes in ``dedup_batch_size``)."""
+        return DynamicBatcher(
+            handler,
+            max_size=self.settings.batch_size,
+            max_wait_s=self.settings.batch_wait_ms / 1000,
+            name=name,
+            on_batch=metrics.BATCH_SIZE.labels(stage=name).observe if observed else None,
+        )
 
     def close(self) -> None:
         if self.exact_stage is not None:
