@@ -607,7 +607,8 @@ def test_an_explicit_semantic_threshold_makes_the_same_match_a_duplicate_that_is
 def perceptual_only(stack: LocalStack, lite_uri: str) -> Iterator[Rig]:
     """A pipeline without a model (DEDUP_MODEL_WEIGHTS=none) on a perceptual-only collection."""
     index = Index.connect(lite_uri, collection="image_dedup", dim=None)
-    built = build(stack, index, None, model_weights="none")
+    # Four images make a full batch, and the wait is long enough for all four to arrive: batch-mates, always.
+    built = build(stack, index, None, model_weights="none", batch_size=4, batch_wait_ms=3000)
     yield built
     built.pipeline.close()
     index.close()
