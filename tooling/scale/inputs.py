@@ -5,14 +5,16 @@
   filler is a copy of an anchor), each a random crop of 30–80 % of its source's area at a random place, turned
   a quarter turn or not, mirrored or not, sometimes grey or brightened or darkened, at a random size. A source
   gives ~1,000 fillers at 1M originals: real pictures' descriptors, never random vectors;
-* **uploads** — the test fold's pictures under every moderate edit of :mod:`tooling.eval.transforms`, a
-  fixed sample of (picture, edit) pairs, each to be found as its anchor's duplicate.
+* **uploads** — the test fold's pictures under the moderate edits of :mod:`tooling.eval.transforms` the
+  perceptual stage claims (:data:`EDITS`), a fixed sample of (picture, edit) pairs, each to be found as its
+  anchor's duplicate.
 
-Fingerprints are cached in ``DIR/<kind>-<seed>/shard-NNNN.npz`` (:data:`SHARD` each, made by two processes) and
-read back shard by shard, so that 1M fillers (16 KB each with their views' details) never sit in memory at once.
+Anchors and uploads are cached in one file each; fillers in ``DIR/fillers-<seed>/shard-NNNN.npz`` (:data:`SHARD`
+each, made by two processes) and read back shard by shard, so that 1M fillers (16 KB each with their views'
+details) never sit in memory at once.
 
-    >>> anchors = load(cache, "anchors", build=lambda: anchor_prints(corpus_root))
-    >>> for shard in filler_shards(cache, corpus_root, count=100_000):  # builds what is missing
+    >>> anchors = load(cache / "anchors.npz", lambda: anchor_prints(corpus_root))
+    >>> for shard in filler_shards(cache, corpus_root, count=100_000):  # builds what is missing first
     ...     index.store(shard.signals(first_time=1))
 """
 
