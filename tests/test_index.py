@@ -646,23 +646,34 @@ def test_perceptual_only_stores_the_constant_vector_and_never_searches_embedding
         index.close()
 
 
-def test_a_collection_made_in_the_other_mode_is_refused_saying_what_to_do(lite_uri: str) -> None:
-    Index.connect(lite_uri, collection="made_with_a_model", dim=DIM).close()
-    with pytest.raises(
-        IndexSchemaError,
-        match=r"^DEDUP_COLLECTION=made_with_a_model: it was made with a model and holds embeddings, which "
-        r"DEDUP_MODEL_WEIGHTS=none \(perceptual-only\) would leave out of date\. Either set DEDUP_MODEL_WEIGHTS back "
-        r".*or set DEDUP_COLLECTION=<a new name> \(e\.g\. made_with_a_model_v2\).*backfill",
-    ):
-        Index.connect(lite_uri, collection="made_with_a_model", dim=None)
-    Index.connect(lite_uri, collection="made_perceptual_only", dim=None).close()
-    with pytest.raises(
-        IndexSchemaError,
-        match=r"^DEDUP_COLLECTION=made_perceptual_only: it was made perceptual-only \(DEDUP_MODEL_WEIGHTS=none\) and "
-        r"holds no embeddings for the semantic stage\. Either set DEDUP_MODEL_WEIGHTS=none again, or set "
-        r"DEDUP_COLLECTION=<a new name>.*backfill.*so that every original is embedded",
-    ):
-        Index.connect(lite_uri, collection="made_perceptual_only", dim=DIM)
+@pytest.mark.parametrize(
+    ("name", "made", "opened", "message"),
+    [
+        (
+            "made_with_a_model",
+            DIM,
+            None,
+            r"^DEDUP_COLLECTION=made_with_a_model: it was made with a model and holds embeddings, which "
+            r"DEDUP_MODEL_WEIGHTS=none \(perceptual-only\) would leave out of date\. "
+            r"Either set DEDUP_MODEL_WEIGHTS back .*"
+            r"or set DEDUP_COLLECTION=<a new name> \(e\.g\. made_with_a_model_v2\).*backfill",
+        ),
+        (
+            "made_perceptual_only",
+            None,
+            DIM,
+            r"^DEDUP_COLLECTION=made_perceptual_only: it was made perceptual-only \(DEDUP_MODEL_WEIGHTS=none\) and "
+            r"holds no embeddings for the semantic stage\. Either set DEDUP_MODEL_WEIGHTS=none again, or set "
+            r"DEDUP_COLLECTION=<a new name>.*backfill.*so that every original is embedded",
+        ),
+    ],
+)
+def test_a_collection_made_in_the_other_mode_is_refused_saying_what_to_do(
+    lite_uri: str, name: str, made: int | None, opened: int | None, message: str
+) -> None:
+    Index.connect(lite_uri, collection=name, dim=made).close()
+    with pytest.raises(IndexSchemaError, match=message):
+        Index.connect(lite_uri, collection=name, dim=opened)
 
 
 def test_an_original_needs_its_embedding_unless_perceptual_only() -> None:
