@@ -15,7 +15,7 @@ once — finds zoomed, cropped, mirrored, bordered and brightened copies whichev
 field           type                          meaning
 ==============  ============================  ==========================================================
 id              VARCHAR primary key           ``bucket/key#variant``
-owner           VARCHAR, inverted index       the original's ``bucket/key``
+owner           VARCHAR, indexed              the original's ``bucket/key``
 variant         INT64                         which view (0: the whole picture)
 event_time_ms   INT64                         the original's; guards deletes against stale events
 dct             FLOAT_VECTOR(64), HNSW, IP    the view's perceptual descriptor (unit vector)
@@ -92,7 +92,7 @@ class HashRows:
         hashes.add_field(DETAIL_FIELD, DataType.VARCHAR, max_length=DETAIL_CHARS)
         add_look_fields(hashes)
         hash_params = MilvusClient.prepare_index_params()
-        hash_params.add_index(field_name="owner", index_type="INVERTED")
+        hash_params.add_index(field_name="owner", index_type=self.milvus.scalar_index)
         # Inner product of unit vectors is their cosine; it is also a matrix product rather than a difference
         # tensor in Milvus Lite's brute-force search of unsealed rows (8× faster than L2 for 384 queries).
         hash_params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)

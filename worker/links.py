@@ -72,7 +72,7 @@ class Links:
                     f"`{MIGRATE_LINKS}` (it copies every link into the new layout, reading kind and score from the "
                     "duplicate's tags or quarantined copy), then start them again"
                 )
-        self.milvus.create_if_missing(self.name, links_schema(), link_params())
+        self.milvus.create_if_missing(self.name, links_schema(), link_params(self.milvus.scalar_index))
 
     # Reads ----------------------------------------------------------------------------------------------------
 
@@ -121,9 +121,9 @@ def links_schema() -> Any:
     return links
 
 
-def link_params() -> Any:
+def link_params(scalar_index: str = "INVERTED") -> Any:
     params = MilvusClient.prepare_index_params()
-    params.add_index(field_name="original", index_type="INVERTED")
+    params.add_index(field_name="original", index_type=scalar_index)
     params.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
     return params
 

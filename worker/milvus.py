@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -75,6 +76,7 @@ class Milvus:
         self.client = client
         self.reload = tuple(reload)
         self._lock = threading.Lock()  # one request at a time per client: Lite's local server is single-file
+        self._scalar_index: str | None = None
 
     @classmethod
     def connect(cls, uri: str, *, token: str = "", reload: Sequence[str] = ()) -> Milvus:
@@ -137,6 +139,14 @@ class Milvus:
     def engine(self) -> str:
         """The server's version string: ``milvus_lite-3.2.2`` for Milvus Lite, embedded or a server."""
         return str(self.call(self.client.get_server_version))
+
+    @property
+    def scalar_index(self) -> str:
+        """The index type for a text field that filters look up (an original's key or digest):
+        :func:`scalar_index_of` the server's version, asked once."""
+        if self._scalar_index is None:
+            self._scalar_index = scalar_index_of(self.engine())
+        return self._scalar_index
 
     # Reads ----------------------------------------------------------------------------------------------------
 
@@ -220,6 +230,19 @@ class Milvus:
         clauses = [f"({key} == {milvus_literal(i)} and event_time_ms <= {int(t)})" for i, t in rows]
         if clauses:
             self.call(self.client.delete, collection, filter=" or ".join(clauses))
+
+
+def scalar_index_of(version: str) -> str:
+    """``INVERTED`` (Milvus Lite, Milvus 2.4 and later); ``Trie`` on a Milvus 2.3 server, which has no inverted
+    index (PyPI's ``milvus`` 2.3.5, an embedded standalone server, answers ``v2.3.5-lite``).
+
+        >>> scalar_index_of("milvus_lite-3.2.2"), scalar_index_of("v2.5.4"), scalar_index_of("v2.3.5-lite")
+        ('INVERTED', 'INVERTED', 'Trie')
+    """
+    release = re.match(r"v?(\d+)\.(\d+)", version)
+    if release is not None and (int(release[1]), int(release[2])) < (2, 4):
+        return "Trie"
+    return "INVERTED"
 
 
 def _not_loaded(exc: Exception) -> bool:

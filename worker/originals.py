@@ -1,12 +1,11 @@
-"""The collection of originals (``<collection>``), keyed by ``bucket/key``, with all three signals.
+"""The collection of originals (``<collection>``), keyed by ``bucket/key``: its digest, embedding and guard fields.
 
 ==============  ============================  ==========================================================
 field           type                          used by
 ==============  ============================  ==========================================================
 id              VARCHAR primary key           ``bucket/key``
-sha256          VARCHAR(64), inverted index   exact stage: ``sha256 in [...]``
+sha256          VARCHAR(64), indexed          exact stage: ``sha256 in [...]``
 event_time_ms   INT64                         ordering; guards deletes against stale events
-dct             FLOAT_VECTOR(64), HNSW, IP    the whole picture's perceptual descriptor (unit vector)
 embedding       FLOAT_VECTOR(2048), HNSW,     semantic stage (unit vectors; COSINE returns similarity)
                 COSINE
 information,    FLOAT                         the guards (:class:`worker.decision.Guard`)
@@ -14,8 +13,11 @@ split, texture
 colour          VARCHAR(96)                   colour check (hex of the colour layout)
 ==============  ============================  ==========================================================
 
-The guard fields (:func:`add_look_fields`) are repeated on every hash row (:mod:`worker.hash_rows`). A collection
-made by an earlier version (hash bits, no guard fields) stops the worker at start with
+The guard fields (:func:`add_look_fields`) are repeated on every hash row (:mod:`worker.hash_rows`), which also
+hold the perceptual descriptors, the whole picture's among them: ``embedding`` is the one vector field, as a Milvus
+2.3 server (one vector field per collection) and every later one accept. A collection made before this layout has
+a ``dct`` field too (the whole picture's descriptor, never searched): rows stored there keep filling it, so it needs
+no re-index. A collection made by an earlier version (hash bits, no guard fields) stops the worker at start with
 :class:`~worker.milvus.IndexSchemaError`, which says how to re-index (:data:`MIGRATE`).
 
 Perceptual-only (``DEDUP_MODEL_WEIGHTS=none``, ``dim=None``) stores no embeddings: ``embedding`` is then the
@@ -40,8 +42,8 @@ from worker.decision import DESCRIPTOR_DIM, Look, Neighbour, Signals
 from worker.guard import LAYOUT_BYTES, SHADE_BYTES
 from worker.milvus import HNSW, ID_MAX_BYTES, UNUSED_DIM, IndexSchemaError, Milvus, unused_vector
 
-#: The descriptor field of the originals and of the hash rows. An index made before descriptors (``phash``: ±1
-#: hash bits) needs the re-index of :data:`MIGRATE`.
+#: The descriptor field of the hash rows, and of originals collections made before this layout. An index made before
+#: descriptors (``phash``: ±1 hash bits) needs the re-index of :data:`MIGRATE`.
 DESCRIPTOR = "dct"
 LOOK = ["information", "split", "texture", "colour"]
 #: What a lookup reads of each original it found.
@@ -96,6 +98,7 @@ class Originals:
         self.dim = dim
         self.search_limit = search_limit
         self.colour_chars = COLOUR_HEX  # what the collection holds: read by ensure()
+        self.descriptor = False  # whether it has the older layout's ``dct`` field: read by ensure()
 
     @property
     def semantic(self) -> bool:
@@ -116,12 +119,10 @@ class Originals:
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
         schema.add_field("sha256", DataType.VARCHAR, max_length=64)
         schema.add_field("event_time_ms", DataType.INT64)
-        schema.add_field(DESCRIPTOR, DataType.FLOAT_VECTOR, dim=DESCRIPTOR_DIM)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.embedding_dim)
         add_look_fields(schema)
         params = MilvusClient.prepare_index_params()
-        params.add_index(field_name="sha256", index_type="INVERTED")
-        params.add_index(field_name=DESCRIPTOR, index_type="HNSW", metric_type="IP", params=HNSW)
+        params.add_index(field_name="sha256", index_type=self.milvus.scalar_index)
         if self.semantic:
             params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=HNSW)
         else:  # the constant vector, never searched: as the links' (worker.links)
@@ -130,12 +131,15 @@ class Originals:
         fields = self.milvus.fields(self.name)
         self._check_schema(fields)
         self.colour_chars = colour_chars(fields)
+        self.descriptor = any(f["name"] == DESCRIPTOR for f in fields)
 
     def _check_schema(self, fields: list[dict[str, Any]]) -> None:
         dims = {f["name"]: f.get("params", {}).get("dim") for f in fields}
         if "phash" in dims and DESCRIPTOR not in dims:  # hash bits: made before descriptors
             raise reindex_error(self.name)
-        expected = {DESCRIPTOR: DESCRIPTOR_DIM, "embedding": self.embedding_dim}
+        expected = {"embedding": self.embedding_dim}
+        if DESCRIPTOR in dims:  # made before this layout
+            expected[DESCRIPTOR] = DESCRIPTOR_DIM
         for name, dim in expected.items():
             found = int(dims.get(name) or 0)
             if name == "embedding" and found and found != dim and UNUSED_DIM in (found, dim):
@@ -192,8 +196,12 @@ class Originals:
     # Writes ---------------------------------------------------------------------------------------------------
 
     def row(self, item: Signals) -> dict[str, Any]:
-        """An original's row for this collection: with its embedding, or perceptual-only without one."""
-        return row(item, semantic=self.semantic)
+        """An original's row for this collection: with its embedding, or perceptual-only without one; with the
+        whole picture's descriptor too in a collection of the older layout."""
+        stored = row(item, semantic=self.semantic)
+        if self.descriptor and item.dct is not None:
+            stored[DESCRIPTOR] = item.dct.tolist()
+        return stored
 
     def upsert(self, rows: list[dict[str, Any]]) -> None:
         self.milvus.call(self.milvus.client.upsert, self.name, fitted(rows, self.colour_chars))
@@ -204,8 +212,8 @@ class Originals:
 
 
 def row(item: Signals, *, semantic: bool = True) -> dict[str, Any]:
-    """An original's row (it needs its perceptual descriptor, and its embedding unless perceptual-only: then the
-    row carries the constant unused vector instead)."""
+    """An original's row. It needs its perceptual descriptor (stored in its hash rows, :mod:`worker.hash_rows`), and
+    its embedding unless perceptual-only: then the row carries the constant unused vector instead."""
     if semantic and item.embedding is None:
         raise ValueError(f"{item.id}: an original needs its embedding")
     look = look_fields(item.look)
@@ -215,7 +223,6 @@ def row(item: Signals, *, semantic: bool = True) -> dict[str, Any]:
     return {
         "id": item.id,
         "sha256": item.sha256,
-        DESCRIPTOR: item.dct.tolist(),
         "embedding": embedding,
         "event_time_ms": item.event_time_ms,
         **look,

@@ -75,7 +75,7 @@ def reviews_collection(collection: str) -> str:
 
 def create(milvus: Milvus, name: str) -> None:
     """Create the verdicts' collection ``name`` when missing."""
-    milvus.create_if_missing(name, reviews_schema(), reviews_params())
+    milvus.create_if_missing(name, reviews_schema(), reviews_params(milvus.scalar_index))
 
 
 def reviews_schema() -> Any:
@@ -94,9 +94,9 @@ def reviews_schema() -> Any:
     return reviews
 
 
-def reviews_params() -> Any:
+def reviews_params(scalar_index: str = "INVERTED") -> Any:
     params = MilvusClient.prepare_index_params()
-    params.add_index(field_name="object", index_type="INVERTED")
+    params.add_index(field_name="object", index_type=scalar_index)
     params.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
     return params
 
