@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BUCKET
+from tests.helpers import BUCKET, server_index
 from tooling.localstack import LocalStack
 from worker.embedding import Embedder
 from worker.index import Index
@@ -29,6 +29,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """redis-server and an S3 server (minio if on PATH, else moto), shared by the whole session."""
     with LocalStack(tmp_path_factory.mktemp("stack"), buckets=(BUCKET,)) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def milvus_server(stack: LocalStack) -> str:
+    """A real Milvus server (PyPI ``milvus`` 2.3.5, not Lite), shared by the whole session: its ``http://`` URI.
+    Tests take their own collections there (:func:`tests.helpers.server_index`)."""
+    _, uri = stack.start_milvus_server()
+    return uri
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +59,17 @@ def lite_uri(tmp_path: Path) -> str:
 @pytest.fixture
 def index(lite_uri: str) -> Iterator[Index]:
     """The service's collections in a fresh Milvus Lite file (test modules with other needs define their own)."""
+    idx = Index.connect(lite_uri, collection="image_dedup")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture(params=["lite", "server"])
+def engines_index(request: pytest.FixtureRequest, lite_uri: str) -> Iterator[Index]:
+    """:func:`index` on each engine: a fresh Milvus Lite file, then the session's Milvus server (emptied)."""
+    if request.param == "server":
+        yield server_index(request.getfixturevalue("milvus_server"), "image_dedup")
+        return
     idx = Index.connect(lite_uri, collection="image_dedup")
     yield idx
     idx.close()

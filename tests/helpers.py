@@ -12,10 +12,30 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from worker.config import EMBEDDING_DIM
 from worker.decision import Look, Vector
 from worker.hashing import bits_descriptor
+from worker.index import Index
 
 BUCKET = "photos"
+
+_SERVER_INDEXES: dict[tuple[str, str, int | None, int], Index] = {}
+
+
+def server_index(uri: str, collection: str, *, dim: int | None = EMBEDDING_DIM, search_limit: int = 10) -> Index:
+    """The collections of ``collection`` on a Milvus server shared by the session, empty. Each is made once a
+    session (the 2.3 server takes ~4 s a collection), and every row is deleted before each use: a test starts from
+    an empty index, as on a fresh Lite file. The connection stays open for the session; tests do not close it."""
+    key = (uri, collection, dim, search_limit)
+    index = _SERVER_INDEXES.get(key)
+    if index is None:
+        index = _SERVER_INDEXES[key] = Index.connect(uri, collection=collection, dim=dim, search_limit=search_limit)
+    for name in (index.collection, *index.companions):
+        if index.milvus.has(name):
+            index.milvus.call(index.milvus.client.delete, name, filter='id != ""')
+    return index
+
+
 _clock = itertools.count(int(time.time() * 1000))
 
 #: How far a similarity may differ between the two orders of arrival: they sum the same float32 products in

@@ -1,4 +1,5 @@
-"""The Milvus adapter against a real Milvus Lite: the three lookups, guarded deletes, schema checks."""
+"""The Milvus adapter against a real Milvus Lite and a real Milvus server (2.3.5): the three lookups, guarded
+deletes, schema checks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 from pymilvus import DataType, MilvusClient
 
-from tests.helpers import bit_views, bits, bits_apart, faint_wallpaper, light_icon, light_patchwork
+from tests.helpers import bit_views, bits, bits_apart, faint_wallpaper, light_icon, light_patchwork, server_index
 from tooling.eval.transforms import crop, webp, zoom
 from tooling.samples import brightened, photo
 from worker import imaging
@@ -33,8 +34,9 @@ from worker.decision import (
 )
 from worker.fingerprint import Fingerprint, fingerprint
 from worker.guard import LAYOUT_BYTES, SHADE_BYTES, shades_apart
+from worker.hash_rows import HashRows
 from worker.index import FIRST_HITS, Index, IndexSchemaError
-from worker.milvus import UNUSED_DIM, unused_vector
+from worker.milvus import UNUSED_DIM, Milvus, scalar_index_of, unused_vector
 from worker.originals import row as original_row
 from worker.views import mixed_details
 
@@ -51,8 +53,13 @@ def lite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("milvus") / "test.db")
 
 
-@pytest.fixture
+@pytest.fixture(params=["lite", "server"])
 def index(lite_uri: str, request: pytest.FixtureRequest) -> Iterator[Index]:
+    """The collections on each engine: Milvus Lite (a collection per test), then a real Milvus server (PyPI
+    ``milvus`` 2.3.5; one set of collections, emptied for each test)."""
+    if request.param == "server":
+        yield server_index(request.getfixturevalue("milvus_server"), "t_index", dim=DIM, search_limit=5)
+        return
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:200]
     idx = Index.connect(lite_uri, collection=name, dim=DIM, search_limit=5)
     yield idx
@@ -312,13 +319,62 @@ def test_a_hashes_collection_of_hash_bits_is_refused_with_the_way_to_reindex(lit
 
 
 def test_a_new_collection_stores_descriptors_searched_by_inner_product(index: Index) -> None:
-    described = index._client.describe_collection(index.collection)
+    """Descriptors live in the hash rows, searched by inner product; every collection has one vector field (a Milvus
+    2.3 server accepts no more)."""
+    for collection in (index.collection, *index.companions):
+        if index._client.has_collection(collection):
+            described = index._client.describe_collection(collection)
+            vectors = [f["name"] for f in described["fields"] if "dim" in f.get("params", {})]
+            assert len(vectors) == 1, (collection, vectors)
+    described = index._client.describe_collection(index.hashes_collection)
     dims = {f["name"]: f.get("params", {}).get("dim") for f in described["fields"]}
     assert "phash" not in dims
     assert int(dims["dct"]) == 64
-    for collection in (index.collection, index.hashes_collection):
-        [name] = index._client.list_indexes(collection, field_name="dct")
-        assert str(index._client.describe_index(collection, name)["metric_type"]).upper() == "IP", collection
+    [name] = index._client.list_indexes(index.hashes_collection, field_name="dct")
+    assert str(index._client.describe_index(index.hashes_collection, name)["metric_type"]).upper() == "IP"
+
+
+@pytest.mark.parametrize(
+    ("version", "kind"),
+    [("milvus_lite-3.2.2", "INVERTED"), ("v2.4.0", "INVERTED"), ("v2.6.1", "INVERTED"), ("v2.3.5-lite", "Trie")],
+)
+def test_text_fields_get_the_index_their_server_has(version: str, kind: str) -> None:
+    """An inverted index where the server has one (Lite, Milvus 2.4+); a Milvus 2.3 server has only ``Trie``."""
+    assert scalar_index_of(version) == kind
+
+
+def test_an_originals_collection_with_the_whole_pictures_descriptor_keeps_filling_it(lite_uri: str) -> None:
+    """A collection made before the descriptors moved to the hash rows alone has a ``dct`` field on the originals
+    too: it is opened as it is, its rows keep the field filled, and its originals are found as before."""
+    name = "dct_on_originals"
+    client = MilvusClient(uri=lite_uri)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=2048)
+    schema.add_field("sha256", DataType.VARCHAR, max_length=64)
+    schema.add_field("event_time_ms", DataType.INT64)
+    schema.add_field("dct", DataType.FLOAT_VECTOR, dim=64)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
+    for field in ("information", "split", "texture"):
+        schema.add_field(field, DataType.FLOAT)
+    schema.add_field("colour", DataType.VARCHAR, max_length=102)
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name="sha256", index_type="INVERTED")
+    params.add_index(field_name="dct", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+    params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params={"M": 16})
+    client.create_collection(name, schema=schema, index_params=params)
+    HashRows(Milvus(client), f"{name}_hashes", search_limit=5).ensure(name)  # as that version made them
+    client.close()
+    index = Index.connect(lite_uri, collection=name, dim=DIM, search_limit=5)
+    try:
+        first = sig("photos/a.jpg", 1, "sha-a", 0b0000, unit(1))
+        index.store([first])
+        [stored] = index._client.query(name, filter='id == "photos/a.jpg"', output_fields=["dct"])
+        assert np.allclose(stored["dct"], first.dct, atol=1e-6)
+        found = {n.id: n for n in index.neighbours([sig("photos/q.jpg", 9, "sha-a", 0b0111, unit(1))])["photos/q.jpg"]}
+        assert found[first.id].sha256 == "sha-a"
+        assert found[first.id].perceptual == pytest.approx(bits_apart(3), abs=1e-5)
+    finally:
+        index.close()
 
 
 def test_an_original_without_a_descriptor_is_not_stored(index: Index) -> None:

@@ -253,10 +253,11 @@ def shared_stores(stack: LocalStack, counted: bool, collection: str) -> dict[str
 
 @pytest.mark.parametrize("counted", [False, True], ids=["always-rechecking", "counting-stores"])
 def test_concurrent_workers_on_near_identical_images_end_with_one_original(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str, counted: bool
+    stack: LocalStack, engines_index: Index, embedder: Embedder, prefix: str, counted: bool
 ) -> None:
     """Two pipelines (two decision threads) share one index and race, round after round; counting their stores
     lets a batch skip its re-check only when the other stored nothing meanwhile."""
+    index = engines_index  # Milvus Lite, then a Milvus server
     first = build(stack, index, embedder, **shared_stores(stack, counted, prefix))
     second = build(stack, index, embedder, **shared_stores(stack, counted, prefix))
     try:
@@ -306,11 +307,12 @@ class StoresMeanwhile:
 
 @pytest.mark.parametrize("counted", [False, True], ids=["always-rechecking", "counting-stores"])
 def test_batch_mates_of_an_original_that_yields_are_decided_again(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str, counted: bool
+    stack: LocalStack, engines_index: Index, embedder: Embedder, prefix: str, counted: bool
 ) -> None:
     """b and c share a batch: b is its original and c its duplicate, until the re-check finds a, stored by another
     worker in the meantime and earlier than b. b yields; c, which pointed at b, is sent back and ends at a. With
     counted stores, a's store is what makes the batch re-check."""
+    index = engines_index  # Milvus Lite, then a Milvus server
     picture = photo("coffee.png")
     other = build(stack, index, embedder, **shared_stores(stack, counted, prefix))
     a = other.upload(f"{prefix}a.jpg", jpeg(picture))
@@ -333,10 +335,11 @@ def test_batch_mates_of_an_original_that_yields_are_decided_again(
 
 
 def test_a_batch_whose_originals_nobody_stored_alongside_skips_the_recheck(
-    stack: LocalStack, index: Index, embedder: Embedder, prefix: str
+    stack: LocalStack, engines_index: Index, embedder: Embedder, prefix: str
 ) -> None:
     """One search per batch when the store count shows no other store in between; two when another worker's
     store came between this batch's reading and its own store."""
+    index = engines_index  # Milvus Lite, then a Milvus server
     other = store_count(stack, prefix)
     searching = StoresMeanwhile(index, None)
     rig = build(stack, searching, embedder, **shared_stores(stack, True, prefix))  # type: ignore[arg-type]

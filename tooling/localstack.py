@@ -6,7 +6,8 @@ Starts real processes on loopback, each with a log file, and stops them in rever
 * an S3 server: a real ``minio`` binary when one is on ``PATH``, otherwise moto's S3 server (``moto[server]``
   from PyPI), spoken to through the same ``minio`` client;
 * Milvus Lite, embedded in the worker (a ``.db`` file in the stack's folder), or as a gRPC server that several
-  workers share (:meth:`LocalStack.start_milvus`);
+  workers share (:meth:`LocalStack.start_milvus`); or a real Milvus server, PyPI's ``milvus`` 2.3.5 (an embedded
+  standalone server, older than the Milvus docker-compose runs: :meth:`LocalStack.start_milvus_server`);
 * the producers (``python -m producer webhook``, ``python -m producer sqs``) and Celery workers
   (``celery -A worker worker``);
 * moto's server as AWS itself (S3, SQS, SNS), for the SQS consumer (:meth:`LocalStack.start_aws`);
@@ -40,6 +41,7 @@ from types import TracebackType
 from typing import Self
 
 import redis
+from pymilvus import MilvusClient
 
 from worker import lite
 from worker.storage import Storage, make_client
@@ -113,6 +115,7 @@ class Service:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         timeout: float = 60.0,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -120,6 +123,7 @@ class Service:
         self.env = dict(env) if env is not None else dict(os.environ)
         self.cwd = cwd
         self.timeout = timeout
+        self.stop_signal = stop_signal
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -150,11 +154,12 @@ class Service:
                 os.killpg(self.process.pid, sig)
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (a Celery warm shutdown), then SIGKILL after ``timeout``; returns the exit code."""
+        """SIGTERM (a Celery warm shutdown; or the service's own ``stop_signal``), then SIGKILL after ``timeout``;
+        returns the exit code."""
         if self.process is None:
             return None
         if self.alive:
-            self.signal(signal.SIGTERM)
+            self.signal(self.stop_signal)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -395,6 +400,20 @@ class LocalStack(Started):
         service = Service(name, argv, log_dir=self.logs, ready=lambda: listens(port), env=env)
         return self._start(service), f"http://127.0.0.1:{port}"
 
+    def start_milvus_server(self, name: str = "milvus-server") -> tuple[Service, str]:
+        """Start a Milvus standalone server (``milvus-server``, PyPI ``milvus`` 2.3.5: Milvus itself with its
+        embedded etcd and local storage, not Lite) on a free port; returns it and its ``http://`` URI. Ready when it
+        answers a client, not merely its port (its coordinators come up after the proxy listens)."""
+        port = free_port()
+        argv = [script("milvus-server", "pip install milvus==2.3.5"), "--data", str(self.root / name)]
+        argv += ["--proxy-port", str(port), "--extra-config", "proxy.timeTickInterval=20"]
+        uri = f"http://127.0.0.1:{port}"
+        # SIGINT: the launcher stops the server it started (SIGTERM would leave it running, orphaned).
+        service = Service(
+            name, argv, log_dir=self.logs, ready=lambda: _answers(uri), timeout=180.0, stop_signal=signal.SIGINT
+        )
+        return self._start(service), uri
+
     def queue_drained(self, queue: str = "dedup", db: int = 0) -> bool:
         """No message waiting in the queue and none delivered but unacknowledged."""
         client = self.redis(db)
@@ -406,6 +425,23 @@ def listens(port: int) -> bool:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _answers(uri: str) -> bool:
+    """Whether a Milvus server at ``uri`` lists its collections (it is up, coordinators and all)."""
+    if not listens(int(uri.rsplit(":", 1)[1])):
+        return False
+    try:
+        client = MilvusClient(uri=uri, timeout=5)
+    except Exception:  # not up yet, whatever the client says
+        return False
+    try:
+        client.list_collections()
+        return True
+    except Exception:  # not up yet, whatever the client says
+        return False
+    finally:
+        client.close()
 
 
 def _pings(client: redis.Redis) -> bool:
