@@ -45,7 +45,9 @@ def test_prints_come_back_from_the_cache_as_the_signals_they_were(tmp_path: Path
 
 
 @pytest.mark.integration
-def test_a_small_index_finds_every_upload_as_a_copy_of_its_own_anchor(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["lite", "server"])
+def test_a_small_index_finds_every_upload_as_a_copy_of_its_own_anchor(tmp_path: Path, engine: str) -> None:
+    """On Milvus Lite and on a Milvus server (PyPI ``milvus`` 2.3.5): each measured in its own process."""
     names = PHOTOS[:6]
     anchors = inputs.Prints.of(
         [(f"anchors/{n}", f"{n:064x}", fingerprint(photo(name).convert("RGB")), n) for n, name in enumerate(names)]
@@ -67,6 +69,7 @@ def test_a_small_index_finds_every_upload_as_a_copy_of_its_own_anchor(tmp_path: 
         uploads=uploads,
         fillers=[fillers],
         folder=tmp_path / "scale",
+        engine=engine,
     )
     assert result.originals == 36
     assert result.rows >= 36  # a hash row for each original's whole picture at least
@@ -77,3 +80,19 @@ def test_a_small_index_finds_every_upload_as_a_copy_of_its_own_anchor(tmp_path: 
     assert result.disk_bytes > 0
     assert result.peak_rss_bytes >= result.rss_bytes > 0
     assert result.recall_by_edit == {"half": 1.0}
+    assert result.engine.startswith("v2.3.5" if engine == "server" else "milvus_lite")
+    assert not running_from(tmp_path / "scale"), "the server outlived its measurement"
+
+
+def running_from(folder: Path) -> list[str]:
+    """The command lines of processes whose program or arguments lie in ``folder`` (the standalone server copies
+    its binary there)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        if any(str(folder).encode() in arg for arg in argv):
+            found.append(b" ".join(argv).decode(errors="replace"))
+    return found

@@ -28,6 +28,7 @@ def main(
     work: Annotated[Path, typer.Option(help="where each size's index lives while it is measured")] = WORK,
     embedding: Annotated[int, typer.Option(help="store a noise embedding of this dimension (0: none)")] = 0,
     out: Annotated[Path | None, typer.Option(help="folder for scale.json and scale.md")] = None,
+    engine: Annotated[str, typer.Option(help="lite (Milvus Lite) or server (PyPI milvus 2.3.5)")] = "lite",
 ) -> None:
     logging.basicConfig(level=logging.WARNING)
     anchors = inputs.load(cache / "anchors.npz", lambda: inputs.anchor_prints(corpus))
@@ -39,7 +40,13 @@ def main(
     for size in [len(anchors), *(int(s) for s in sizes.split(","))]:
         fillers = inputs.filler_shards(cache, corpus, max(0, size - len(anchors)))
         result = measure(
-            size=size, anchors=anchors, uploads=asked, fillers=fillers, folder=work / str(size), embedding=embedding
+            size=size,
+            anchors=anchors,
+            uploads=asked,
+            fillers=fillers,
+            folder=work / str(size),
+            embedding=embedding,
+            engine=engine,
         )
         results.append(result)
         typer.echo(json.dumps(result.as_json()))

@@ -2,10 +2,13 @@
 then decide batches of uploads against it as the decide stage does, and measure.
 
 The index is a Milvus Lite gRPC server in its own process (``python -m milvus_lite server``, the service's Lite
-settings), so that its resident memory is its own; or any Milvus a URI names. What is measured:
+settings), so that its resident memory is its own; or (``engine="server"``) a real Milvus standalone server, PyPI's
+``milvus`` 2.3.5 (:meth:`~tooling.localstack.LocalStack.start_milvus_server`), flushed once filled and its indexes
+built (``index_s``) before anything is decided, so that its rows sit in sealed, indexed segments as a server's
+settle. What is measured:
 
-* **bytes per original**: the server's data folder on disk, and its resident memory (``VmRSS``; ``VmHWM`` its
-  peak) less what it held empty;
+* **bytes per original**: the server's data folder on disk (the standalone server's own binaries and logs left
+  out), and its resident memory (``VmRSS``; ``VmHWM`` its peak) less what it held empty;
 * **insert rate**: originals per second through :meth:`Index.store`, in the worker's batches;
 * **decide latency** per batch of uploads: the stored-keys query, :meth:`Index.neighbours` and
   :func:`worker.decision.decide`, what the decide stage does before it writes (p50, p99, max);
@@ -57,6 +60,7 @@ class Result:
     false_candidates: int
     false_duplicates: int
     engine: str
+    index_s: float = 0.0  # a server's flush and index build after the inserts (not in insert_s)
 
     @property
     def disk_per_original(self) -> float:
@@ -90,24 +94,28 @@ def measure(
     folder: Path,
     embedding: int = 0,
     store_batch: int = BATCH,
+    engine: str = "lite",
 ) -> Result:
-    """Fill a fresh Lite server in ``folder`` with the anchors and ``size - len(anchors)`` fillers, then decide
-    every upload in batches of :data:`BATCH`. ``embedding``: the originals' embeddings' dimension (noise, as
-    random weights give; 0: none)."""
+    """Fill a fresh server in ``folder`` (``engine``: ``lite`` or ``server``) with the anchors and
+    ``size - len(anchors)`` fillers, then decide every upload in batches of :data:`BATCH`. ``embedding``: the
+    originals' embeddings' dimension (noise, as random weights give; 0: none)."""
     shutil.rmtree(folder, ignore_errors=True)
     stack = LocalStack(folder)
     try:
-        server, uri = stack.start_milvus("milvus")
+        server, uri = stack.start_milvus_server("milvus") if engine == "server" else stack.start_milvus("milvus")
         assert server.process is not None
-        pid = server.process.pid
+        pid = _engine_pid(server.process.pid)
         index = Index.connect(uri, collection=COLLECTION, dim=embedding or None)
         try:
             empty = _rss(pid)["VmRSS"]
             began = time.perf_counter()
             stored = _store(index, [anchors, *fillers], size, store_batch, embedding)
             insert_s = time.perf_counter() - began
+            if engine == "server":
+                _settle(index)
+            index_s = time.perf_counter() - began - insert_s
             latencies, right, false_candidates, false_duplicates = _decide_all(index, anchors, uploads)
-            engine = index.engine()
+            version = index.engine()
             rows = index.milvus.query(index.hashes_collection, "", ["count(*)"])[0]["count(*)"]
         finally:
             index.close()
@@ -115,10 +123,11 @@ def measure(
     finally:
         stack.stop()
     data = folder / "milvus"
+    own = {data / "bin", data / "lib", data / "logs", data / "configs"}  # the standalone server's, not the index's
     return Result(
         originals=stored,
         rows=int(rows),
-        disk_bytes=sum(f.stat().st_size for f in data.rglob("*") if f.is_file()),
+        disk_bytes=sum(f.stat().st_size for f in data.rglob("*") if f.is_file() and not own & set(f.parents)),
         rss_bytes=memory["VmRSS"] - empty,
         peak_rss_bytes=memory["VmHWM"] - empty,
         insert_s=insert_s,
@@ -129,7 +138,8 @@ def measure(
         recall_by_edit=_by_edit(uploads, right),
         false_candidates=false_candidates,
         false_duplicates=false_duplicates,
-        engine=engine,
+        engine=version,
+        index_s=index_s,
     )
 
 
@@ -195,6 +205,29 @@ def _percentiles(values: list[float]) -> dict[str, float]:
         "p99": round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], 1),
         "max": round(ordered[-1], 1),
     }
+
+
+def _settle(index: Index, timeout_s: float = 3600.0) -> None:
+    """Flush a server's collections and wait until every row of their vector indexes is indexed."""
+    client = index.milvus.client
+    names = (index.collection, index.hashes_collection)
+    for name in names:
+        index.milvus.call(client.flush, name)
+    deadline = time.monotonic() + timeout_s
+    for name in names:
+        for field in index.milvus.call(client.list_indexes, name):
+            while index.milvus.call(client.describe_index, name, field).get("pending_index_rows", 0):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name}.{field}: not indexed after {timeout_s:.0f} s")
+                time.sleep(1.0)
+
+
+def _engine_pid(launched: int) -> int:
+    """The process that holds the index: ``milvus-server`` launches the Milvus binary as its child; Lite's server
+    is the launched process itself."""
+    children = Path(f"/proc/{launched}/task/{launched}/children")
+    found = children.read_text().split() if children.exists() else []
+    return int(found[0]) if found else launched
 
 
 def _rss(pid: int) -> dict[str, int]:
