@@ -11,10 +11,20 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from tests.helpers import ORDER_ROUNDING
-from tooling.samples import PHOTOS, photo
+from tooling.eval.transforms import zoom
+from tooling.samples import PHOTOS, photo, resized
 from worker import imaging
 from worker.config import DEFAULT_PERCEPTUAL_THRESHOLD
-from worker.decision import DESCRIPTOR_DIM, GUARD, Signals, perceptual_similarity, similarity
+from worker.decision import (
+    DESCRIPTOR_DIM,
+    GUARD,
+    Signals,
+    Thresholds,
+    _best_stage,
+    _match_signals,
+    perceptual_similarity,
+    similarity,
+)
 from worker.fingerprint import Fingerprint, descriptors, fingerprint
 
 
@@ -164,3 +174,36 @@ def test_generated_scenes_are_far_from_the_sample_photos() -> None:
     for picture in (dark_picture(0), mid_picture(0)):
         fp = fingerprint(picture)
         assert max(near(fp, p) for p in photos) < DEFAULT_PERCEPTUAL_THRESHOLD
+
+
+def test_batch_mates_are_matched_alike_whether_or_not_their_descriptors_are_compared_first() -> None:
+    """decide() compares an image with its batch's earlier originals on the descriptors first and reads the details
+    only for pairs that reach the threshold without them: every match is the full comparison's, for copies, near
+    misses and unrelated pictures alike, at thresholds around the default."""
+    sources = [photo(name).convert("RGB") for name in PHOTOS[:4]]
+    edits = [lambda p: p, lambda p: resized(p, 0.5), lambda p: zoom(p, 0.1), lambda p: zoom(p, 0.3)]
+    batch = [
+        Signals(f"b/{n}-{k}.jpg", 10 * n + k, f"{n}-{k}", fp.dct, look=fp.look)
+        for n, source in enumerate(sources)
+        for k, edit in enumerate(edits)
+        for fp in [fingerprint(edit(source))]
+    ]
+    matched = 0
+    for threshold in (0.85, 0.9, 0.95):
+        t = Thresholds(perceptual=threshold, semantic=None)
+        for item in batch:
+            for other in batch:
+                if other is item:
+                    continue
+                full = _best_stage(
+                    other.id,
+                    other.event_time_ms,
+                    same_bytes=False,
+                    perceptual=perceptual_similarity(item, other, t.detail, t.detail_region),
+                    cosine=None,
+                    looks=(item.look, other.look),
+                    thresholds=t,
+                )
+                assert _match_signals(item, other, t) == full, (item.id, other.id, threshold)
+                matched += full is not None
+    assert matched > 0  # copies were among the pairs

@@ -345,11 +345,16 @@ def _match_signals(item: Signals, other: Signals, t: Thresholds) -> Match | None
     cosine = None
     if item.embedding is not None and other.embedding is not None:
         cosine = float(np.dot(item.embedding, other.embedding))
+    # The descriptors alone first: details only ever take pairs of views away, so a pair of pictures whose closest
+    # views fall short of the threshold without them falls short with them too, and most batch mates are unrelated.
+    perceptual = perceptual_similarity(item, other)
+    if perceptual is not None and t.perceptual is not None and perceptual >= t.perceptual and t.detail is not None:
+        perceptual = perceptual_similarity(item, other, t.detail, t.detail_region)
     return _best_stage(
         other.id,
         other.event_time_ms,
         same_bytes=item.sha256 == other.sha256,
-        perceptual=perceptual_similarity(item, other, t.detail, t.detail_region),
+        perceptual=perceptual,
         cosine=cosine,
         looks=(item.look, other.look),
         thresholds=t,
