@@ -5,6 +5,7 @@ re-encoding, resizing — on dark, low-contrast pictures too) and what it keeps 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -181,7 +182,12 @@ def test_batch_mates_are_matched_alike_whether_or_not_their_descriptors_are_comp
     only for pairs that reach the threshold without them: every match is the full comparison's, for copies, near
     misses and unrelated pictures alike, at thresholds around the default."""
     sources = [photo(name).convert("RGB") for name in PHOTOS[:4]]
-    edits = [lambda p: p, lambda p: resized(p, 0.5), lambda p: zoom(p, 0.1), lambda p: zoom(p, 0.3)]
+    edits: list[Callable[[Image.Image], Image.Image]] = [
+        lambda p: p,
+        lambda p: resized(p, 0.5),
+        lambda p: zoom(p, 0.1),
+        lambda p: zoom(p, 0.3),
+    ]
     batch = [
         Signals(f"b/{n}-{k}.jpg", 10 * n + k, f"{n}-{k}", fp.dct, look=fp.look)
         for n, source in enumerate(sources)

@@ -369,6 +369,7 @@ def test_an_originals_collection_with_the_whole_pictures_descriptor_keeps_fillin
         first = sig("photos/a.jpg", 1, "sha-a", 0b0000, unit(1))
         index.store([first])
         [stored] = index._client.query(name, filter='id == "photos/a.jpg"', output_fields=["dct"])
+        assert first.dct is not None
         assert np.allclose(stored["dct"], first.dct, atol=1e-6)
         found = {n.id: n for n in index.neighbours([sig("photos/q.jpg", 9, "sha-a", 0b0111, unit(1))])["photos/q.jpg"]}
         assert found[first.id].sha256 == "sha-a"
