@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BUCKET, server_index
+from tests.helpers import BUCKET, forget_server, server_index
 from tooling.localstack import LocalStack
 from worker.embedding import Embedder
 from worker.index import Index
@@ -31,12 +31,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield running
 
 
-@pytest.fixture(scope="session")
-def milvus_server(stack: LocalStack) -> str:
-    """A real Milvus server (PyPI ``milvus`` 2.3.5, not Lite), shared by the whole session: its ``http://`` URI.
-    Tests take their own collections there (:func:`tests.helpers.server_index`)."""
-    _, uri = stack.start_milvus_server()
-    return uri
+@pytest.fixture(scope="module")
+def milvus_server(stack: LocalStack) -> Iterator[str]:
+    """A real Milvus server (PyPI ``milvus`` 2.3.5, not Lite), shared by a test module: its ``http://`` URI. Tests
+    take their own collections there (:func:`tests.helpers.server_index`). One module at a time: two such servers
+    cannot run at once (their embedded etcd's peer port is fixed), and ``make scale``'s test starts its own."""
+    service, uri = stack.start_milvus_server()
+    yield uri
+    forget_server(uri)
+    stack.stop_service(service)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +69,7 @@ def index(lite_uri: str) -> Iterator[Index]:
 
 @pytest.fixture(params=["lite", "server"])
 def engines_index(request: pytest.FixtureRequest, lite_uri: str) -> Iterator[Index]:
-    """:func:`index` on each engine: a fresh Milvus Lite file, then the session's Milvus server (emptied)."""
+    """:func:`index` on each engine: a fresh Milvus Lite file, then the module's Milvus server (emptied)."""
     if request.param == "server":
         yield server_index(request.getfixturevalue("milvus_server"), "image_dedup")
         return

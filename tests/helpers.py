@@ -23,9 +23,9 @@ _SERVER_INDEXES: dict[tuple[str, str, int | None, int], Index] = {}
 
 
 def server_index(uri: str, collection: str, *, dim: int | None = EMBEDDING_DIM, search_limit: int = 10) -> Index:
-    """The collections of ``collection`` on a Milvus server shared by the session, empty. Each is made once a
-    session (the 2.3 server takes ~4 s a collection), and every row is deleted before each use: a test starts from
-    an empty index, as on a fresh Lite file. The connection stays open for the session; tests do not close it."""
+    """The collections of ``collection`` on a Milvus server that tests share, empty. Each is made once a server
+    (the 2.3 server takes ~4 s a collection), and every row is deleted before each use: a test starts from an empty
+    index, as on a fresh Lite file. The connection stays open until :func:`forget_server`; tests do not close it."""
     key = (uri, collection, dim, search_limit)
     index = _SERVER_INDEXES.get(key)
     if index is None:
@@ -34,6 +34,12 @@ def server_index(uri: str, collection: str, *, dim: int | None = EMBEDDING_DIM, 
         if index.milvus.has(name):
             index.milvus.call(index.milvus.client.delete, name, filter='id != ""')
     return index
+
+
+def forget_server(uri: str) -> None:
+    """Close the connections :func:`server_index` keeps to the server at ``uri`` (it is about to stop)."""
+    for key in [k for k in _SERVER_INDEXES if k[0] == uri]:
+        _SERVER_INDEXES.pop(key).close()
 
 
 _clock = itertools.count(int(time.time() * 1000))

@@ -403,7 +403,8 @@ class LocalStack(Started):
     def start_milvus_server(self, name: str = "milvus-server") -> tuple[Service, str]:
         """Start a Milvus standalone server (``milvus-server``, PyPI ``milvus`` 2.3.5: Milvus itself with its
         embedded etcd and local storage, not Lite) on a free port; returns it and its ``http://`` URI. Ready when it
-        answers a client, not merely its port (its coordinators come up after the proxy listens)."""
+        answers a client, not merely its port (its coordinators come up after the proxy listens). One at a time on a
+        machine: its embedded etcd's peer port (2380) is fixed, and a second server exits."""
         port = free_port()
         argv = [script("milvus-server", "pip install milvus==2.3.5"), "--data", str(self.root / name)]
         argv += ["--proxy-port", str(port), "--extra-config", "proxy.timeTickInterval=20"]
