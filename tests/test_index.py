@@ -348,15 +348,15 @@ def test_an_originals_collection_with_the_whole_pictures_descriptor_keeps_fillin
     too: it is opened as it is, its rows keep the field filled, and its originals are found as before."""
     name = "dct_on_originals"
     client = MilvusClient(uri=lite_uri)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=2048)
-    schema.add_field("sha256", DataType.VARCHAR, max_length=64)
-    schema.add_field("event_time_ms", DataType.INT64)
-    schema.add_field("dct", DataType.FLOAT_VECTOR, dim=64)
-    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
-    for field in ("information", "split", "texture"):
-        schema.add_field(field, DataType.FLOAT)
-    schema.add_field("colour", DataType.VARCHAR, max_length=102)
+    schema = earlier_layout(
+        2048,
+        ("sha256", DataType.VARCHAR, {"max_length": 64}),
+        ("event_time_ms", DataType.INT64, {}),
+        ("dct", DataType.FLOAT_VECTOR, {"dim": 64}),
+        ("embedding", DataType.FLOAT_VECTOR, {"dim": DIM}),
+        *((field, DataType.FLOAT, {}) for field in ("information", "split", "texture")),
+        ("colour", DataType.VARCHAR, {"max_length": 102}),
+    )
     params = MilvusClient.prepare_index_params()
     params.add_index(field_name="sha256", index_type="INVERTED")
     params.add_index(field_name="dct", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
