@@ -123,7 +123,7 @@ def measure(
     finally:
         stack.stop()
     data = folder / "milvus"
-    own = {data / "bin", data / "lib", data / "logs", data / "configs"}  # the standalone server's, not the index's
+    own = {data / "bin", data / "logs", data / "configs"}  # the standalone server's, not the index's
     return Result(
         originals=stored,
         rows=int(rows),
